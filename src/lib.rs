@@ -6,8 +6,15 @@
 //!   tag schema). No I/O; imports nothing else from the crate.
 //! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
 //!   layout directory). Imports only `oci`.
+//! - [`copy`]: the copy engine: walks an image's graph (index, platform
+//!   manifests, blobs, referrers of every manifest, recursively) on a source
+//!   and recreates it digest-exact on a target, converting between the
+//!   referrers API, fallback tags, cosign tags and OCI layouts
+//!   (`walk`/`discover` read, `transfer`/`publish` write, `platform` filters).
+//!   Imports `registry` (the port only) and `oci`.
 
 #![warn(missing_docs)]
 
+pub mod copy;
 pub mod oci;
 pub mod registry;

@@ -1,0 +1,291 @@
+//! Publishing referrers on the target in the representation it supports:
+//! nothing more than the manifest PUT on referrers-API targets, a merged
+//! `<alg>-<hex>` fallback index on tag-schema targets and OCI layouts.
+//!
+//! The fallback index is read, checked to be an index, merged (dedupe by
+//! digest, foreign entries kept, descriptors per the spec) and written back
+//! after the referrers themselves, conditionally where the target gives
+//! ETags, retried when it changed under us, and serialised per
+//! (target, repository, subject) inside the process. All referrers of one
+//! subject go in one read-modify-write.
+//!
+//! References: distribution-spec §"Pushing Manifests with Subject",
+//! §"Referrers Tag Schema"; spec notes §2.5, §3.3–3.5.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bytes::Bytes;
+
+use super::transfer::{Outcome, fail};
+use super::walk::Graph;
+use super::{
+    Action, Copier, CopyError, CopyEvent, CopyReport, NodeKind, PublishMode, Recorder,
+    Representation, Side,
+};
+use crate::oci::media_type as mt;
+use crate::oci::referrers::{fallback_tag, merge_fallback_index};
+use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
+use crate::registry::{ErrorKind, Precondition, ReferrersSupport};
+
+/// Attempts at a conditional fallback-index update before giving up.
+const MAX_ATTEMPTS: usize = 8;
+
+type LockKey = (String, String, Digest);
+
+/// One lock per (target registry, repository, subject) in the process, so two
+/// copies adding referrers to one subject never lose each other's entries,
+/// even against registries that ignore `If-Match`.
+static SUBJECT_LOCKS: LazyLock<Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+impl Copier {
+    /// Referrers support of a target repository, asked once per copier.
+    async fn target_support(&self, repo: &RepoName) -> Result<ReferrersSupport, CopyError> {
+        if let Some(s) = self
+            .target_support
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(repo)
+        {
+            return Ok(*s);
+        }
+        let s = self
+            .target
+            .referrers_support(repo)
+            .await
+            .map_err(|e| CopyError::target("probe referrers API", None, e))?;
+        self.target_support
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(repo.clone(), s);
+        Ok(s)
+    }
+
+    fn target_is_layout(&self) -> bool {
+        self.target.name().starts_with("oci:")
+    }
+}
+
+/// Publishes every copied referrer of `graph` in the target's representation.
+pub(crate) async fn publish(
+    copier: &Copier,
+    graph: &Graph,
+    dst_repo: &RepoName,
+    outcomes: &HashMap<Digest, Outcome>,
+    failed: &HashSet<Digest>,
+    rec: &mut Recorder,
+    report: &mut CopyReport,
+) {
+    // subject -> (referrer descriptor, source representation, written now)
+    let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, bool)>> = BTreeMap::new();
+    for edge in &graph.referrers {
+        if failed.contains(&edge.referrer) || failed.contains(&edge.subject) {
+            continue;
+        }
+        let (Some(node), Some(outcome)) = (
+            graph.nodes.get(&edge.referrer),
+            outcomes.get(&edge.referrer),
+        ) else {
+            continue;
+        };
+        let written = matches!(outcome, Outcome::Put { .. });
+        let target_rep = if copier.target_is_layout() {
+            Representation::Layout
+        } else {
+            match copier.options.target_referrers {
+                PublishMode::Tags => Representation::FallbackTag,
+                PublishMode::Api => Representation::Api,
+                PublishMode::Auto => {
+                    let support = match copier.target_support(dst_repo).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            fail(
+                                rec,
+                                report,
+                                Some(edge.referrer.clone()),
+                                NodeKind::Referrer,
+                                &e,
+                            );
+                            continue;
+                        }
+                    };
+                    let indexed = match outcome {
+                        // The registry said whether it indexed the subject.
+                        Outcome::Put {
+                            subject_indexed, ..
+                        } => *subject_indexed,
+                        // Already there or dry run: its API decides.
+                        _ => true,
+                    };
+                    if indexed && support == ReferrersSupport::Supported {
+                        Representation::Api
+                    } else {
+                        Representation::FallbackTag
+                    }
+                }
+            }
+        };
+        if target_rep == Representation::Api {
+            if let Outcome::Put {
+                subject_indexed: false,
+                ..
+            } = outcome
+            {
+                tracing::warn!(referrer = %edge.referrer, "target did not confirm the subject (no OCI-Subject); target referrers mode is api, so no fallback tag is written");
+            }
+            if written {
+                *report.referrers.entry((edge.via, target_rep)).or_default() += 1;
+            }
+            if edge.via != target_rep {
+                rec.emit(CopyEvent {
+                    digest: Some(edge.referrer.clone()),
+                    kind: NodeKind::Referrer,
+                    action: Action::Convert,
+                    size: node.manifest.bytes().len() as u64,
+                    reason: format!("{} → {target_rep}", edge.via),
+                });
+            }
+            continue;
+        }
+        fallback.entry(edge.subject.clone()).or_default().push((
+            node.manifest.referrer_descriptor(),
+            edge.via,
+            written,
+        ));
+        if edge.via != target_rep {
+            rec.emit(CopyEvent {
+                digest: Some(edge.referrer.clone()),
+                kind: NodeKind::Referrer,
+                action: Action::Convert,
+                size: node.manifest.bytes().len() as u64,
+                reason: format!("{} → {target_rep}", edge.via),
+            });
+        }
+    }
+    let target_rep = if copier.target_is_layout() {
+        Representation::Layout
+    } else {
+        Representation::FallbackTag
+    };
+    for (subject, entries) in fallback {
+        let descs: Vec<Descriptor> = entries.iter().map(|(d, _, _)| d.clone()).collect();
+        match merge_into_fallback(copier, dst_repo, &subject, &descs, rec.dry_run).await {
+            Ok(written) => {
+                for (_, via, new) in &entries {
+                    if *new {
+                        *report.referrers.entry((*via, target_rep)).or_default() += 1;
+                    }
+                }
+                if written && !rec.dry_run {
+                    report.fallback_indexes_written += 1;
+                }
+                rec.emit(CopyEvent {
+                    digest: Some(subject.clone()),
+                    kind: NodeKind::FallbackIndex,
+                    action: if written {
+                        Action::Write
+                    } else {
+                        Action::Exists
+                    },
+                    size: 0,
+                    reason: format!("tag {} ({} referrers)", fallback_tag(&subject), descs.len()),
+                });
+            }
+            Err(e) => fail(
+                rec,
+                report,
+                Some(subject.clone()),
+                NodeKind::FallbackIndex,
+                &e,
+            ),
+        }
+    }
+}
+
+/// Adds `descs` to the fallback index of `subject` on the target. Returns
+/// whether the index was (or, in a dry run, would be) written.
+pub(crate) async fn merge_into_fallback(
+    copier: &Copier,
+    repo: &RepoName,
+    subject: &Digest,
+    descs: &[Descriptor],
+    dry_run: bool,
+) -> Result<bool, CopyError> {
+    let target = &copier.target;
+    let tag_name = fallback_tag(subject);
+    let tag = Tag::new(&tag_name).map_err(|_| CopyError::Unsupported {
+        side: Side::Target,
+        registry: target.name().to_string(),
+        message: format!("fallback tag {tag_name:?} is not a valid tag"),
+    })?;
+    let key = (target.name().to_string(), repo.to_string(), subject.clone());
+    let lock = SUBJECT_LOCKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let result = async {
+        let _guard = lock.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let existing = target
+                .manifest_fetch(repo, &Reference::Tag(tag.clone()))
+                .await
+                .map_err(|e| CopyError::target("read fallback index", Some(subject), e))?;
+            let merged = merge_fallback_index(
+                existing
+                    .as_ref()
+                    .map(|f| (f.manifest.bytes().as_ref(), f.manifest.media_type())),
+                descs,
+            )
+            .map_err(|source| CopyError::FallbackIndex {
+                side: Side::Target,
+                registry: target.name().to_string(),
+                repo: repo.to_string(),
+                tag: tag_name.clone(),
+                source,
+            })?;
+            let Some(bytes) = merged else {
+                return Ok(false);
+            };
+            if dry_run {
+                return Ok(true);
+            }
+            let manifest = Manifest::parse(Bytes::from(bytes), Some(mt::OCI_INDEX))?;
+            let precondition = match &existing {
+                None => Precondition::IfNoneMatch,
+                Some(f) => f
+                    .etag
+                    .clone()
+                    .map(Precondition::IfMatch)
+                    .unwrap_or(Precondition::None),
+            };
+            let _permit = copier.permits.acquire().await;
+            match target
+                .manifest_put(repo, &Reference::Tag(tag.clone()), &manifest, precondition)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if matches!(e.kind, ErrorKind::PreconditionFailed) => {
+                    tracing::debug!(tag = %tag_name, "fallback index changed concurrently; merging again");
+                }
+                Err(e) => return Err(CopyError::target("write fallback index", Some(subject), e)),
+            }
+        }
+        Err(CopyError::Contended {
+            registry: target.name().to_string(),
+            repo: repo.to_string(),
+            tag: tag_name.clone(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+    .await;
+    // Forget the lock when nobody else holds or waits for it.
+    let mut locks = SUBJECT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    if locks.get(&key).is_some_and(|l| Arc::strong_count(l) <= 2) {
+        locks.remove(&key);
+    }
+    drop(lock);
+    result
+}
