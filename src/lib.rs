@@ -6,6 +6,8 @@
 //!   tag schema). No I/O; imports nothing else from the crate.
 //! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
 //!   layout directory). Imports only `oci`.
+//! - [`corpus`]: a seeded corpus of images with nested referrers, written
+//!   through any `Registry` (demo fixture, benchmarks, tests).
 //! - [`copy`]: the copy engine: walks an image's graph (index, platform
 //!   manifests, blobs, referrers of every manifest, recursively) on a source
 //!   and recreates it digest-exact on a target, converting between the
@@ -16,5 +18,6 @@
 #![warn(missing_docs)]
 
 pub mod copy;
+pub mod corpus;
 pub mod oci;
 pub mod registry;
