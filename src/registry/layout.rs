@@ -1,0 +1,868 @@
+//! The OCI image layout adapter: a [`Registry`] over a directory holding
+//! `oci-layout`, `index.json` and `blobs/<alg>/<hex>`.
+//!
+//! Repository `""` ([`RepoName::root`]) is the root directory itself; any
+//! other repository is the layout at `<root>/<repo>`, so a whole registry can
+//! be exported as a tree of layouts.
+//!
+//! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`.
+//! Like oras-go, every manifest pushed without a tag is listed too (without a
+//! ref.name), so content stays discoverable. Like regclient's `ocidir`, the
+//! referrers fallback tag (`sha256-<hex>`) is an ordinary tag here; readers can
+//! add [`LayoutRegistry::referrers_by_scan`].
+//!
+//! Writes are atomic: content goes to a temp file next to its destination and
+//! is renamed into place only once verified; `index.json` is rewritten the same
+//! way, last, under a per-directory lock shared by every instance in the
+//! process. Every read is verified against its digest.
+//!
+//! References: image-spec `image-layout.md`; spec notes §7.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex as StdMutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use super::stream::{StreamContext, verify};
+use super::{
+    Blob, BlobStream, ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome,
+    ReferrersSupport, Registry, RegistryError,
+};
+use crate::oci::manifest::MAX_MANIFEST_SIZE;
+use crate::oci::media_type as mt;
+use crate::oci::{Descriptor, Digest, Digester, Manifest, Reference, RepoName, Tag};
+
+/// The annotation that names a tag in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Content of the `oci-layout` file.
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// The most bytes of `index.json` read (it lists every manifest).
+const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
+
+/// One lock per layout directory (canonical path), shared by every
+/// [`LayoutRegistry`] in the process, for `index.json` read-modify-write.
+static INDEX_LOCKS: LazyLock<StdMutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| StdMutex::new(HashMap::new()));
+
+/// An OCI image layout directory (or a tree of them), read and write.
+#[derive(Clone, Debug)]
+pub struct LayoutRegistry {
+    root: PathBuf,
+    name: String,
+}
+
+/// `index.json`, with unknown fields and unparsable entries kept as they are
+/// so a rewrite loses nothing another tool wrote.
+#[derive(Serialize, Deserialize)]
+struct IndexFile {
+    #[serde(default)]
+    manifests: Vec<Value>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+impl IndexFile {
+    fn empty() -> Self {
+        let mut other = Map::new();
+        other.insert("schemaVersion".into(), Value::from(2));
+        other.insert("mediaType".into(), Value::from(mt::OCI_INDEX));
+        IndexFile {
+            manifests: Vec::new(),
+            other,
+        }
+    }
+
+    /// Entries that parse as descriptors (unknown algorithms are skipped).
+    fn entries(&self) -> impl Iterator<Item = (usize, Descriptor)> + '_ {
+        self.manifests.iter().enumerate().filter_map(|(i, v)| {
+            serde_json::from_value::<Descriptor>(v.clone())
+                .ok()
+                .map(|d| (i, d))
+        })
+    }
+
+    /// The entry a tag names: an exact ref.name first, else one ending in
+    /// `:<tag>` (full references, as regclient accepts).
+    fn find_tag(&self, tag: &str) -> Option<Descriptor> {
+        let suffix = format!(":{tag}");
+        let mut fallback = None;
+        for (_, d) in self.entries() {
+            match d.annotations.get(REF_NAME) {
+                Some(name) if name == tag => return Some(d),
+                Some(name) if fallback.is_none() && name.ends_with(&suffix) => {
+                    fallback = Some(d);
+                }
+                _ => {}
+            }
+        }
+        fallback
+    }
+
+    fn find_digest(&self, digest: &Digest) -> Option<Descriptor> {
+        self.entries().map(|(_, d)| d).find(|d| &d.digest == digest)
+    }
+}
+
+/// The tag a ref.name stands for: the whole value when it is a valid tag,
+/// else the part after the last `:` of a full reference.
+fn tag_of_ref_name(name: &str) -> Option<String> {
+    if Tag::new(name).is_ok() {
+        return Some(name.to_string());
+    }
+    let (_, tail) = name.rsplit_once(':')?;
+    Tag::new(tail).ok().map(|t| t.as_str().to_string())
+}
+
+/// Joins `parts` under `base`, refusing anything that is not a plain name
+/// (empty, `.`, `..`, absolute, containing a separator or NUL), so no path
+/// built here can leave `base`.
+pub(crate) fn contained_join<'a>(
+    base: &Path,
+    parts: impl IntoIterator<Item = &'a str>,
+) -> Option<PathBuf> {
+    let mut out = base.to_path_buf();
+    for part in parts {
+        if part.is_empty() || part.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        let mut comps = Path::new(part).components();
+        match (comps.next(), comps.next()) {
+            (Some(Component::Normal(c)), None) if c == part => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A temp file that is removed unless persisted, even when the writing
+/// future is dropped half-way.
+struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    fn new(dir: &Path) -> Self {
+        TempFile {
+            path: dir.join(format!(".tmp-{:016x}", rand::random::<u64>())),
+            keep: false,
+        }
+    }
+
+    async fn persist(mut self, to: &Path) -> io::Result<()> {
+        tokio::fs::rename(&self.path, to).await?;
+        self.keep = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory,
+/// fsync, rename).
+async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let tmp = TempFile::new(dir);
+    let mut f = tokio::fs::File::create(&tmp.path).await?;
+    f.write_all(bytes).await?;
+    f.sync_all().await?;
+    drop(f);
+    tmp.persist(path).await
+}
+
+/// Reads at most `limit` bytes of a file; `Ok(None)` when it does not exist.
+async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is over {limit} bytes", path.display()),
+        ));
+    }
+    Ok(Some(buf))
+}
+
+fn lock_for(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut map = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(key).or_default().clone()
+}
+
+impl LayoutRegistry {
+    /// A layout registry rooted at `root`. Nothing is touched until the first
+    /// write, which creates the directories it needs.
+    pub fn open(root: impl Into<PathBuf>) -> LayoutRegistry {
+        let root = root.into();
+        let name = format!("oci:{}", root.display());
+        LayoutRegistry { root, name }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn err(
+        &self,
+        repo: &RepoName,
+        op: Operation,
+        target: Option<String>,
+        kind: ErrorKind,
+    ) -> RegistryError {
+        RegistryError::new(self.name.clone(), repo.as_str(), op, target, kind)
+    }
+
+    /// The layout directory of `repo`.
+    // RegistryError is the port's error type; boxing it here buys nothing.
+    #[allow(clippy::result_large_err)]
+    fn dir(&self, repo: &RepoName, op: Operation) -> Result<PathBuf, RegistryError> {
+        if repo.is_root() {
+            return Ok(self.root.clone());
+        }
+        contained_join(&self.root, repo.as_str().split('/')).ok_or_else(|| {
+            self.err(
+                repo,
+                op,
+                None,
+                ErrorKind::InvalidResponse(format!(
+                    "repository {:?} does not map to a directory inside the layout",
+                    repo.as_str()
+                )),
+            )
+        })
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn blob_path(
+        &self,
+        dir: &Path,
+        repo: &RepoName,
+        op: Operation,
+        digest: &Digest,
+    ) -> Result<PathBuf, RegistryError> {
+        contained_join(dir, ["blobs", digest.algorithm().as_str(), digest.hex()]).ok_or_else(|| {
+            self.err(
+                repo,
+                op,
+                Some(digest.to_string()),
+                ErrorKind::InvalidResponse("digest does not map to a blob path".into()),
+            )
+        })
+    }
+
+    /// Reads `index.json`; `None` when it does not exist.
+    async fn read_index(
+        &self,
+        dir: &Path,
+        repo: &RepoName,
+        op: Operation,
+        target: Option<String>,
+    ) -> Result<Option<IndexFile>, RegistryError> {
+        let path = dir.join("index.json");
+        let bytes = read_limited(&path, MAX_INDEX_SIZE)
+            .await
+            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        serde_json::from_slice::<IndexFile>(&bytes)
+            .map(Some)
+            .map_err(|e| {
+                self.err(
+                    repo,
+                    op,
+                    target,
+                    ErrorKind::InvalidResponse(format!(
+                        "{} is not an OCI index: {e}",
+                        path.display()
+                    )),
+                )
+            })
+    }
+
+    /// Creates the layout skeleton (`blobs/<alg>`, `oci-layout`, an empty
+    /// `index.json`) where missing. Call with the directory's index lock held
+    /// when `index.json` may be created.
+    async fn ensure_layout(&self, dir: &Path, alg: Option<&str>) -> io::Result<()> {
+        let blobs = dir.join("blobs");
+        match alg {
+            Some(a) => tokio::fs::create_dir_all(blobs.join(a)).await?,
+            None => tokio::fs::create_dir_all(&blobs).await?,
+        }
+        let layout = dir.join("oci-layout");
+        if !tokio::fs::try_exists(&layout).await? {
+            write_atomic(&layout, OCI_LAYOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an empty `index.json` when missing; call under the index lock.
+    async fn ensure_index(&self, dir: &Path) -> io::Result<()> {
+        let index = dir.join("index.json");
+        if !tokio::fs::try_exists(&index).await? {
+            let bytes = serde_json::to_vec(&IndexFile::empty()).map_err(io::Error::other)?;
+            write_atomic(&index, &bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads, verifies and parses the manifest blob `digest`; `None` when the
+    /// file does not exist.
+    async fn read_manifest(
+        &self,
+        dir: &Path,
+        repo: &RepoName,
+        op: Operation,
+        digest: &Digest,
+        media_type: Option<&str>,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let path = self.blob_path(dir, repo, op, digest)?;
+        let target = Some(digest.to_string());
+        let bytes = read_limited(&path, MAX_MANIFEST_SIZE as u64)
+            .await
+            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        let actual = Digest::compute(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(self.err(
+                repo,
+                op,
+                target,
+                ErrorKind::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                },
+            ));
+        }
+        let manifest = Manifest::parse_with(Bytes::from(bytes), media_type, digest.algorithm())
+            .map_err(|e| self.err(repo, op, target, ErrorKind::Manifest(e)))?;
+        Ok(Some(manifest))
+    }
+
+    /// Resolves a reference to `(digest, media type from index.json)`.
+    async fn resolve(
+        &self,
+        dir: &Path,
+        repo: &RepoName,
+        reference: &Reference,
+        op: Operation,
+    ) -> Result<Option<(Digest, Option<String>)>, RegistryError> {
+        let index = self
+            .read_index(dir, repo, op, Some(reference.to_string()))
+            .await?;
+        Ok(match reference {
+            Reference::Tag(tag) => index
+                .and_then(|i| i.find_tag(tag.as_str()))
+                .map(|d| (d.digest, Some(d.media_type))),
+            Reference::Digest(digest) => {
+                let mt = index
+                    .and_then(|i| i.find_digest(digest))
+                    .map(|d| d.media_type);
+                Some((digest.clone(), mt))
+            }
+        })
+    }
+
+    /// Writes a blob file atomically from `body`, checking digest and size as
+    /// it streams.
+    async fn write_blob(
+        &self,
+        dir: &Path,
+        repo: &RepoName,
+        desc: &Descriptor,
+        mut body: BlobStream,
+    ) -> Result<(), RegistryError> {
+        let op = Operation::BlobPut;
+        let target = Some(desc.digest.to_string());
+        let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
+        let path = self.blob_path(dir, repo, op, &desc.digest)?;
+        let alg_dir = path
+            .parent()
+            .ok_or_else(|| io_err(io::Error::other("blob path has no parent")))?;
+        self.ensure_layout(dir, Some(desc.digest.algorithm().as_str()))
+            .await
+            .map_err(io_err)?;
+        let tmp = TempFile::new(alg_dir);
+        let mut file = tokio::fs::File::create(&tmp.path).await.map_err(io_err)?;
+        let mut digester = Digester::new(desc.digest.algorithm());
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            digester.update(&chunk);
+            if digester.len() > desc.size {
+                return Err(self.err(
+                    repo,
+                    op,
+                    target.clone(),
+                    ErrorKind::SizeMismatch {
+                        expected: desc.size,
+                        actual: digester.len(),
+                    },
+                ));
+            }
+            file.write_all(&chunk).await.map_err(io_err)?;
+        }
+        if digester.len() != desc.size {
+            return Err(self.err(
+                repo,
+                op,
+                target.clone(),
+                ErrorKind::SizeMismatch {
+                    expected: desc.size,
+                    actual: digester.len(),
+                },
+            ));
+        }
+        let actual = digester.finish();
+        if actual != desc.digest {
+            return Err(self.err(
+                repo,
+                op,
+                target.clone(),
+                ErrorKind::DigestMismatch {
+                    expected: desc.digest.clone(),
+                    actual,
+                },
+            ));
+        }
+        file.sync_all().await.map_err(io_err)?;
+        drop(file);
+        tmp.persist(&path).await.map_err(io_err)
+    }
+
+    /// Referrers of `subject` found by reading every manifest listed in
+    /// `index.json` and keeping those whose `subject` is `subject`. Merge
+    /// with the fallback tag's entries (spec notes §7). Listed manifests
+    /// whose blob is missing or not a manifest are skipped.
+    pub async fn referrers_by_scan(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        let op = Operation::Referrers;
+        let dir = self.dir(repo, op)?;
+        let Some(index) = self
+            .read_index(&dir, repo, op, Some(subject.to_string()))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (_, entry) in index.entries() {
+            if !mt::is_manifest(&entry.media_type) || !seen.insert(entry.digest.clone()) {
+                continue;
+            }
+            let manifest = match self
+                .read_manifest(&dir, repo, op, &entry.digest, Some(&entry.media_type))
+                .await
+            {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) if matches!(e.kind, ErrorKind::Manifest(_)) => {
+                    tracing::warn!(error = %e, "skipping unreadable manifest in layout scan");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if manifest.subject().is_some_and(|s| &s.digest == subject) {
+                out.push(manifest.referrer_descriptor());
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Registry for LayoutRegistry {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn manifest_head(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        Ok(self
+            .manifest_fetch(repo, reference)
+            .await?
+            .map(|f| f.manifest.descriptor()))
+    }
+
+    async fn manifest_fetch(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        let op = Operation::ManifestGet;
+        let dir = self.dir(repo, op)?;
+        let Some((digest, media_type)) = self.resolve(&dir, repo, reference, op).await? else {
+            return Ok(None);
+        };
+        let manifest = self
+            .read_manifest(&dir, repo, op, &digest, media_type.as_deref())
+            .await?;
+        Ok(manifest.map(|manifest| FetchedManifest {
+            etag: Some(manifest.digest().to_string()),
+            manifest,
+        }))
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        manifest: &Manifest,
+        precondition: Precondition,
+    ) -> Result<PutManifestOutcome, RegistryError> {
+        let op = Operation::ManifestPut;
+        let target = Some(reference.to_string());
+        let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
+        let dir = self.dir(repo, op)?;
+        // Stored under the digest it is addressed by (its own algorithm).
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = Digest::compute(d.algorithm(), manifest.bytes());
+                if &actual != d {
+                    return Err(self.err(
+                        repo,
+                        op,
+                        target,
+                        ErrorKind::DigestMismatch {
+                            expected: d.clone(),
+                            actual,
+                        },
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(_) => manifest.digest().clone(),
+        };
+        let mut desc = Descriptor::new(
+            manifest.media_type(),
+            digest.clone(),
+            manifest.bytes().len() as u64,
+        );
+
+        tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
+        let lock = lock_for(&dir);
+        let _guard = lock.lock().await;
+        let mut index = self
+            .read_index(&dir, repo, op, target.clone())
+            .await?
+            .unwrap_or_else(IndexFile::empty);
+
+        let current = match reference {
+            Reference::Tag(tag) => index.find_tag(tag.as_str()).map(|d| d.digest),
+            Reference::Digest(d) => index.find_digest(d).map(|d| d.digest),
+        };
+        let ok = match (&precondition, &current) {
+            (Precondition::None, _) => true,
+            (Precondition::IfNoneMatch, cur) => cur.is_none(),
+            (Precondition::IfMatch(etag), Some(cur)) => {
+                etag.trim().trim_matches('"') == cur.to_string()
+            }
+            (Precondition::IfMatch(_), None) => false,
+        };
+        if !ok {
+            return Err(self.err(repo, op, target, ErrorKind::PreconditionFailed));
+        }
+
+        // The manifest blob lands first; index.json is the commit point.
+        let path = self.blob_path(&dir, repo, op, &digest)?;
+        let present = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.is_file() && m.len() == desc.size,
+            Err(_) => false,
+        };
+        if !present {
+            let body: BlobStream = Box::pin(futures::stream::iter([Ok::<_, RegistryError>(
+                manifest.bytes().clone(),
+            )]));
+            self.write_blob(&dir, repo, &desc, body).await?;
+        } else {
+            self.ensure_layout(&dir, Some(digest.algorithm().as_str()))
+                .await
+                .map_err(io_err)?;
+        }
+
+        let has_digest =
+            |index: &IndexFile, d: &Digest| index.entries().any(|(_, e)| &e.digest == d);
+        match reference {
+            Reference::Tag(tag) => {
+                let tag = tag.as_str();
+                // Drop the tag's old entry and any untagged entry of this digest.
+                let drop: BTreeSet<usize> = index
+                    .entries()
+                    .filter(|(_, e)| match e.annotations.get(REF_NAME) {
+                        Some(name) => name == tag,
+                        None => e.digest == digest,
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let mut i = 0;
+                index.manifests.retain(|_| {
+                    let keep = !drop.contains(&i);
+                    i += 1;
+                    keep
+                });
+                desc.annotations.insert(REF_NAME.into(), tag.into());
+                index
+                    .manifests
+                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
+                // The previous target stays discoverable as an untagged entry.
+                if let Some(old) = current
+                    && old != digest
+                    && !has_digest(&index, &old)
+                    && let Ok(Some(m)) = self.read_manifest(&dir, repo, op, &old, None).await
+                {
+                    index.manifests.push(
+                        serde_json::to_value(Descriptor::new(
+                            m.media_type(),
+                            old,
+                            m.bytes().len() as u64,
+                        ))
+                        .map_err(|e| io_err(io::Error::other(e)))?,
+                    );
+                }
+            }
+            Reference::Digest(_) => {
+                if has_digest(&index, &digest) {
+                    return Ok(PutManifestOutcome {
+                        subject_indexed: false,
+                    });
+                }
+                index
+                    .manifests
+                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
+            }
+        }
+        let bytes = serde_json::to_vec(&index).map_err(|e| io_err(io::Error::other(e)))?;
+        write_atomic(&dir.join("index.json"), &bytes)
+            .await
+            .map_err(io_err)?;
+        Ok(PutManifestOutcome {
+            subject_indexed: false,
+        })
+    }
+
+    async fn blob_head(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let op = Operation::BlobHead;
+        let dir = self.dir(repo, op)?;
+        let path = self.blob_path(&dir, repo, op, digest)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(repo, op, Some(digest.to_string()), ErrorKind::Io(e))),
+        }
+    }
+
+    async fn blob_get(&self, repo: &RepoName, digest: &Digest) -> Result<Blob, RegistryError> {
+        let op = Operation::BlobGet;
+        let target = Some(digest.to_string());
+        let dir = self.dir(repo, op)?;
+        let path = self.blob_path(&dir, repo, op, digest)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(self.err(repo, op, target, ErrorKind::NotFound));
+            }
+            Err(e) => return Err(self.err(repo, op, target, ErrorKind::Io(e))),
+        };
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
+        if !meta.is_file() {
+            return Err(self.err(repo, op, target, ErrorKind::NotFound));
+        }
+        let size = meta.len();
+        let (name, repo_s) = (self.name.clone(), repo.as_str().to_string());
+        let raw: BlobStream = Box::pin(ReaderStream::new(file).map_err(move |e| {
+            RegistryError::new(
+                name.clone(),
+                repo_s.clone(),
+                op,
+                target.clone(),
+                ErrorKind::Io(e),
+            )
+        }));
+        let stream = verify(
+            raw,
+            digest.clone(),
+            Some(size),
+            StreamContext {
+                registry: self.name.clone(),
+                repo: repo.as_str().to_string(),
+            },
+        );
+        Ok(Blob { size, stream })
+    }
+
+    async fn blob_put(
+        &self,
+        repo: &RepoName,
+        desc: &Descriptor,
+        body: BlobStream,
+    ) -> Result<(), RegistryError> {
+        let op = Operation::BlobPut;
+        let dir = self.dir(repo, op)?;
+        let path = self.blob_path(&dir, repo, op, &desc.digest)?;
+        // Content-addressed: an existing file of the right size is this blob.
+        if let Ok(m) = tokio::fs::metadata(&path).await
+            && m.is_file()
+            && m.len() == desc.size
+        {
+            return Ok(());
+        }
+        self.write_blob(&dir, repo, desc, body).await?;
+        let lock = lock_for(&dir);
+        let _guard = lock.lock().await;
+        self.ensure_index(&dir)
+            .await
+            .map_err(|e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e)))
+    }
+
+    async fn blob_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<bool, RegistryError> {
+        let op = Operation::BlobMount;
+        let target = Some(digest.to_string());
+        let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
+        let src_dir = self.dir(from, op)?;
+        let dst_dir = self.dir(repo, op)?;
+        let src = self.blob_path(&src_dir, from, op, digest)?;
+        let dst = self.blob_path(&dst_dir, repo, op, digest)?;
+        match tokio::fs::metadata(&src).await {
+            Ok(m) if m.is_file() => {}
+            _ => return Ok(false),
+        }
+        if tokio::fs::try_exists(&dst).await.map_err(io_err)? {
+            return Ok(true);
+        }
+        self.ensure_layout(&dst_dir, Some(digest.algorithm().as_str()))
+            .await
+            .map_err(io_err)?;
+        let alg_dir = dst
+            .parent()
+            .ok_or_else(|| io_err(io::Error::other("blob path has no parent")))?;
+        // Hard link when possible (same file system), else copy; either way
+        // through a temp name so the blob appears whole.
+        let tmp = TempFile::new(alg_dir);
+        if tokio::fs::hard_link(&src, &tmp.path).await.is_err() {
+            tokio::fs::copy(&src, &tmp.path).await.map_err(io_err)?;
+        }
+        tmp.persist(&dst).await.map_err(io_err)?;
+        let lock = lock_for(&dst_dir);
+        let _guard = lock.lock().await;
+        self.ensure_index(&dst_dir).await.map_err(io_err)?;
+        Ok(true)
+    }
+
+    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
+        let op = Operation::TagList;
+        let dir = self.dir(repo, op)?;
+        let Some(index) = self.read_index(&dir, repo, op, None).await? else {
+            return Err(self.err(repo, op, None, ErrorKind::NotFound));
+        };
+        let tags: BTreeSet<String> = index
+            .entries()
+            .filter_map(|(_, d)| d.annotations.get(REF_NAME).and_then(|n| tag_of_ref_name(n)))
+            .collect();
+        Ok(tags.into_iter().collect())
+    }
+
+    async fn referrers_api(
+        &self,
+        _repo: &RepoName,
+        _subject: &Digest,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        Ok(None)
+    }
+
+    async fn referrers_support(&self, _repo: &RepoName) -> Result<ReferrersSupport, RegistryError> {
+        Ok(ReferrersSupport::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contained_join_refuses_escapes() {
+        let base = Path::new("/base");
+        assert_eq!(
+            contained_join(base, ["a", "b"]),
+            Some(PathBuf::from("/base/a/b"))
+        );
+        for bad in [
+            vec![".."],
+            vec!["a", ".."],
+            vec!["."],
+            vec![""],
+            vec!["/etc"],
+            vec!["a/b"],
+            vec!["..\\x"],
+            vec!["x\0y"],
+        ] {
+            assert_eq!(contained_join(base, bad.clone()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ref_names_map_to_tags() {
+        assert_eq!(tag_of_ref_name("v1").as_deref(), Some("v1"));
+        assert_eq!(tag_of_ref_name("example.com/app:v2").as_deref(), Some("v2"));
+        assert_eq!(tag_of_ref_name("../../x"), None);
+        assert_eq!(tag_of_ref_name(""), None);
+    }
+
+    #[test]
+    fn tag_lookup_prefers_exact_names() {
+        let d1 = Digest::sha256(b"1");
+        let d2 = Digest::sha256(b"2");
+        let entry = |d: &Digest, name: &str| {
+            let mut desc = Descriptor::new(mt::OCI_MANIFEST, d.clone(), 1);
+            desc.annotations.insert(REF_NAME.into(), name.into());
+            serde_json::to_value(desc).unwrap()
+        };
+        let mut index = IndexFile::empty();
+        index.manifests.push(entry(&d1, "example.com/app:v1"));
+        index.manifests.push(entry(&d2, "v1"));
+        index
+            .manifests
+            .push(serde_json::json!({"mediaType": "x", "digest": "blake3:00", "size": 1}));
+        assert_eq!(index.find_tag("v1").unwrap().digest, d2);
+        index.manifests.remove(1);
+        assert_eq!(index.find_tag("v1").unwrap().digest, d1);
+        assert!(index.find_tag("v2").is_none());
+    }
+}
