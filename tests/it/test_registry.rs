@@ -271,6 +271,41 @@ async fn referrer_with_absent_subject_is_accepted_listed_and_filtered() {
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(v["manifests"][0]["digest"], sha(&sig));
 
+    // An index referrer without artifactType is listed without one.
+    let idx = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [], "subject": subject,
+        "annotations": {"k": "v"},
+    }))
+    .unwrap();
+    let r = put_manifest(&c, &reg, "r", &sha(&idx), OCI_INDEX, &idx).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(h(&r, "oci-subject").unwrap(), sd);
+    let r = c
+        .get(format!("{}/v2/r/referrers/{sd}", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(r).await;
+    let i = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["digest"] == sha(&idx))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        i,
+        json!({"mediaType": OCI_INDEX, "digest": sha(&idx), "size": idx.len(), "annotations": {"k": "v"}})
+    );
+    assert!(
+        c.delete(format!("{}/v2/r/manifests/{}", reg.url(), sha(&idx)))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
     // Unknown digest: empty list; bad digest: 400.
     let r = c
         .get(format!(
@@ -905,10 +940,19 @@ async fn body_faults_damage_the_body() {
         reg.push_fault(Fault::once(None, "/blobs/", kind));
         assert_eq!(c.head(&url).send().await.unwrap().status(), StatusCode::OK);
         assert_eq!(reg.pending_faults(), 1);
-        let r = c.get(&url).send().await.unwrap();
+        let mut r = c.get(&url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.content_length(), Some(data.len() as u64));
-        assert!(r.bytes().await.is_err());
+        let mut received = 0;
+        let failed = loop {
+            match r.chunk().await {
+                Ok(Some(c)) => received += c.len(),
+                Ok(None) => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(failed, "the body read must fail");
+        assert!(received <= data.len() / 2, "received {received}");
         assert_eq!(reg.pending_faults(), 0);
     }
 
@@ -1020,4 +1064,61 @@ async fn conditional_manifest_put_and_ratelimit_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn single_post_upload_and_catalog() {
+    let reg = TestRegistry::start(Options::default()).await;
+    let c = client();
+    let data = b"single post".to_vec();
+    let r = c
+        .post(format!(
+            "{}/v2/x/y/blobs/uploads/?digest={}",
+            reg.url(),
+            sha(&data)
+        ))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(reg.blob("x/y", &sha(&data)).unwrap(), data);
+    let r = c
+        .post(format!(
+            "{}/v2/x/y/blobs/uploads/?digest={}",
+            reg.url(),
+            sha(b"other")
+        ))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(reg.blob("x/y", &sha(b"other")).is_none());
+    // A body without digest is refused; an invalid name too.
+    let r = c
+        .post(format!("{}/v2/x/y/blobs/uploads/", reg.url()))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = post_upload(&c, &reg, "Bad", "").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(r).await, ["NAME_INVALID"]);
+    assert_eq!(reg.open_uploads(), 0);
+
+    reg.put_blob("a", b"1");
+    let r = c
+        .get(format!("{}/v2/_catalog", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r).await["repositories"], json!(["a", "x/y"]));
+    let r = c.get(format!("{}/v2/", reg.url())).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        h(&r, "docker-distribution-api-version").unwrap(),
+        "registry/2.0"
+    );
 }
