@@ -1,3 +1,5 @@
-//! Integration tests, one module per area.
+//! Integration tests (one binary; one module per area).
 
 mod layout;
+mod support;
+mod test_registry;
