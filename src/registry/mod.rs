@@ -6,6 +6,7 @@
 //! [`crate::oci`].
 
 pub mod error;
+pub mod http;
 pub mod layout;
 pub mod stream;
 
