@@ -14,9 +14,13 @@
 //!   referrers API, fallback tags, cosign tags and OCI layouts
 //!   (`walk`/`discover` read, `transfer`/`publish` write, `platform` filters).
 //!   Imports `registry` (the port only) and `oci`.
+//! - [`cli`]: command implementations behind `src/main.rs` (`copy`); the
+//!   only place adapters are chosen (`registry::open`). Imports all of the
+//!   above.
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod copy;
 pub mod corpus;
 pub mod oci;

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod http;
 pub mod layout;
+pub mod open;
 pub mod stream;
 
 use std::fmt;

@@ -1,0 +1,331 @@
+//! `ocimirror copy SRC DST`: one image, or every tag of a repository, with
+//! its referrers, from a registry or OCI layout to another.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::copy::{
+    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, DiscoveryMode,
+    PlatformMode, PlatformSpec, PublishMode,
+};
+use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
+use crate::oci::{ImageReference, Reference, Tag};
+use crate::registry::RegistryError;
+use crate::registry::http::HttpSettings;
+use crate::registry::open::open;
+
+/// Arguments of `ocimirror copy`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(after_help = "\
+Referrers (signatures, SBOMs, attestations) of every manifest in the image are copied
+recursively and published the way the target supports: through the referrers API, or as
+sha256-<hex> fallback tags. Digests never change, so signatures stay valid.
+
+--platform alone narrows nothing: the whole index is copied digest-exact. With
+--platform-mode filter only the matching platform manifests are copied; with one match the
+tag points at that platform manifest (same digest as on the source), with several a NEW
+index listing only them is written. The new index has a new digest: signatures and other
+referrers of the original index no longer apply to it and are not copied.")]
+pub struct CopyArgs {
+    /// Source: registry/repo[:tag][@digest] or oci:<dir>[:tag].
+    pub src: ImageReference,
+    /// Destination: registry/repo[:tag] or oci:<dir>[:tag]; without a tag, the source's tag.
+    pub dst: ImageReference,
+    /// Copy every tag of the source repository (fallback and cosign tags are not images:
+    /// they are copied through the images they belong to).
+    #[arg(long)]
+    pub all_tags: bool,
+    /// Platforms (os/arch[/variant]), repeatable or comma-separated. Only used with
+    /// --platform-mode filter.
+    #[arg(long = "platform", value_delimiter = ',')]
+    pub platforms: Vec<PlatformSpec>,
+    /// all: copy indexes whole (default); filter: copy only the --platform manifests.
+    #[arg(long, default_value = "all")]
+    pub platform_mode: PlatformMode,
+    /// Do not copy referrers.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Copy only referrers with this artifactType (repeatable).
+    #[arg(long = "artifact-type")]
+    pub artifact_types: Vec<String>,
+    /// Never copy referrers with this artifactType (repeatable).
+    #[arg(long = "exclude-artifact-type")]
+    pub exclude_artifact_types: Vec<String>,
+    /// Copy only referrers with this annotation, KEY or KEY=VALUE (repeatable, all must match).
+    #[arg(long = "annotation")]
+    pub annotations: Vec<AnnotationMatch>,
+    /// Referrer hops to follow (a signature on an SBOM on the image is 2).
+    #[arg(long, default_value_t = 8)]
+    pub max_depth: usize,
+    /// Finding referrers on the source: auto (API and fallback tags), api, tags.
+    #[arg(long, default_value = "auto")]
+    pub source_referrers: DiscoveryMode,
+    /// Publishing referrers on the target: auto (API if confirmed, else fallback tags),
+    /// api (never write fallback tags), tags (always maintain fallback tags).
+    #[arg(long, default_value = "auto")]
+    pub target_referrers: PublishMode,
+    /// Do not copy cosign legacy tags (sha256-<hex>.sig/.att/.sbom).
+    #[arg(long)]
+    pub no_cosign_tags: bool,
+    /// Transfers in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Dry run: print every node that would be copied, skipped or converted, and why.
+    #[arg(long)]
+    pub plan: bool,
+    /// Use plain HTTP for every registry (default: only for loopback hosts).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Docker config.json to read credentials from.
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Why `copy` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyCommandError {
+    /// A reference that cannot be used here.
+    #[error("{0}")]
+    Usage(String),
+    /// A registry could not be opened or listed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// What `copy` did: the combined report, and per image what failed.
+#[derive(Debug, Default)]
+pub struct CopyOutcome {
+    /// Everything added up.
+    pub report: CopyReport,
+    /// Images that failed as a whole, with why.
+    pub failed_images: Vec<(String, String)>,
+    /// Images copied (or planned).
+    pub images: usize,
+}
+
+impl CopyOutcome {
+    /// True when every image and every node succeeded.
+    pub fn is_success(&self) -> bool {
+        self.failed_images.is_empty() && self.report.is_success()
+    }
+}
+
+impl CopyArgs {
+    /// The engine options these flags ask for.
+    pub fn options(&self) -> CopyOptions {
+        CopyOptions {
+            referrers: !self.no_referrers,
+            max_depth: self.max_depth,
+            artifact_types_include: self.artifact_types.clone(),
+            artifact_types_exclude: self.exclude_artifact_types.clone(),
+            annotations: self.annotations.clone(),
+            platforms: self.platforms.clone(),
+            platform_mode: self.platform_mode,
+            source_referrers: self.source_referrers,
+            target_referrers: self.target_referrers,
+            cosign_tags: !self.no_cosign_tags,
+            concurrency: self.concurrency.max(1),
+        }
+    }
+}
+
+/// Runs `ocimirror copy`. Failures of single images are in the outcome (the
+/// others are still copied); `Err` means nothing could be started.
+pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
+    let mut http = HttpSettings::default();
+    if args.plain_http {
+        http.plain_http = Some(true);
+    }
+    http.docker_config = args.docker_config.clone();
+    let source = open(&args.src.location, &http)?;
+    let target = open(&args.dst.location, &http)?;
+    if args.dst.digest.is_some() {
+        return Err(CopyCommandError::Usage(format!(
+            "destination {} must not have a digest: the digest is the source's",
+            args.dst
+        )));
+    }
+    if args.platform_mode == PlatformMode::All && !args.platforms.is_empty() {
+        tracing::info!(
+            "--platform without --platform-mode filter narrows nothing: indexes are copied whole"
+        );
+    }
+
+    // (source reference, destination tag)
+    let mut jobs: Vec<(Reference, Option<Tag>)> = Vec::new();
+    if args.all_tags {
+        if args.dst.tag.is_some() {
+            return Err(CopyCommandError::Usage(
+                "--all-tags copies every tag under its own name: give DST without a tag".into(),
+            ));
+        }
+        let mut tags = source.tags(&args.src.repo).await?;
+        tags.sort();
+        for t in tags {
+            if is_fallback_tag(&t) || is_cosign_tag(&t) {
+                continue;
+            }
+            if let Ok(tag) = Tag::new(&t) {
+                jobs.push((Reference::Tag(tag.clone()), Some(tag)));
+            }
+        }
+    } else {
+        let reference = args.src.reference().ok_or_else(|| {
+            CopyCommandError::Usage(format!(
+                "source {} needs a tag or digest (or use --all-tags)",
+                args.src
+            ))
+        })?;
+        let dst_tag = args.dst.tag.clone().or_else(|| args.src.tag.clone());
+        jobs.push((reference, dst_tag));
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let copier = Copier::new(source, target, args.options()).with_events(tx);
+    let current = Arc::new(Mutex::new(String::new()));
+    let tty = std::io::stderr().is_terminal() && !args.no_progress && !args.plan;
+    let display = tokio::spawn(show_events(rx, current.clone(), tty));
+
+    let mut outcome = CopyOutcome::default();
+    for (reference, dst_tag) in jobs {
+        let name = with_reference(&args.src, Some(&reference)).to_string();
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = name.clone();
+        outcome.images += 1;
+        if args.plan {
+            match copier
+                .plan_image(&args.src.repo, &reference, &args.dst.repo, dst_tag.as_ref())
+                .await
+            {
+                Ok(items) => {
+                    println!("{name} -> {}", destination(args, dst_tag.as_ref()));
+                    for item in &items {
+                        println!("  {item}");
+                        if item.action == Action::Fail {
+                            outcome.report.failures.push(item.reason.clone());
+                        }
+                    }
+                }
+                Err(e) => image_failed(&mut outcome, &name, &e),
+            }
+            continue;
+        }
+        match copier
+            .copy_image(&args.src.repo, &reference, &args.dst.repo, dst_tag.as_ref())
+            .await
+        {
+            Ok(report) => {
+                tracing::info!(image = %name, summary = %report, "Image copied.");
+                outcome.report.merge(report);
+            }
+            Err(e) => image_failed(&mut outcome, &name, &e),
+        }
+    }
+    drop(copier);
+    let _ = display.await;
+    Ok(outcome)
+}
+
+fn image_failed(outcome: &mut CopyOutcome, name: &str, e: &CopyError) {
+    tracing::error!(image = %name, error = %e, "Image failed.");
+    outcome
+        .failed_images
+        .push((name.to_string(), e.to_string()));
+}
+
+fn destination(args: &CopyArgs, tag: Option<&Tag>) -> String {
+    with_reference(&args.dst, tag.cloned().map(Reference::Tag).as_ref()).to_string()
+}
+
+/// `image` naming exactly `reference` (for messages).
+fn with_reference(image: &ImageReference, reference: Option<&Reference>) -> ImageReference {
+    let mut r = image.clone();
+    r.tag = None;
+    r.digest = None;
+    match reference {
+        Some(Reference::Tag(t)) => r.tag = Some(t.clone()),
+        Some(Reference::Digest(d)) => r.digest = Some(d.clone()),
+        None => {}
+    }
+    r
+}
+
+/// Shows events: a progress bar on a terminal, log lines otherwise.
+async fn show_events(
+    mut rx: mpsc::UnboundedReceiver<CopyEvent>,
+    current: Arc<Mutex<String>>,
+    tty: bool,
+) {
+    let bar = tty.then(|| {
+        let b = ProgressBar::new_spinner();
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let (mut nodes, mut bytes) = (0u64, 0u64);
+    while let Some(e) = rx.recv().await {
+        let image = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if matches!(e.action, Action::Copy | Action::Mount) {
+            bytes += e.size;
+        }
+        nodes += 1;
+        match &bar {
+            Some(b) => {
+                if e.action == Action::Fail {
+                    b.println(format!("{image}: {e}"));
+                }
+                b.set_message(format!(
+                    "{image}: {nodes} nodes, {} copied — {} {}",
+                    human_bytes(bytes),
+                    e.action,
+                    e.kind
+                ));
+            }
+            None => match e.action {
+                Action::Fail => tracing::warn!(image = %image, event = %e, "Copy step failed."),
+                Action::Exists => tracing::debug!(image = %image, event = %e, "Already present."),
+                _ => tracing::info!(image = %image, event = %e, "Copy step."),
+            },
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The summary printed at the end of `copy`.
+pub fn summary(outcome: &CopyOutcome) -> String {
+    let mut s = format!("{} image(s): {}", outcome.images, outcome.report);
+    for (image, why) in &outcome.failed_images {
+        s.push_str(&format!("\nFAILED {image}: {why}"));
+    }
+    for f in &outcome.report.failures {
+        s.push_str(&format!("\nfailed: {f}"));
+    }
+    s
+}

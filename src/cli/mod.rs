@@ -1,0 +1,5 @@
+//! Command implementations behind `src/main.rs`. Each command is a clap
+//! `Args` struct plus a `run` function returning a typed result; `main`
+//! only parses, sets up logging and maps the outcome to an exit code.
+
+pub mod copy;
