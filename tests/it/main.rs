@@ -1,5 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod copy_matrix;
 mod layout;
 mod support;
 mod test_registry;
