@@ -6,8 +6,16 @@
 //!   tag schema). No I/O; imports nothing else from the crate.
 //! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
 //!   layout directory). Imports only `oci`.
+//! - [`config`]: the configuration file, environment overrides and the one
+//!   resolve step that validates them into plain data. Imports only `oci`.
+//! - [`store`]: the sqlite checkpoint store (runs, tag state, copied blobs,
+//!   failures); a cache of the target, never the truth. Imports only `oci`.
+//! - [`scheduler`]: timing only: when each job fires (interval/cron +
+//!   jitter), skip-while-running, per-item failure backoff. Imports `config`
+//!   and `store`.
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod oci;
 pub mod registry;
