@@ -19,3 +19,4 @@
 pub mod config;
 pub mod oci;
 pub mod registry;
+pub mod store;
