@@ -19,4 +19,5 @@
 pub mod config;
 pub mod oci;
 pub mod registry;
+pub mod scheduler;
 pub mod store;
