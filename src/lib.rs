@@ -17,11 +17,21 @@
 //! - [`cli`]: command implementations behind `src/main.rs` (`copy`); the
 //!   only place adapters are chosen (`registry::open`). Imports all of the
 //!   above.
+//! - [`config`]: the configuration file, environment overrides and the one
+//!   resolve step that validates them into plain data. Imports only `oci`.
+//! - [`store`]: the sqlite checkpoint store (runs, tag state, copied blobs,
+//!   failures); a cache of the target, never the truth. Imports only `oci`.
+//! - [`scheduler`]: timing only: when each job fires (interval/cron +
+//!   jitter), skip-while-running, per-item failure backoff. Imports `config`
+//!   and `store`.
 
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod copy;
 pub mod corpus;
 pub mod oci;
 pub mod registry;
+pub mod scheduler;
+pub mod store;

@@ -1,0 +1,370 @@
+//! The configuration file as written: serde structs that mirror the TOML/YAML
+//! file, with `deny_unknown_fields` everywhere. The `///` comments on these
+//! fields are the reference for the file format.
+//!
+//! Almost every field is an `Option` so that [`super::resolve`] can tell "not
+//! set" (fall back to `[defaults]`, then to the built-in default) from "set".
+//! Values that need parsing (durations, regexes, references, cron, semver)
+//! stay strings here so that resolve can report every bad value at once
+//! instead of serde stopping at the first.
+//!
+//! Imports nothing from the crate except the shared enums in `config`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use figment::value::Value;
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use super::{LogFormat, PlatformMode, ReferrersMode, Secret, UploadMode};
+
+/// The top level, with every section kept as a raw value so that a fault in
+/// one section (or one job) does not hide faults in the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopLevel {
+    pub version: Option<Value>,
+    pub defaults: Option<Value>,
+    pub limits: Option<Value>,
+    pub state: Option<Value>,
+    pub server: Option<Value>,
+    pub log: Option<Value>,
+    pub registries: Option<BTreeMap<String, Value>>,
+    pub jobs: Option<Vec<Value>>,
+}
+
+/// `[defaults]`: settings applied to every job that does not set them itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDefaults {
+    /// When jobs run. Built-in default: `{ interval = "1h" }`, no jitter.
+    pub schedule: Option<FileSchedule>,
+    /// Platforms to copy, as `os/arch[/variant]` (e.g. `"linux/arm64/v8"`).
+    /// Empty (the default) copies every platform.
+    pub platforms: Option<Vec<String>>,
+    /// How `platforms` is applied to multi-platform indexes: `"filter"`
+    /// copies only the listed platforms' manifests but pushes the original
+    /// index bytes, so digests are preserved (the index then names manifests
+    /// the target lacks); `"whole"` copies every platform. Default: `"filter"`
+    /// when `platforms` is non-empty, else `"whole"`.
+    pub platform_mode: Option<PlatformMode>,
+    /// Referrer (signature, SBOM, attestation) options.
+    pub referrers: Option<FileReferrers>,
+}
+
+/// A schedule: exactly one of `interval` or `cron`, plus an optional jitter.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSchedule {
+    /// Run every this long, e.g. `"15m"`, `"1h 30m"` (humantime syntax).
+    /// The first run starts right after start-up (plus jitter).
+    pub interval: Option<String>,
+    /// Run at the times of a 5-field cron expression in UTC, e.g.
+    /// `"0 */6 * * *"` (minute hour day-of-month month day-of-week).
+    pub cron: Option<String>,
+    /// Delay each run by up to this long, e.g. `"30s"`. The delay is fixed
+    /// per job (derived from the job name), so restarts do not make all jobs
+    /// fire at once. Default `"0s"`.
+    pub jitter: Option<String>,
+}
+
+/// Referrer options. Each field falls back to `[defaults.referrers]`, then to
+/// its built-in default.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReferrers {
+    /// Copy referrers of each copied manifest. Default `true`.
+    pub enabled: Option<bool>,
+    /// How many levels of referrers-of-referrers to follow (1 = only direct
+    /// referrers). Default `4`.
+    pub depth: Option<u32>,
+    /// How referrers are discovered on the source: `"auto"` (referrers API,
+    /// then the `sha256-<hex>` fallback tag), `"api"` (API only) or `"tags"`
+    /// (fallback tag only). `"auto"` defers to the registry's `referrers`
+    /// setting. Default `"auto"`.
+    pub source_mode: Option<ReferrersMode>,
+    /// How referrers are published on the target: `"auto"` (detect whether
+    /// the target has the referrers API and maintain the fallback tag when it
+    /// has not), `"api"` (push with `subject` only) or `"tags"` (always
+    /// maintain the fallback tag). Default `"auto"`.
+    pub target_mode: Option<ReferrersMode>,
+    /// Copy only referrers whose `artifactType` is listed (empty = all).
+    pub include_artifact_types: Option<Vec<String>>,
+    /// Never copy referrers whose `artifactType` is listed.
+    pub exclude_artifact_types: Option<Vec<String>>,
+    /// Also copy cosign's legacy attachment tags (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`) of every copied image. Default `true`.
+    pub cosign_tags: Option<bool>,
+}
+
+/// `[limits]`: global concurrency bounds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    /// Jobs that may run at the same time. Default `2`.
+    pub concurrent_jobs: Option<usize>,
+    /// Blob transfers in flight at once, over all jobs. Default `4`.
+    pub concurrent_blobs: Option<usize>,
+    /// On shutdown, how long running copies may take to finish before they
+    /// are abandoned (they restart cleanly next time). Default `"30s"`.
+    pub drain_timeout: Option<String>,
+}
+
+/// `[state]`: the checkpoint database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileState {
+    /// Path of the sqlite database (created when missing; relative paths are
+    /// relative to the working directory). It is a cache: deleting it only
+    /// costs extra HEAD requests on the next run. Default `"ocimirror.db"`.
+    pub database: Option<PathBuf>,
+}
+
+/// `[server]`: the metrics and health endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    /// Address for `/metrics`, `/healthz` and `/readyz`, e.g.
+    /// `"127.0.0.1:9110"`. Default `"127.0.0.1:9110"`.
+    pub listen: Option<String>,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    /// `"text"`, `"json"`, or `"auto"` (text on a terminal, JSON otherwise).
+    /// Default `"auto"`.
+    pub format: Option<LogFormat>,
+    /// A tracing filter, e.g. `"info"` or `"info,ocimirror::copy=debug"`.
+    /// Default `"info"`.
+    pub level: Option<String>,
+}
+
+/// `[registries."<host>"]`: connection settings for one registry host, used
+/// by every job that reads from or writes to it. The key is the registry
+/// host as it appears in references (`"ghcr.io"`, `"localhost:5000"`,
+/// `"docker.io"`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRegistry {
+    /// User name for HTTP basic auth (also used to fetch bearer tokens).
+    pub username: Option<String>,
+    /// Password for `username`. Prefer `password_file`.
+    pub password: Option<Secret>,
+    /// File whose content (trailing newline removed) is the password.
+    pub password_file: Option<PathBuf>,
+    /// A bearer/identity token, instead of `username`/`password`. Prefer
+    /// `token_file`.
+    pub token: Option<Secret>,
+    /// File whose content (trailing newline removed) is the token.
+    pub token_file: Option<PathBuf>,
+    /// Read credentials from a Docker `config.json` when none are set here:
+    /// `true` for `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`,
+    /// or a path. Default `false`.
+    pub docker_config: Option<BoolOrPath>,
+    /// Verify the registry's TLS certificate. Default `true`.
+    pub tls_verify: Option<bool>,
+    /// PEM file with extra CA certificates to trust for this registry.
+    pub ca_file: Option<PathBuf>,
+    /// Talk plain HTTP instead of HTTPS. Default `false`.
+    pub plain_http: Option<bool>,
+    /// Rate limit for requests to this host (per second). Default: none.
+    pub requests_per_second: Option<f64>,
+    /// Requests in flight to this host at once. Default `8`.
+    pub max_in_flight: Option<usize>,
+    /// Blob upload style: `"monolithic"` (one PUT) or `"chunked"` (PATCH in
+    /// `chunk_size` pieces). Default `"monolithic"`.
+    pub upload: Option<UploadMode>,
+    /// Chunk size for chunked uploads: bytes, or a string like `"8MiB"`.
+    /// Default `"8MiB"`.
+    pub chunk_size: Option<ByteSizeValue>,
+    /// Force this registry's referrers capability instead of detecting it:
+    /// `"api"` (has the referrers API), `"tags"` (use the fallback tag
+    /// schema), `"auto"` (detect). Default `"auto"`.
+    pub referrers: Option<ReferrersMode>,
+}
+
+/// `[[jobs]]`: one mirroring job.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJob {
+    /// Unique job name (letters, digits, `.`, `_`, `-`); used in logs,
+    /// metrics and the state database.
+    pub name: String,
+    /// What to copy from. Either a repository reference without tag
+    /// (`"ghcr.io/org/app"`, `"oci:path/to/layout"`), or a table selecting
+    /// many repositories through the registry's `_catalog`:
+    /// `{ registry = "host", namespace = "team/", include = [...], exclude = [...] }`.
+    pub source: StrOrTable<FileCatalogSource>,
+    /// Where to copy to. Either a repository reference without tag
+    /// (`"registry.internal/mirror/app"`, `"oci:target/dir"`), or a table
+    /// mapping every source repository to a path under a registry:
+    /// `{ registry = "host", prefix = "mirror/", strip_namespace = false }`.
+    /// A catalog source needs the table form.
+    pub target: StrOrTable<FileTargetMapping>,
+    /// Which tags to copy. Default: every tag.
+    pub tags: Option<FileTags>,
+    /// Overrides `[defaults].platforms`.
+    pub platforms: Option<Vec<String>>,
+    /// Overrides `[defaults].platform_mode`.
+    pub platform_mode: Option<PlatformMode>,
+    /// Overrides fields of `[defaults.referrers]`.
+    pub referrers: Option<FileReferrers>,
+    /// Overrides `[defaults.schedule]` (`interval`/`cron` replace the default
+    /// timing together; `jitter` falls back on its own).
+    pub schedule: Option<FileSchedule>,
+    /// Images of this job copied at once. Default `2`.
+    pub concurrency: Option<usize>,
+}
+
+/// A catalog source: every repository of `registry` under `namespace` that
+/// matches `include` and not `exclude`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCatalogSource {
+    /// Registry host, e.g. `"registry.old.example:5000"`.
+    pub registry: String,
+    /// Only repositories under this path (e.g. `"team/"`, matched on whole
+    /// path components). Default: the whole registry.
+    pub namespace: Option<String>,
+    /// Regexes matched against the whole repository path; a repository must
+    /// match one of them (empty = all).
+    pub include: Option<Vec<String>>,
+    /// Regexes matched against the whole repository path; a matching
+    /// repository is skipped.
+    pub exclude: Option<Vec<String>>,
+}
+
+/// A target mapping: the source repository path, below `prefix` on
+/// `registry`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTargetMapping {
+    /// Registry host, e.g. `"registry.new.example"`.
+    pub registry: String,
+    /// Put repositories under this path (e.g. `"mirror/"`). Default: none.
+    pub prefix: Option<String>,
+    /// Remove the source `namespace` from the path before adding `prefix`
+    /// (`team/app` with namespace `team/` becomes `<prefix>app`). Default
+    /// `false`.
+    pub strip_namespace: Option<bool>,
+}
+
+/// Tag selection. Patterns are regexes that must match the whole tag.
+/// Fallback tags (`sha256-<hex>`) and cosign tags are never selected here
+/// (they travel with their images).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTags {
+    /// Copy tags matching any of these (empty = all tags).
+    pub allow: Option<Vec<String>>,
+    /// Never copy tags matching any of these.
+    pub deny: Option<Vec<String>>,
+    /// Copy only tags that are semantic versions (a leading `v` and missing
+    /// minor/patch are accepted: `v1.2` is `1.2.0`) matching this range,
+    /// e.g. `">=1.20, <2"`.
+    pub semver: Option<String>,
+    /// Of the remaining tags, copy only the newest N by semantic version
+    /// (tags that are not versions are dropped).
+    pub newest: Option<usize>,
+    /// Also copy these manifests by digest (`"sha256:..."`), untagged.
+    pub digests: Option<Vec<String>>,
+}
+
+/// `docker_config = true | false | "path"`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoolOrPath {
+    /// `true`/`false`.
+    Bool(bool),
+    /// A path to a Docker `config.json`.
+    Path(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for BoolOrPath {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BoolOrPath;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or a path")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<BoolOrPath, E> {
+                Ok(BoolOrPath::Bool(b))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<BoolOrPath, E> {
+                // Environment overrides arrive as strings.
+                Ok(match s {
+                    "true" => BoolOrPath::Bool(true),
+                    "false" => BoolOrPath::Bool(false),
+                    path => BoolOrPath::Path(PathBuf::from(path)),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A byte size as written: a number of bytes or a string like `"8MiB"`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ByteSizeValue {
+    /// A plain number of bytes.
+    Bytes(u64),
+    /// A string to parse (`"512KiB"`, `"8MiB"`, `"1GB"`, `"4096"`).
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for ByteSizeValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of bytes or a size like \"8MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ByteSizeValue, E> {
+                Ok(ByteSizeValue::Bytes(n))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<ByteSizeValue, E> {
+                u64::try_from(n)
+                    .map(ByteSizeValue::Bytes)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ByteSizeValue, E> {
+                Ok(ByteSizeValue::Text(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value that is either a string (a reference) or a table of type `T`.
+#[derive(Debug)]
+pub enum StrOrTable<T> {
+    /// The string form.
+    Str(String),
+    /// The table form.
+    Table(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOrTable<T> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = StrOrTable<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a repository reference string or a table")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StrOrTable<T>, E> {
+                Ok(StrOrTable::Str(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrOrTable<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(StrOrTable::Table)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}

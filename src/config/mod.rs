@@ -1,0 +1,760 @@
+//! Configuration: the file format ([`file`]), the one resolve step that turns
+//! it into typed, validated data ([`resolve`]), and the resolved types below.
+//!
+//! Layers, later ones winning: built-in defaults, then the file (TOML or YAML
+//! by extension), then `OCIMIRROR_<SECTION>__<KEY>[__<KEY>...]` environment
+//! variables (`__` nests; names are lower-cased, so
+//! `OCIMIRROR_LIMITS__CONCURRENT_JOBS=8` sets `limits.concurrent_jobs`). An
+//! environment variable whose last part ends in `_FILE` reads the value from
+//! that file (`OCIMIRROR_REGISTRIES__ghcr.io__PASSWORD_FILE=/run/secrets/pw`),
+//! like lldap's `FileAdapter`. Jobs cannot be addressed from the environment.
+//!
+//! The resolved types are plain data: they do not know the copy engine or
+//! the HTTP adapter, which are built from them elsewhere.
+//!
+//! May import: `oci`.
+
+pub mod file;
+mod resolve;
+mod tags;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::oci::{ImageReference, Platform, ReferenceError, RepoName};
+
+pub use tags::{Pattern, TagSelector};
+
+/// The only configuration schema version this build understands.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Exit status of `ocimirror config check` for an invalid configuration
+/// (`EX_CONFIG` from sysexits.h).
+pub const EXIT_INVALID_CONFIG: u8 = 78;
+
+/// Prefix of environment variables that override the file.
+pub const ENV_PREFIX: &str = "OCIMIRROR_";
+
+// ---------------------------------------------------------------------------
+// Problems
+// ---------------------------------------------------------------------------
+
+/// One segment of a key path: a table key or an array index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySegment {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+/// Where in the configuration a value lives, displayed like
+/// `jobs[2].tags.allow[0]` or `registries."ghcr.io".password_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<KeySegment>);
+
+impl KeyPath {
+    /// The root.
+    pub fn root() -> Self {
+        KeyPath(Vec::new())
+    }
+
+    /// This path extended by a table key.
+    pub fn key(&self, key: impl Into<String>) -> Self {
+        let mut p = self.clone();
+        p.0.push(KeySegment::Key(key.into()));
+        p
+    }
+
+    /// This path extended by an array index.
+    pub fn index(&self, i: usize) -> Self {
+        let mut p = self.clone();
+        p.0.push(KeySegment::Index(i));
+        p
+    }
+
+    /// True for the root.
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                KeySegment::Index(n) => write!(f, "[{n}]")?,
+                KeySegment::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    let bare = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if bare {
+                        f.write_str(k)?;
+                    } else {
+                        write!(f, "{k:?}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One thing wrong with the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where the offending value came from: the file path or `environment`.
+    pub origin: String,
+    /// The key path of the offending value.
+    pub path: KeyPath,
+    /// What is wrong, naming the value (never a secret).
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_root() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading a configuration (never empty).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Secrets
+// ---------------------------------------------------------------------------
+
+/// A password or token. `Debug`, `Display` and `Serialize` all print
+/// `<redacted>`; only [`Secret::expose`] gives the value.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// What every rendering of a secret prints.
+    pub const REDACTED: &'static str = "<redacted>";
+
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({})", Self::REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(Self::REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(Self::REDACTED)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small enums shared by the file and resolved forms
+// ---------------------------------------------------------------------------
+
+/// How a platform list applies to multi-platform indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformMode {
+    /// Copy every platform of an index.
+    Whole,
+    /// Copy only the listed platforms, keeping the original index bytes.
+    Filter,
+}
+
+/// How referrers are read or written, or a registry's forced capability.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReferrersMode {
+    /// Detect: the referrers API when present, else the fallback tag.
+    #[default]
+    Auto,
+    /// The referrers API only.
+    Api,
+    /// The referrers tag schema (`sha256-<hex>` fallback tags) only.
+    Tags,
+}
+
+/// Blob upload style.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadMode {
+    /// POST then one PUT with the whole blob.
+    #[default]
+    Monolithic,
+    /// POST, PATCH per chunk, then PUT.
+    Chunked,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+// ---------------------------------------------------------------------------
+// Resolved configuration
+// ---------------------------------------------------------------------------
+
+/// The resolved, validated configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Schema version (always [`CONFIG_VERSION`]).
+    pub version: u32,
+    /// The file it was loaded from.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Global concurrency bounds.
+    pub limits: Limits,
+    /// Checkpoint database.
+    pub state: StateSettings,
+    /// Metrics/health endpoint.
+    pub server: ServerSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Per-host settings from `[registries]`, keyed by host.
+    pub registries: BTreeMap<String, RegistrySettings>,
+    /// The jobs, in file order.
+    pub jobs: Vec<Job>,
+}
+
+impl Config {
+    /// The settings for `host`: the configured ones, or the defaults.
+    pub fn registry(&self, host: &str) -> RegistrySettings {
+        self.registries
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| RegistrySettings::defaults(host))
+    }
+
+    /// The job called `name`.
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The configuration as TOML for `ocimirror config show`, with every
+    /// default filled in and secrets as `"<redacted>"`.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+}
+
+/// `[limits]`, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Limits {
+    /// Jobs that may run at the same time.
+    pub concurrent_jobs: usize,
+    /// Blob transfers in flight at once.
+    pub concurrent_blobs: usize,
+    /// Grace period for running copies on shutdown.
+    #[serde(serialize_with = "ser_duration")]
+    pub drain_timeout: Duration,
+}
+
+/// `[state]`, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateSettings {
+    /// sqlite database path.
+    pub database: PathBuf,
+}
+
+/// `[server]`, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerSettings {
+    /// Listen address for metrics and health.
+    pub listen: SocketAddr,
+}
+
+/// `[log]`, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// tracing filter directive.
+    pub level: String,
+}
+
+/// How to authenticate to a registry.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RegistryAuth {
+    /// No credentials configured (Docker config may still supply some).
+    Anonymous,
+    /// HTTP basic credentials (also used for the token exchange).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A bearer/identity token.
+    Token {
+        /// The token.
+        token: Secret,
+    },
+}
+
+/// Whether and where to read Docker's `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DockerConfig {
+    /// Not used.
+    Disabled,
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    Default,
+    /// This file.
+    Path(PathBuf),
+}
+
+impl Serialize for DockerConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DockerConfig::Disabled => s.serialize_bool(false),
+            DockerConfig::Default => s.serialize_bool(true),
+            DockerConfig::Path(p) => p.serialize(s),
+        }
+    }
+}
+
+/// Connection settings for one registry host.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RegistrySettings {
+    /// The host (the `[registries]` key).
+    #[serde(skip)]
+    pub host: String,
+    /// Credentials.
+    pub auth: RegistryAuth,
+    /// Docker `config.json` fallback for credentials.
+    pub docker_config: DockerConfig,
+    /// Verify TLS certificates.
+    pub tls_verify: bool,
+    /// Extra CA certificates (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Use plain HTTP.
+    pub plain_http: bool,
+    /// Request rate limit (per second), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+    /// Blob upload style.
+    pub upload: UploadMode,
+    /// Chunk size for chunked uploads, in bytes.
+    pub chunk_size: u64,
+    /// Forced referrers capability (`Auto` = detect).
+    pub referrers: ReferrersMode,
+}
+
+impl RegistrySettings {
+    /// Default in-flight requests per host.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+    /// Default chunk size (8 MiB).
+    pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+
+    /// The settings used for a host with no `[registries]` entry.
+    pub fn defaults(host: &str) -> Self {
+        RegistrySettings {
+            host: host.to_string(),
+            auth: RegistryAuth::Anonymous,
+            docker_config: DockerConfig::Disabled,
+            tls_verify: true,
+            ca_file: None,
+            plain_http: false,
+            requests_per_second: None,
+            max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
+            upload: UploadMode::Monolithic,
+            chunk_size: Self::DEFAULT_CHUNK_SIZE,
+            referrers: ReferrersMode::Auto,
+        }
+    }
+}
+
+/// One mirroring job, with `[defaults]` merged in.
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    /// Unique name.
+    pub name: String,
+    /// What to copy from.
+    pub source: Source,
+    /// Where to copy to.
+    pub target: Target,
+    /// Which tags to copy.
+    pub tags: TagSelector,
+    /// Platforms to copy (empty = all).
+    #[serde(serialize_with = "ser_platforms")]
+    pub platforms: Vec<Platform>,
+    /// How `platforms` applies.
+    pub platform_mode: PlatformMode,
+    /// Referrer options.
+    pub referrers: ReferrerOptions,
+    /// When the job runs.
+    pub schedule: Schedule,
+    /// Images copied at once.
+    pub concurrency: usize,
+}
+
+impl Job {
+    /// The target repository for `source_repo` (one of the source's
+    /// repositories). For a repository target that is the target itself;
+    /// for a mapping it is `<registry>/<prefix>/<path>`, where `path` is the
+    /// source repository, without the catalog namespace when
+    /// `strip_namespace` is set.
+    pub fn target_repository(
+        &self,
+        source_repo: &RepoName,
+    ) -> Result<ImageReference, ReferenceError> {
+        match &self.target {
+            Target::Repository(r) => Ok(r.clone()),
+            Target::Mapping(m) => {
+                let mut path = source_repo.as_str();
+                if m.strip_namespace
+                    && let Source::Catalog(c) = &self.source
+                {
+                    path = path.strip_prefix(c.namespace.as_str()).unwrap_or(path);
+                }
+                m.map(path)
+            }
+        }
+    }
+}
+
+/// What a job copies from.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Source {
+    /// One repository (registry or OCI layout).
+    Repository(#[serde(serialize_with = "ser_display")] ImageReference),
+    /// Repositories discovered through the registry's `_catalog`.
+    Catalog(CatalogSource),
+}
+
+/// Repositories of a registry selected by namespace and regexes.
+#[derive(Clone, Debug, Serialize)]
+pub struct CatalogSource {
+    /// Registry host.
+    pub registry: String,
+    /// Path prefix ending in `/`, or empty for the whole registry.
+    pub namespace: String,
+    /// A repository must match one of these (empty = all).
+    pub include: Vec<Pattern>,
+    /// A matching repository is skipped.
+    pub exclude: Vec<Pattern>,
+}
+
+impl CatalogSource {
+    /// True when the catalog entry `repo` belongs to this source.
+    pub fn matches(&self, repo: &str) -> bool {
+        repo.starts_with(&self.namespace)
+            && (self.include.is_empty() || self.include.iter().any(|p| p.is_match(repo)))
+            && !self.exclude.iter().any(|p| p.is_match(repo))
+    }
+}
+
+/// Where a job copies to.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Target {
+    /// One repository (registry or OCI layout).
+    Repository(#[serde(serialize_with = "ser_display")] ImageReference),
+    /// Each source repository under a prefix on a registry.
+    Mapping(TargetMapping),
+}
+
+/// Maps source repository paths below a prefix on a registry.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetMapping {
+    /// Registry host.
+    pub registry: String,
+    /// Path prefix without trailing `/` (may be empty).
+    pub prefix: String,
+    /// Remove the catalog namespace before adding the prefix.
+    pub strip_namespace: bool,
+}
+
+impl TargetMapping {
+    /// `<registry>/<prefix>/<path>` as a reference.
+    pub fn map(&self, path: &str) -> Result<ImageReference, ReferenceError> {
+        let joined = match (self.prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{path}", self.prefix),
+        };
+        format!("{}/{joined}", self.registry).parse()
+    }
+}
+
+/// Referrer options, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReferrerOptions {
+    /// Copy referrers at all.
+    pub enabled: bool,
+    /// Levels of referrers-of-referrers to follow.
+    pub depth: u32,
+    /// How the source's referrers are discovered.
+    pub source_mode: ReferrersMode,
+    /// How referrers are published on the target.
+    pub target_mode: ReferrersMode,
+    /// Only these artifact types (empty = all).
+    pub include_artifact_types: Vec<String>,
+    /// Never these artifact types.
+    pub exclude_artifact_types: Vec<String>,
+    /// Copy cosign legacy attachment tags.
+    pub cosign_tags: bool,
+}
+
+impl Default for ReferrerOptions {
+    fn default() -> Self {
+        ReferrerOptions {
+            enabled: true,
+            depth: 4,
+            source_mode: ReferrersMode::Auto,
+            target_mode: ReferrersMode::Auto,
+            include_artifact_types: Vec::new(),
+            exclude_artifact_types: Vec::new(),
+            cosign_tags: true,
+        }
+    }
+}
+
+impl ReferrerOptions {
+    /// True when a referrer of `artifact_type` passes the include/exclude
+    /// lists.
+    pub fn wants_artifact_type(&self, artifact_type: &str) -> bool {
+        (self.include_artifact_types.is_empty()
+            || self
+                .include_artifact_types
+                .iter()
+                .any(|t| t == artifact_type))
+            && !self
+                .exclude_artifact_types
+                .iter()
+                .any(|t| t == artifact_type)
+    }
+}
+
+/// When a job runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// Interval or cron times.
+    pub timing: Timing,
+    /// Upper bound of the per-job delay added to each fire time.
+    pub jitter: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            timing: Timing::Interval(Duration::from_secs(3600)),
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
+impl Serialize for Schedule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        match &self.timing {
+            Timing::Interval(d) => m.serialize_entry("interval", &fmt_duration(*d))?,
+            Timing::Cron(c) => m.serialize_entry("cron", c.expression())?,
+        }
+        m.serialize_entry("jitter", &fmt_duration(self.jitter))?;
+        m.end()
+    }
+}
+
+/// Interval or cron timing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Timing {
+    /// Every this long.
+    Interval(Duration),
+    /// At the times of a cron expression (UTC).
+    Cron(CronExpr),
+}
+
+/// A parsed 5-field cron expression, evaluated in UTC.
+#[derive(Clone, Debug)]
+pub struct CronExpr {
+    expr: String,
+    // Boxed: a parsed pattern is ~300 bytes and `Timing` is mostly intervals.
+    cron: Box<croner::Cron>,
+}
+
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.expr == other.expr
+    }
+}
+
+impl CronExpr {
+    /// Parses `expr` (`minute hour day-of-month month day-of-week`).
+    pub fn parse(expr: &str) -> Result<Self, croner::errors::CronError> {
+        let cron = expr.parse::<croner::Cron>()?;
+        Ok(CronExpr {
+            expr: expr.to_string(),
+            cron: Box::new(cron),
+        })
+    }
+
+    /// The expression as written.
+    pub fn expression(&self) -> &str {
+        &self.expr
+    }
+
+    /// The first matching time strictly after `t`, if any.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&t, false).ok()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------
+
+/// Loads and resolves the configuration at `path`, with `OCIMIRROR_*`
+/// environment overrides from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    resolve::load(path, std::env::vars())
+}
+
+/// Like [`load`] with an explicit environment (for tests and embedding).
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    resolve::load(path, env)
+}
+
+/// The outcome of `ocimirror config check`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckReport {
+    /// What to print: a one-line summary, or every problem.
+    pub text: String,
+    /// The process exit status: 0, or [`EXIT_INVALID_CONFIG`].
+    pub exit_code: u8,
+}
+
+/// Validates the configuration at `path` (`ocimirror config check`).
+pub fn check(path: &Path) -> CheckReport {
+    match load(path) {
+        Ok(cfg) => CheckReport {
+            text: format!(
+                "{}: OK ({} job{}, {} registr{})",
+                path.display(),
+                cfg.jobs.len(),
+                if cfg.jobs.len() == 1 { "" } else { "s" },
+                cfg.registries.len(),
+                if cfg.registries.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+            ),
+            exit_code: 0,
+        },
+        Err(e) => CheckReport {
+            text: e.to_string(),
+            exit_code: EXIT_INVALID_CONFIG,
+        },
+    }
+}
+
+/// The resolved configuration at `path` as TOML with secrets redacted
+/// (`ocimirror config show`).
+pub fn show(path: &Path) -> Result<String, ConfigErrors> {
+    let cfg = load(path)?;
+    cfg.to_toml().map_err(|e| {
+        ConfigErrors(vec![ConfigProblem {
+            origin: path.display().to_string(),
+            path: KeyPath::root(),
+            message: format!("cannot render as TOML: {e}"),
+        }])
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Serialisation helpers for `show`
+// ---------------------------------------------------------------------------
+
+/// `Duration` in humantime form (`"15m"`, `"1h 30m"`, `"0s"`).
+pub fn fmt_duration(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".to_string()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&fmt_duration(*d))
+}
+
+fn ser_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// `os/arch[/variant]`.
+pub fn fmt_platform(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+fn ser_platforms<S: Serializer>(ps: &[Platform], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ps.iter().map(fmt_platform))
+}
+
+#[cfg(test)]
+mod tests;

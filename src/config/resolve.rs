@@ -1,0 +1,1059 @@
+//! The one step from file + environment to a validated [`Config`]: every
+//! section and every job is checked independently and every problem is
+//! collected, so one run of `ocimirror config check` shows them all.
+//!
+//! Each problem names where its value came from (the file, or the
+//! environment) by the figment tag of the offending value.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml, Yaml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source as FigSource};
+use serde::de::DeserializeOwned;
+
+use super::file::{
+    BoolOrPath, ByteSizeValue, FileCatalogSource, FileDefaults, FileJob, FileLimits, FileLog,
+    FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
+    StrOrTable, TopLevel,
+};
+use super::tags::{Pattern, TagSelector};
+use super::{
+    CONFIG_VERSION, CatalogSource, Config, ConfigErrors, ConfigProblem, CronExpr, DockerConfig,
+    ENV_PREFIX, Job, KeyPath, KeySegment, Limits, LogFormat, LogSettings, PlatformMode,
+    ReferrerOptions, RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source,
+    StateSettings, Target, TargetMapping, Timing,
+};
+use crate::oci::{Digest, ImageReference, Location, Platform};
+
+/// Keys ending in `_file` that are schema fields (paths), not the generic
+/// "read this key from a file" environment form.
+const FILE_FIELDS: [&str; 3] = ["password_file", "token_file", "ca_file"];
+
+const ENV_ORIGIN: &str = "environment";
+
+pub(super) fn load(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let fail = |message: String| {
+        ConfigErrors(vec![ConfigProblem {
+            origin: origin.clone(),
+            path: KeyPath::root(),
+            message,
+        }])
+    };
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let figment = match ext {
+        "toml" => Figment::new().merge(Toml::file_exact(path)),
+        "yaml" | "yml" => Figment::new().merge(Yaml::file_exact(path)),
+        _ => {
+            return Err(fail(format!(
+                "unsupported file extension {ext:?}: use .toml, .yaml or .yml"
+            )));
+        }
+    };
+    // figment treats a missing file as empty; a named config file must exist.
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(fail(format!("cannot read the file: {e}")));
+    }
+    let (env, env_problems) = EnvOverrides::collect(env);
+    let figment = figment.merge(env);
+    let root = match figment.extract::<Value>() {
+        Ok(v) => v,
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let mut r = Resolver {
+        figment: &figment,
+        root: &root,
+        file: origin.clone(),
+        problems: env_problems,
+    };
+    let config = r.resolve(path);
+    if r.problems.is_empty() {
+        config.ok_or_else(|| fail("invalid configuration".into()))
+    } else {
+        Err(ConfigErrors(r.problems))
+    }
+}
+
+/// `OCIMIRROR_<SECTION>__<KEY>...` variables as a figment provider.
+struct EnvOverrides {
+    dict: Dict,
+}
+
+impl EnvOverrides {
+    fn collect(vars: impl IntoIterator<Item = (String, String)>) -> (Self, Vec<ConfigProblem>) {
+        let mut dict = Dict::new();
+        let mut problems = Vec::new();
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        // Deterministic order, so a later duplicate always wins the same way.
+        vars.sort();
+        for (name, raw) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Variables without `__` (OCIMIRROR_CONFIG, ...) belong to the CLI.
+            if !rest.contains("__") {
+                continue;
+            }
+            let mut keys: Vec<String> = rest.split("__").map(|k| k.to_lowercase()).collect();
+            if keys.iter().any(|k| k.is_empty()) {
+                continue;
+            }
+            let mut value = raw;
+            let last = keys.len() - 1;
+            if let Some(stem) = keys[last].strip_suffix("_file")
+                && !FILE_FIELDS.contains(&keys[last].as_str())
+                && !stem.is_empty()
+            {
+                let stem = stem.to_string();
+                keys[last] = stem;
+                match std::fs::read_to_string(&value) {
+                    Ok(content) => value = content.trim_end_matches(['\n', '\r']).to_string(),
+                    Err(e) => {
+                        let path = keys.iter().fold(KeyPath::root(), |p, k| p.key(k.clone()));
+                        problems.push(ConfigProblem {
+                            origin: ENV_ORIGIN.into(),
+                            path,
+                            message: format!("cannot read {name} file {value:?}: {e}"),
+                        });
+                        continue;
+                    }
+                }
+            }
+            // Lists may be given as `[a, b]`; everything else stays a string
+            // and is converted by the lossy extraction (so `0123` stays text).
+            let v = if value.trim_start().starts_with('[') {
+                value.parse::<Value>().unwrap_or(Value::from(value))
+            } else {
+                Value::from(value)
+            };
+            insert_nested(&mut dict, &keys, v);
+        }
+        (EnvOverrides { dict }, problems)
+    }
+}
+
+fn insert_nested(dict: &mut Dict, keys: &[String], value: Value) {
+    match keys {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if entry.as_dict().is_none() {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for EnvOverrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_ORIGIN)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+struct Resolver<'a> {
+    figment: &'a Figment,
+    root: &'a Value,
+    file: String,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Resolver<'_> {
+    /// Records a problem at `path`, naming the provider of the deepest value
+    /// found along it.
+    fn problem(&mut self, path: &KeyPath, message: impl Into<String>) {
+        let origin = self.origin(path);
+        self.problems.push(ConfigProblem {
+            origin,
+            path: path.clone(),
+            message: message.into(),
+        });
+    }
+
+    fn origin(&self, path: &KeyPath) -> String {
+        let mut value = self.root;
+        let mut tag = value.tag();
+        for seg in &path.0 {
+            let next = match (seg, value) {
+                (KeySegment::Key(k), Value::Dict(_, d)) => d.get(k),
+                (KeySegment::Index(i), Value::Array(_, a)) => a.get(*i),
+                _ => None,
+            };
+            match next {
+                Some(v) => {
+                    value = v;
+                    tag = v.tag();
+                }
+                None => break,
+            }
+        }
+        match self.figment.get_metadata(tag) {
+            Some(Metadata {
+                source: Some(FigSource::File(_)),
+                ..
+            }) => self.file.clone(),
+            Some(m) if m.name == ENV_ORIGIN => ENV_ORIGIN.into(),
+            _ => self.file.clone(),
+        }
+    }
+
+    /// Deserialises one table with lossy scalars (environment strings become
+    /// numbers and booleans), turning serde errors into problems.
+    fn table<T: DeserializeOwned + Default>(
+        &mut self,
+        value: Option<&Value>,
+        path: &KeyPath,
+    ) -> Option<T> {
+        let Some(value) = value else {
+            return Some(T::default());
+        };
+        self.table_required(value, path)
+    }
+
+    fn table_required<T: DeserializeOwned>(&mut self, value: &Value, path: &KeyPath) -> Option<T> {
+        if value.as_dict().is_none() {
+            self.problem(path, "expected a table");
+            return None;
+        }
+        match Figment::from(Serialized::defaults(value)).extract_lossy::<T>() {
+            Ok(t) => Some(t),
+            Err(errors) => {
+                for e in errors {
+                    let mut p = path.clone();
+                    for k in &e.path {
+                        p = p.key(k.clone());
+                    }
+                    self.problem(&p, e.kind.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    fn resolve(&mut self, path: &Path) -> Option<Config> {
+        let root = KeyPath::root();
+        let top: TopLevel = match Figment::from(Serialized::defaults(self.root)).extract_lossy() {
+            Ok(t) => t,
+            Err(errors) => {
+                for e in errors {
+                    let p = e.path.iter().fold(KeyPath::root(), |p, k| p.key(k.clone()));
+                    self.problem(&p, e.kind.to_string());
+                }
+                return None;
+            }
+        };
+
+        self.version(top.version.as_ref());
+        let defaults: Option<FileDefaults> =
+            self.table(top.defaults.as_ref(), &root.key("defaults"));
+        let limits: Option<FileLimits> = self.table(top.limits.as_ref(), &root.key("limits"));
+        let state: Option<FileState> = self.table(top.state.as_ref(), &root.key("state"));
+        let server: Option<FileServer> = self.table(top.server.as_ref(), &root.key("server"));
+        let log: Option<FileLog> = self.table(top.log.as_ref(), &root.key("log"));
+
+        let limits = limits.and_then(|l| self.limits(l));
+        let state = state.map(|s| StateSettings {
+            database: s.database.unwrap_or_else(|| PathBuf::from("ocimirror.db")),
+        });
+        let server = server.and_then(|s| self.server(s));
+        let log = log.and_then(|l| self.log(l));
+
+        let mut registries = BTreeMap::new();
+        for (host, value) in top.registries.iter().flatten() {
+            let p = root.key("registries").key(host.clone());
+            if let Some(file) = self.table_required::<FileRegistry>(value, &p)
+                && let Some(settings) = self.registry(host, file, &p)
+            {
+                if registries.contains_key(&settings.host) {
+                    self.problem(
+                        &p,
+                        format!("registry {:?} is configured twice", settings.host),
+                    );
+                }
+                registries.insert(settings.host.clone(), settings);
+            }
+        }
+
+        let defaults = defaults.map(|d| self.defaults(d));
+        let mut jobs = Vec::new();
+        let mut names = HashSet::new();
+        let job_values = top.jobs.unwrap_or_default();
+        if job_values.is_empty() {
+            self.problem(
+                &root.key("jobs"),
+                "no jobs defined: add at least one [[jobs]] entry",
+            );
+        }
+        for (i, value) in job_values.iter().enumerate() {
+            let p = root.key("jobs").index(i);
+            let Some(file) = self.table_required::<FileJob>(value, &p) else {
+                continue;
+            };
+            if !names.insert(file.name.clone()) {
+                self.problem(
+                    &p.key("name"),
+                    format!("duplicate job name {:?}", file.name),
+                );
+            }
+            if let Some(d) = &defaults
+                && let Some(job) = self.job(file, d, &p)
+            {
+                jobs.push(job);
+            }
+        }
+
+        Some(Config {
+            version: CONFIG_VERSION,
+            path: path.to_path_buf(),
+            limits: limits?,
+            state: state?,
+            server: server?,
+            log: log?,
+            registries,
+            jobs,
+        })
+    }
+
+    fn version(&mut self, v: Option<&Value>) {
+        let p = KeyPath::root().key("version");
+        match v {
+            None => self.problem(&p, format!("missing: add `version = {CONFIG_VERSION}`")),
+            Some(v) if as_int(v) == Some(CONFIG_VERSION.into()) => {}
+            Some(Value::String(_, s)) if s.trim() == CONFIG_VERSION.to_string() => {}
+            Some(v) => {
+                let shown = match v {
+                    Value::String(_, s) => format!("{s:?}"),
+                    Value::Num(..) => {
+                        as_int(v).map_or_else(|| "a non-integer".into(), |n| n.to_string())
+                    }
+                    _ => "a non-number".into(),
+                };
+                self.problem(
+                    &p,
+                    format!("unsupported version {shown}: this build understands version {CONFIG_VERSION}"),
+                )
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &str, path: &KeyPath) -> Option<Duration> {
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!("invalid duration {s:?}: {e} (use e.g. \"30s\", \"15m\", \"1h 30m\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, n: Option<usize>, default: usize, path: &KeyPath) -> usize {
+        match n {
+            Some(0) => {
+                self.problem(path, "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        }
+    }
+
+    fn limits(&mut self, l: FileLimits) -> Option<Limits> {
+        let p = KeyPath::root().key("limits");
+        let concurrent_jobs = self.positive(l.concurrent_jobs, 2, &p.key("concurrent_jobs"));
+        let concurrent_blobs = self.positive(l.concurrent_blobs, 4, &p.key("concurrent_blobs"));
+        let drain_timeout = match &l.drain_timeout {
+            Some(s) => self.duration(s, &p.key("drain_timeout"))?,
+            None => Duration::from_secs(30),
+        };
+        Some(Limits {
+            concurrent_jobs,
+            concurrent_blobs,
+            drain_timeout,
+        })
+    }
+
+    fn server(&mut self, s: FileServer) -> Option<ServerSettings> {
+        let listen = s.listen.unwrap_or_else(|| "127.0.0.1:9110".into());
+        match listen.parse() {
+            Ok(listen) => Some(ServerSettings { listen }),
+            Err(_) => {
+                self.problem(
+                    &KeyPath::root().key("server").key("listen"),
+                    format!("invalid listen address {listen:?}: expected IP:port, e.g. \"127.0.0.1:9110\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn log(&mut self, l: FileLog) -> Option<LogSettings> {
+        let level = l.level.unwrap_or_else(|| "info".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+            self.problem(
+                &KeyPath::root().key("log").key("level"),
+                format!("invalid log filter {level:?}: {e}"),
+            );
+            return None;
+        }
+        Some(LogSettings {
+            format: l.format.unwrap_or(LogFormat::Auto),
+            level,
+        })
+    }
+
+    fn secret_file(&mut self, file: &Path, path: &KeyPath) -> Option<Secret> {
+        match std::fs::read_to_string(file) {
+            Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!("cannot read secret file {:?}: {e}", file.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn secret(
+        &mut self,
+        inline: Option<Secret>,
+        file: Option<&PathBuf>,
+        p: &KeyPath,
+        name: &str,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &p.key(name),
+                    format!("set either {name} or {name}_file, not both"),
+                );
+                None
+            }
+            (Some(s), None) => Some(s),
+            (None, Some(f)) => self.secret_file(f, &p.key(format!("{name}_file"))),
+            (None, None) => None,
+        }
+    }
+
+    fn registry(&mut self, host: &str, r: FileRegistry, p: &KeyPath) -> Option<RegistrySettings> {
+        let before = self.problems.len();
+        let host = match validate_host(host) {
+            Ok(h) => h,
+            Err(msg) => {
+                self.problem(p, msg);
+                host.to_string()
+            }
+        };
+        let has_password = r.password.is_some() || r.password_file.is_some();
+        let has_token = r.token.is_some() || r.token_file.is_some();
+        let password = self.secret(r.password, r.password_file.as_ref(), p, "password");
+        let token = self.secret(r.token, r.token_file.as_ref(), p, "token");
+        // A secret that failed to load was already reported, so a `None`
+        // below just means "no credentials".
+        let auth = match (r.username, has_password, has_token) {
+            (_, true, true) | (Some(_), false, true) => {
+                self.problem(
+                    &p.key("token"),
+                    "set either username/password or token, not both",
+                );
+                RegistryAuth::Anonymous
+            }
+            (Some(username), true, false) => password
+                .map(|password| RegistryAuth::Basic { username, password })
+                .unwrap_or(RegistryAuth::Anonymous),
+            (Some(_), false, false) => {
+                self.problem(
+                    &p.key("username"),
+                    "username needs password or password_file",
+                );
+                RegistryAuth::Anonymous
+            }
+            (None, true, false) => {
+                self.problem(&p.key("password"), "password needs username");
+                RegistryAuth::Anonymous
+            }
+            (None, false, true) => token
+                .map(|token| RegistryAuth::Token { token })
+                .unwrap_or(RegistryAuth::Anonymous),
+            (None, false, false) => RegistryAuth::Anonymous,
+        };
+        let docker_config = match r.docker_config {
+            None | Some(BoolOrPath::Bool(false)) => DockerConfig::Disabled,
+            Some(BoolOrPath::Bool(true)) => DockerConfig::Default,
+            Some(BoolOrPath::Path(path)) => DockerConfig::Path(path),
+        };
+        if let Some(ca) = &r.ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            self.problem(
+                &p.key("ca_file"),
+                format!("cannot read CA file {:?}: {e}", ca.display()),
+            );
+        }
+        if let Some(rps) = r.requests_per_second
+            && !(rps.is_finite() && rps > 0.0)
+        {
+            self.problem(&p.key("requests_per_second"), "must be a positive number");
+        }
+        let max_in_flight = self.positive(
+            r.max_in_flight,
+            RegistrySettings::DEFAULT_MAX_IN_FLIGHT,
+            &p.key("max_in_flight"),
+        );
+        let chunk_size = match r.chunk_size {
+            None => RegistrySettings::DEFAULT_CHUNK_SIZE,
+            Some(v) => match parse_byte_size(&v) {
+                Ok(0) | Err(_) => {
+                    let shown = match &v {
+                        ByteSizeValue::Bytes(n) => n.to_string(),
+                        ByteSizeValue::Text(s) => format!("{s:?}"),
+                    };
+                    self.problem(
+                        &p.key("chunk_size"),
+                        format!("invalid size {shown}: use a positive byte count or e.g. \"8MiB\""),
+                    );
+                    RegistrySettings::DEFAULT_CHUNK_SIZE
+                }
+                Ok(n) => n,
+            },
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        let defaults = RegistrySettings::defaults(&host);
+        Some(RegistrySettings {
+            host,
+            auth,
+            docker_config,
+            tls_verify: r.tls_verify.unwrap_or(defaults.tls_verify),
+            ca_file: r.ca_file,
+            plain_http: r.plain_http.unwrap_or(defaults.plain_http),
+            requests_per_second: r.requests_per_second,
+            max_in_flight,
+            upload: r.upload.unwrap_or_default(),
+            chunk_size,
+            referrers: r.referrers.unwrap_or_default(),
+        })
+    }
+
+    fn defaults(&mut self, d: FileDefaults) -> ResolvedDefaults {
+        let p = KeyPath::root().key("defaults");
+        let schedule = d.schedule.clone().unwrap_or_default();
+        // Validate once here so a bad default is reported once, not per job.
+        let _ = self.schedule(
+            Some(&schedule),
+            &FileSchedule::default(),
+            &p.key("schedule"),
+        );
+        let platforms = d
+            .platforms
+            .as_ref()
+            .map(|ps| self.platforms(ps, &p.key("platforms")))
+            .unwrap_or_default();
+        let referrers = d.referrers.clone().unwrap_or_default();
+        self.check_referrers(&referrers, &p.key("referrers"));
+        ResolvedDefaults {
+            schedule,
+            platforms,
+            platform_mode: d.platform_mode,
+            referrers,
+        }
+    }
+
+    /// A job's schedule over the defaults. Problems in the defaults' own
+    /// values are reported once, by [`Self::defaults`].
+    fn schedule(
+        &mut self,
+        job: Option<&FileSchedule>,
+        defaults: &FileSchedule,
+        p: &KeyPath,
+    ) -> Option<Schedule> {
+        let before = self.problems.len();
+        let (timing_src, timing_path) = match job {
+            Some(j) if j.interval.is_some() || j.cron.is_some() => (j, p.clone()),
+            _ => (defaults, KeyPath::root().key("defaults").key("schedule")),
+        };
+        let own_timing = timing_path == *p;
+        let timing = match (&timing_src.interval, &timing_src.cron) {
+            (Some(_), Some(_)) => {
+                if own_timing {
+                    self.problem(p, "set either interval or cron, not both");
+                }
+                None
+            }
+            (Some(i), None) => if own_timing {
+                self.duration(i, &p.key("interval"))
+            } else {
+                humantime::parse_duration(i.trim()).ok()
+            }
+            .and_then(|d| {
+                if d.is_zero() {
+                    if own_timing {
+                        self.problem(&p.key("interval"), "interval must be longer than 0s");
+                    }
+                    None
+                } else {
+                    Some(Timing::Interval(d))
+                }
+            }),
+            (None, Some(c)) => match CronExpr::parse(c) {
+                Ok(c) => Some(Timing::Cron(c)),
+                Err(e) => {
+                    if own_timing {
+                        self.problem(
+                            &p.key("cron"),
+                            format!("invalid cron expression {c:?}: {e} (expected 5 fields: minute hour day-of-month month day-of-week)"),
+                        );
+                    }
+                    None
+                }
+            },
+            (None, None) => Some(Schedule::default().timing),
+        };
+        let jitter_job = job.and_then(|j| j.jitter.as_ref());
+        let jitter = match (jitter_job, &defaults.jitter) {
+            (Some(j), _) => self.duration(j, &p.key("jitter")),
+            (None, Some(j)) => humantime::parse_duration(j.trim()).ok(),
+            (None, None) => Some(Duration::ZERO),
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Schedule {
+            timing: timing?,
+            jitter: jitter?,
+        })
+    }
+
+    fn platforms(&mut self, list: &[String], p: &KeyPath) -> Vec<Platform> {
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            match parse_platform(s) {
+                Some(pl) => out.push(pl),
+                None => self.problem(
+                    &p.index(i),
+                    format!("invalid platform {s:?}: expected os/arch[/variant], e.g. \"linux/arm64/v8\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn check_referrers(&mut self, r: &FileReferrers, p: &KeyPath) {
+        if r.depth == Some(0) {
+            self.problem(
+                &p.key("depth"),
+                "must be at least 1 (use enabled = false to skip referrers)",
+            );
+        }
+        for (key, list) in [
+            ("include_artifact_types", &r.include_artifact_types),
+            ("exclude_artifact_types", &r.exclude_artifact_types),
+        ] {
+            for (i, t) in list.iter().flatten().enumerate() {
+                let valid = t.split_once('/').is_some_and(|(a, b)| {
+                    !a.is_empty() && !b.is_empty() && !t.contains(char::is_whitespace)
+                });
+                if !valid {
+                    self.problem(
+                        &p.key(key).index(i),
+                        format!("invalid artifact type {t:?}: expected a media type like \"application/vnd.dev.cosign.artifact.sig.v1+json\""),
+                    );
+                }
+            }
+        }
+    }
+
+    fn patterns(&mut self, list: Option<&Vec<String>>, p: &KeyPath) -> Vec<Pattern> {
+        let mut out = Vec::new();
+        for (i, s) in list.into_iter().flatten().enumerate() {
+            match Pattern::new(s) {
+                Ok(pat) => out.push(pat),
+                Err(e) => {
+                    // regex errors span several lines; keep the problem on one.
+                    let msg = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    self.problem(&p.index(i), format!("invalid regex {s:?}: {msg}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn tags(&mut self, t: Option<&FileTags>, p: &KeyPath) -> TagSelector {
+        let Some(t) = t else {
+            return TagSelector::default();
+        };
+        let allow = self.patterns(t.allow.as_ref(), &p.key("allow"));
+        let deny = self.patterns(t.deny.as_ref(), &p.key("deny"));
+        let semver = t
+            .semver
+            .as_ref()
+            .and_then(|s| match semver::VersionReq::parse(s) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.problem(&p.key("semver"), format!("invalid semver range {s:?}: {e}"));
+                    None
+                }
+            });
+        if t.newest == Some(0) {
+            self.problem(&p.key("newest"), "must be at least 1");
+        }
+        let mut digests = Vec::new();
+        for (i, d) in t.digests.iter().flatten().enumerate() {
+            match Digest::from_str(d) {
+                Ok(d) => digests.push(d),
+                Err(e) => self.problem(
+                    &p.key("digests").index(i),
+                    format!("invalid digest {d:?}: {e}"),
+                ),
+            }
+        }
+        TagSelector {
+            allow,
+            deny,
+            semver,
+            newest: t.newest,
+            digests,
+        }
+    }
+
+    fn repository(&mut self, s: &str, p: &KeyPath) -> Option<ImageReference> {
+        match ImageReference::from_str(s) {
+            Ok(r) if r.tag.is_some() || r.digest.is_some() => {
+                self.problem(
+                    p,
+                    format!("{s:?} names a tag or digest: give the repository only and select tags with `tags`"),
+                );
+                None
+            }
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.problem(p, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn host_field(&mut self, host: &str, p: &KeyPath) -> Option<String> {
+        match validate_host(host) {
+            Ok(h) => Some(h),
+            Err(msg) => {
+                self.problem(p, msg);
+                None
+            }
+        }
+    }
+
+    fn job(&mut self, j: FileJob, d: &ResolvedDefaults, p: &KeyPath) -> Option<Job> {
+        let before = self.problems.len();
+        if j.name.is_empty()
+            || !j
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            self.problem(
+                &p.key("name"),
+                format!(
+                    "invalid job name {:?}: use letters, digits, '.', '_' and '-'",
+                    j.name
+                ),
+            );
+        }
+        let source = match &j.source {
+            StrOrTable::Str(s) => self.repository(s, &p.key("source")).map(Source::Repository),
+            StrOrTable::Table(c) => self.catalog(c, &p.key("source")).map(Source::Catalog),
+        };
+        let target = match &j.target {
+            StrOrTable::Str(s) => self.repository(s, &p.key("target")).map(Target::Repository),
+            StrOrTable::Table(m) => self.mapping(m, &p.key("target")).map(Target::Mapping),
+        };
+        if let (Some(Source::Catalog(_)), Some(Target::Repository(_))) = (&source, &target) {
+            self.problem(
+                &p.key("target"),
+                "a catalog source copies many repositories: the target must be a table { registry, prefix }",
+            );
+        }
+        if let (Some(Source::Repository(s)), Some(Target::Repository(t))) = (&source, &target)
+            && s == t
+        {
+            self.problem(&p.key("target"), "target is the same repository as source");
+        }
+        if let (Some(Source::Repository(s)), Some(Target::Mapping(m))) = (&source, &target)
+            && m.strip_namespace
+        {
+            let _ = s;
+            self.problem(
+                &p.key("target").key("strip_namespace"),
+                "only applies to catalog sources",
+            );
+        }
+        let tags = self.tags(j.tags.as_ref(), &p.key("tags"));
+        let platforms = match &j.platforms {
+            Some(ps) => self.platforms(ps, &p.key("platforms")),
+            None => d.platforms.clone(),
+        };
+        let platform_mode =
+            j.platform_mode
+                .or(d.platform_mode)
+                .unwrap_or(if platforms.is_empty() {
+                    PlatformMode::Whole
+                } else {
+                    PlatformMode::Filter
+                });
+        if platform_mode == PlatformMode::Whole && !platforms.is_empty() {
+            self.problem(
+                &p.key("platform_mode"),
+                "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
+            );
+        }
+        let referrers = match &j.referrers {
+            Some(r) => {
+                self.check_referrers(r, &p.key("referrers"));
+                merge_referrers(r, &d.referrers)
+            }
+            None => merge_referrers(&FileReferrers::default(), &d.referrers),
+        };
+        let schedule = self.schedule(j.schedule.as_ref(), &d.schedule, &p.key("schedule"));
+        let concurrency = self.positive(j.concurrency, 2, &p.key("concurrency"));
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Job {
+            name: j.name,
+            source: source?,
+            target: target?,
+            tags,
+            platforms,
+            platform_mode,
+            referrers,
+            schedule: schedule?,
+            concurrency,
+        })
+    }
+
+    fn catalog(&mut self, c: &FileCatalogSource, p: &KeyPath) -> Option<CatalogSource> {
+        let registry = self.host_field(&c.registry, &p.key("registry"));
+        let namespace = c
+            .namespace
+            .as_deref()
+            .map(|n| n.trim_matches('/'))
+            .unwrap_or("");
+        let namespace = if namespace.is_empty() {
+            String::new()
+        } else if crate::oci::RepoName::new(namespace).is_err() {
+            self.problem(
+                &p.key("namespace"),
+                format!(
+                    "invalid namespace {namespace:?}: must be a repository path like \"team/\""
+                ),
+            );
+            String::new()
+        } else {
+            format!("{namespace}/")
+        };
+        let include = self.patterns(c.include.as_ref(), &p.key("include"));
+        let exclude = self.patterns(c.exclude.as_ref(), &p.key("exclude"));
+        Some(CatalogSource {
+            registry: registry?,
+            namespace,
+            include,
+            exclude,
+        })
+    }
+
+    fn mapping(&mut self, m: &FileTargetMapping, p: &KeyPath) -> Option<TargetMapping> {
+        let registry = self.host_field(&m.registry, &p.key("registry"))?;
+        let prefix = m
+            .prefix
+            .as_deref()
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_string();
+        if !prefix.is_empty() && crate::oci::RepoName::new(&prefix).is_err() {
+            self.problem(
+                &p.key("prefix"),
+                format!("invalid prefix {prefix:?}: must be a repository path like \"mirror/\""),
+            );
+            return None;
+        }
+        Some(TargetMapping {
+            registry,
+            prefix,
+            strip_namespace: m.strip_namespace.unwrap_or(false),
+        })
+    }
+}
+
+/// `[defaults]` after validation, still in file form where jobs merge
+/// field by field.
+struct ResolvedDefaults {
+    schedule: FileSchedule,
+    platforms: Vec<Platform>,
+    platform_mode: Option<PlatformMode>,
+    referrers: FileReferrers,
+}
+
+fn merge_referrers(job: &FileReferrers, d: &FileReferrers) -> ReferrerOptions {
+    let base = ReferrerOptions::default();
+    ReferrerOptions {
+        enabled: job.enabled.or(d.enabled).unwrap_or(base.enabled),
+        depth: job.depth.or(d.depth).unwrap_or(base.depth),
+        source_mode: job
+            .source_mode
+            .or(d.source_mode)
+            .unwrap_or(base.source_mode),
+        target_mode: job
+            .target_mode
+            .or(d.target_mode)
+            .unwrap_or(base.target_mode),
+        include_artifact_types: job
+            .include_artifact_types
+            .clone()
+            .or_else(|| d.include_artifact_types.clone())
+            .unwrap_or_default(),
+        exclude_artifact_types: job
+            .exclude_artifact_types
+            .clone()
+            .or_else(|| d.exclude_artifact_types.clone())
+            .unwrap_or_default(),
+        cosign_tags: job
+            .cosign_tags
+            .or(d.cosign_tags)
+            .unwrap_or(base.cosign_tags),
+    }
+}
+
+/// A registry host as written in references, normalised the way
+/// [`ImageReference`] does (`index.docker.io` is `docker.io`).
+fn validate_host(host: &str) -> Result<String, String> {
+    let probe = format!("{host}/x");
+    match ImageReference::from_str(&probe) {
+        Ok(ImageReference {
+            location: Location::Registry(h),
+            ..
+        }) if !host.contains('/')
+            && (h == host
+                || matches!(
+                    host,
+                    "index.docker.io" | crate::oci::reference::DOCKER_HUB_API_HOST
+                )) =>
+        {
+            Ok(h)
+        }
+        _ => Err(format!(
+            "invalid registry host {host:?}: expected a host like \"ghcr.io\" or \"localhost:5000\" (no scheme or path)"
+        )),
+    }
+}
+
+/// TOML integers are signed, YAML ones unsigned: accept either.
+fn as_int(v: &Value) -> Option<i128> {
+    v.to_i128()
+        .or_else(|| v.to_u128().and_then(|u| i128::try_from(u).ok()))
+}
+
+fn parse_platform(s: &str) -> Option<Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    };
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok(p)) {
+        return None;
+    }
+    Some(Platform {
+        os: parts[0].to_string(),
+        architecture: parts[1].to_string(),
+        os_version: None,
+        os_features: Vec::new(),
+        variant: parts.get(2).map(|v| v.to_string()),
+    })
+}
+
+/// `4096`, `"512KiB"`, `"8MiB"`, `"1GB"`, `"1 GiB"`.
+fn parse_byte_size(v: &ByteSizeValue) -> Result<u64, ()> {
+    let s = match v {
+        ByteSizeValue::Bytes(n) => return Ok(*n),
+        ByteSizeValue::Text(s) => s.trim(),
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => return Err(()),
+    };
+    n.checked_mul(mult).ok_or(())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        let t = |s: &str| parse_byte_size(&ByteSizeValue::Text(s.into()));
+        assert_eq!(t("8MiB"), Ok(8 << 20));
+        assert_eq!(t("512 KiB"), Ok(512 << 10));
+        assert_eq!(t("1GB"), Ok(1_000_000_000));
+        assert_eq!(t("4096"), Ok(4096));
+        assert_eq!(t("8 parsecs"), Err(()));
+        assert_eq!(t("MiB"), Err(()));
+        assert_eq!(parse_byte_size(&ByteSizeValue::Bytes(7)), Ok(7));
+    }
+
+    #[test]
+    fn hosts_and_platforms() {
+        assert_eq!(validate_host("ghcr.io").as_deref(), Ok("ghcr.io"));
+        assert_eq!(
+            validate_host("localhost:5000").as_deref(),
+            Ok("localhost:5000")
+        );
+        assert_eq!(validate_host("index.docker.io").as_deref(), Ok("docker.io"));
+        assert!(validate_host("https://ghcr.io").is_err());
+        assert!(validate_host("ghcr.io/org").is_err());
+        assert!(validate_host("").is_err());
+        let p = parse_platform("linux/arm64/v8").unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+            ("linux", "arm64", Some("v8"))
+        );
+        assert!(parse_platform("linux").is_none());
+        assert!(parse_platform("linux//v8").is_none());
+    }
+}

@@ -1,0 +1,380 @@
+//! Tests on a temp-file database: every method, and two stores writing to
+//! one file at once.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+async fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
+    (dir, store)
+}
+
+fn d(s: &str) -> Digest {
+    Digest::sha256(s.as_bytes())
+}
+
+#[tokio::test]
+async fn open_creates_migrates_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub.db");
+    let store = Store::open(&path).await.unwrap();
+    store.ping().await.unwrap();
+    let id = store.start_run("j", t(0)).await.unwrap();
+    store.close().await;
+    // Reopening runs the (already applied) migrations again without error
+    // and keeps the data.
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.last_runs(Some("j"), 10).await.unwrap()[0].id, id);
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn open_reports_the_path() {
+    let err = Store::open(Path::new("/nonexistent-dir/x/state.db"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent-dir/x/state.db"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn runs_start_finish_and_list() {
+    let (_d, store) = temp_store().await;
+    let a = store.start_run("a", t(0)).await.unwrap();
+    let b = store.start_run("b", t(1)).await.unwrap();
+    let running = store.last_runs(Some("a"), 5).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert!(running[0].is_running());
+    assert_eq!(running[0].result, None);
+
+    let counts = RunCounts {
+        images_copied: 3,
+        bytes_copied: 1234,
+        ..Default::default()
+    };
+    let outcome = RunOutcome {
+        result: RunResult::Partial,
+        counts,
+        error: Some("1 image failed".into()),
+    };
+    store.finish_run(a, t(10), &outcome).await.unwrap();
+    let runs = store.last_runs(Some("a"), 5).await.unwrap();
+    assert_eq!(runs[0].finished_at, Some(t(10)));
+    assert_eq!(runs[0].result, Some(RunResult::Partial));
+    assert_eq!(runs[0].counts, counts);
+    assert_eq!(runs[0].error.as_deref(), Some("1 image failed"));
+
+    let all = store.last_runs(None, 5).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [b, a]);
+    assert_eq!(store.last_runs(None, 1).await.unwrap().len(), 1);
+
+    let err = store
+        .finish_run(RunId(999), t(11), &outcome)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+
+    let skipped = store
+        .record_skipped("a", t(20), "previous run still going")
+        .await
+        .unwrap();
+    let latest = &store.last_runs(Some("a"), 1).await.unwrap()[0];
+    assert_eq!(latest.id, skipped);
+    assert_eq!(latest.result, Some(RunResult::Skipped));
+    assert!(!latest.is_running());
+}
+
+#[tokio::test]
+async fn tag_state_round_trip_and_replace() {
+    let (_d, store) = temp_store().await;
+    assert_eq!(
+        store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(),
+        None
+    );
+    let mut s = TagState {
+        job: "j".into(),
+        source_repo: "ghcr.io/o/a".into(),
+        tag: "v1".into(),
+        source_digest: d("one"),
+        referrers_fingerprint: Some("fp1".into()),
+        target_repo: "localhost:5000/a".into(),
+        updated_at: t(5),
+    };
+    store.record_synced(&s).await.unwrap();
+    assert_eq!(
+        store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(),
+        Some(s.clone())
+    );
+    s.source_digest = d("two");
+    s.referrers_fingerprint = None;
+    s.updated_at = t(6);
+    store.record_synced(&s).await.unwrap();
+    assert_eq!(
+        store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(),
+        Some(s.clone())
+    );
+    // Other jobs and repositories are separate keys.
+    assert_eq!(
+        store.tag_state("k", "ghcr.io/o/a", "v1").await.unwrap(),
+        None
+    );
+
+    let mut v2 = s.clone();
+    v2.tag = "v2".into();
+    store.record_synced(&v2).await.unwrap();
+    assert_eq!(
+        store.tag_states("j").await.unwrap(),
+        vec![s.clone(), v2.clone()]
+    );
+    let removed = store
+        .forget_tags_except("j", "ghcr.io/o/a", &["v2".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(store.tag_states("j").await.unwrap(), vec![v2]);
+}
+
+#[tokio::test]
+async fn copied_content_batch() {
+    let (_d, store) = temp_store().await;
+    let target = "localhost:5000/mirror/a";
+    assert!(!store.is_known_copied(target, &d("x")).await.unwrap());
+    let items = [
+        CopiedItem {
+            digest: d("x"),
+            kind: ContentKind::Blob,
+            size: 10,
+        },
+        CopiedItem {
+            digest: d("m"),
+            kind: ContentKind::Manifest,
+            size: 2,
+        },
+    ];
+    store.record_copied(target, &items, t(0)).await.unwrap();
+    // Recording again is harmless.
+    store.record_copied(target, &items, t(1)).await.unwrap();
+    store.record_copied(target, &[], t(1)).await.unwrap();
+    assert!(store.is_known_copied(target, &d("x")).await.unwrap());
+    assert!(store.is_known_copied(target, &d("m")).await.unwrap());
+    // Per target repository: another repository must be checked on its own.
+    assert!(
+        !store
+            .is_known_copied("localhost:5000/other", &d("x"))
+            .await
+            .unwrap()
+    );
+    assert!(store.forget_copied(target, &d("x")).await.unwrap());
+    assert!(!store.is_known_copied(target, &d("x")).await.unwrap());
+    assert!(!store.forget_copied(target, &d("x")).await.unwrap());
+}
+
+#[tokio::test]
+async fn failures_back_off_per_item() {
+    let (_d, store) = temp_store().await;
+    let store = store.with_backoff(Backoff {
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(25),
+    });
+    let f1 = store
+        .record_failure("j", "tag:v1", "boom", t(0))
+        .await
+        .unwrap();
+    assert_eq!(f1.attempts, 1);
+    assert_eq!(f1.next_retry_at, t(10));
+    assert_eq!(f1.first_failed_at, t(0));
+    let f2 = store
+        .record_failure("j", "tag:v1", "boom again", t(10))
+        .await
+        .unwrap();
+    assert_eq!((f2.attempts, f2.next_retry_at), (2, t(30)));
+    assert_eq!(f2.last_error, "boom again");
+    assert_eq!(f2.first_failed_at, t(0));
+    let f3 = store
+        .record_failure("j", "tag:v1", "x", t(30))
+        .await
+        .unwrap();
+    // 40s capped to 25s.
+    assert_eq!((f3.attempts, f3.next_retry_at), (3, t(55)));
+    // Another item has its own backoff.
+    let other = store
+        .record_failure("j", "tag:v2", "x", t(30))
+        .await
+        .unwrap();
+    assert_eq!((other.attempts, other.next_retry_at), (1, t(40)));
+
+    assert_eq!(
+        store.failure("j", "tag:v1").await.unwrap(),
+        Some(f3.clone())
+    );
+    assert!(store.due_failures("j", t(39)).await.unwrap().is_empty());
+    let due: Vec<String> = store
+        .due_failures("j", t(40))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.item)
+        .collect();
+    assert_eq!(due, ["tag:v2"]);
+    assert_eq!(store.due_failures("j", t(60)).await.unwrap().len(), 2);
+    assert!(
+        store
+            .due_failures("other-job", t(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.failures_for_job("j").await.unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.item.as_str()).collect::<Vec<_>>(),
+        ["tag:v2", "tag:v1"]
+    );
+
+    assert!(store.clear_failure("j", "tag:v1").await.unwrap());
+    assert!(!store.clear_failure("j", "tag:v1").await.unwrap());
+    assert_eq!(store.failure("j", "tag:v1").await.unwrap(), None);
+    // A new streak starts from the base delay again.
+    let again = store
+        .record_failure("j", "tag:v1", "x", t(100))
+        .await
+        .unwrap();
+    assert_eq!((again.attempts, again.next_retry_at), (1, t(110)));
+}
+
+#[tokio::test]
+async fn job_status_summarises() {
+    let (_d, store) = temp_store().await;
+    let empty = store.job_status("j").await.unwrap();
+    assert_eq!(empty.last_run, None);
+    assert_eq!(
+        (empty.tags_synced, empty.failing_items, empty.next_retry_at),
+        (0, 0, None)
+    );
+
+    let ok = store.start_run("j", t(0)).await.unwrap();
+    let done = RunOutcome {
+        result: RunResult::Success,
+        counts: RunCounts::default(),
+        error: None,
+    };
+    store.finish_run(ok, t(5), &done).await.unwrap();
+    let running = store.start_run("j", t(10)).await.unwrap();
+    store
+        .record_synced(&TagState {
+            job: "j".into(),
+            source_repo: "r".into(),
+            tag: "v1".into(),
+            source_digest: d("a"),
+            referrers_fingerprint: None,
+            target_repo: "t".into(),
+            updated_at: t(3),
+        })
+        .await
+        .unwrap();
+    let f = store
+        .record_failure("j", "tag:v2", "x", t(4))
+        .await
+        .unwrap();
+    let s = store.job_status("j").await.unwrap();
+    assert_eq!(s.last_run.as_ref().map(|r| r.id), Some(running));
+    assert!(s.last_run.unwrap().is_running());
+    assert_eq!(s.last_success.map(|r| r.id), Some(ok));
+    assert_eq!((s.tags_synced, s.failing_items), (1, 1));
+    assert_eq!(s.next_retry_at, Some(f.next_retry_at));
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_not_panicked() {
+    let (_d, store) = temp_store().await;
+    sqlx::query("INSERT INTO tag_state VALUES ('j', 'r', 'v1', 'not-a-digest', NULL, 't', 0)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let err = store.tag_state("j", "r", "v1").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                column: "tag_state.source_digest",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// Two stores (as two processes would have) on one file, each writing from
+/// several tasks at once: nothing fails and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_write_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = Arc::new(Store::open(&path).await.unwrap());
+    let b = Arc::new(Store::open(&path).await.unwrap());
+    const TASKS: usize = 4;
+    const PER_TASK: usize = 25;
+    let mut handles = Vec::new();
+    for (s, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        for task in 0..TASKS {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                for i in 0..PER_TASK {
+                    let job = format!("job-{s}-{task}");
+                    let id = store.start_run(&job, t(i as i64)).await?;
+                    let item = CopiedItem {
+                        digest: d(&format!("{s}-{task}-{i}")),
+                        kind: ContentKind::Blob,
+                        size: i as u64,
+                    };
+                    store
+                        .record_copied("shared/repo", &[item], t(i as i64))
+                        .await?;
+                    // Both stores hammer the same failure row.
+                    store
+                        .record_failure("shared", "item", "x", t(i as i64))
+                        .await?;
+                    store
+                        .finish_run(
+                            id,
+                            t(i as i64 + 1),
+                            &RunOutcome {
+                                result: RunResult::Success,
+                                counts: RunCounts::default(),
+                                error: None,
+                            },
+                        )
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            }));
+        }
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let total = 2 * TASKS * PER_TASK;
+    let runs = a.last_runs(None, u32::MAX).await.unwrap();
+    assert_eq!(runs.len(), total);
+    assert!(runs.iter().all(|r| r.result == Some(RunResult::Success)));
+    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM copied")
+        .fetch_one(&b.pool)
+        .await
+        .unwrap();
+    assert_eq!(copied as usize, total);
+    let f = b.failure("shared", "item").await.unwrap().unwrap();
+    assert_eq!(f.attempts as usize, total);
+}
