@@ -24,6 +24,9 @@
 //! - [`scheduler`]: timing only: when each job fires (interval/cron +
 //!   jitter), skip-while-running, per-item failure backoff. Imports `config`
 //!   and `store`.
+//! - [`sync`]: one run of one job: list, select, skip the unchanged
+//!   (checkpoint), copy the rest, record. Imports `config`, `copy`,
+//!   `registry`, `store`.
 
 #![warn(missing_docs)]
 
@@ -35,3 +38,4 @@ pub mod oci;
 pub mod registry;
 pub mod scheduler;
 pub mod store;
+pub mod sync;

@@ -21,6 +21,25 @@ struct Cli {
 enum Command {
     /// Copy one image (or every tag with --all-tags) with its referrers.
     Copy(ocimirror::cli::copy::CopyArgs),
+    /// Run the jobs of a config file once, then exit (non-zero if anything failed).
+    Once(ocimirror::cli::jobs::RunArgs),
+    /// Show what the jobs would copy, skip or convert, and why; writes nothing.
+    Plan(ocimirror::cli::jobs::RunArgs),
+    /// Per job: last run, result, counts, failures and next retry.
+    Status(ocimirror::cli::jobs::StatusArgs),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Write a seeded corpus of images with referrers (demo, benchmarks).
+    Generate(ocimirror::cli::generate::GenerateArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration; every problem is listed.
+    Check(ocimirror::cli::jobs::ConfigArg),
+    /// Print the resolved configuration with secrets redacted.
+    Show(ocimirror::cli::jobs::ConfigArg),
 }
 
 fn init_tracing() {
@@ -61,5 +80,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Once(args) => {
+            let reports = ocimirror::cli::jobs::run(&args, false).await?;
+            print!("{}", ocimirror::cli::jobs::summary(&reports));
+            Ok(exit_code(ocimirror::cli::jobs::all_succeeded(&reports)))
+        }
+        Command::Plan(args) => {
+            let reports = ocimirror::cli::jobs::run(&args, true).await?;
+            print!("{}", ocimirror::cli::jobs::plan_text(&reports));
+            Ok(exit_code(ocimirror::cli::jobs::all_succeeded(&reports)))
+        }
+        Command::Status(args) => {
+            print!("{}", ocimirror::cli::jobs::status(&args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let report = ocimirror::config::check(&args.config);
+            print!("{}", report.text);
+            Ok(ExitCode::from(report.exit_code))
+        }
+        Command::Config(ConfigCommand::Show(args)) => {
+            print!("{}", ocimirror::config::show(&args.config)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            let r = ocimirror::cli::generate::run(&args).await?;
+            println!(
+                "Generated {} images: {} manifests ({} referrers), {} blobs, {} bytes.",
+                r.images.len(),
+                r.manifests,
+                r.referrers,
+                r.blobs,
+                r.bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn exit_code(ok: bool) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -3,3 +3,5 @@
 //! only parses, sets up logging and maps the outcome to an exit code.
 
 pub mod copy;
+pub mod generate;
+pub mod jobs;

@@ -441,6 +441,13 @@ impl Copier {
         self
     }
 
+    /// Shares `permits` as the transfer bound, so several copiers (jobs)
+    /// together stay within one global limit.
+    pub fn with_permits(mut self, permits: Arc<Semaphore>) -> Self {
+        self.permits = permits;
+        self
+    }
+
     /// The options in use.
     pub fn options(&self) -> &CopyOptions {
         &self.options

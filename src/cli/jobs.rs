@@ -1,0 +1,307 @@
+//! `ocimirror once`, `ocimirror plan` and `ocimirror status`: the jobs of a
+//! config file run once (the migration mode), planned, or reported from the
+//! state database.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigErrors, Job};
+use crate::copy::{Action, CopyEvent};
+use crate::scheduler::{JobTimer, SystemClock};
+use crate::store::{Store, StoreError};
+use crate::sync::{JobReport, Registries, SyncOptions, Syncer};
+
+use super::copy::human_bytes;
+
+/// The config file option shared by the job commands.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML or YAML).
+    #[arg(long, short, env = "OCIMIRROR_CONFIG", default_value = "ocimirror.toml")]
+    pub config: PathBuf,
+}
+
+/// Arguments of `ocimirror once` and `ocimirror plan`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Jobs to run (default: all).
+    pub jobs: Vec<String>,
+    /// Ignore the checkpoint: verify every item against the target.
+    #[arg(long)]
+    pub full: bool,
+    /// No progress display, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Why a job command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// The configuration is invalid (every problem listed).
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A job name that is not in the config.
+    #[error("no job named {name:?} in {path} (jobs: {known})")]
+    UnknownJob {
+        /// The name given.
+        name: String,
+        /// Config file.
+        path: String,
+        /// The names there are.
+        known: String,
+    },
+    /// The state database could not be opened.
+    #[error("state database {path}: {source}")]
+    Store {
+        /// Database file.
+        path: String,
+        /// Cause.
+        source: StoreError,
+    },
+}
+
+/// Loads the config and picks the named jobs (all when none are named).
+pub fn load_jobs(path: &Path, names: &[String]) -> Result<(Config, Vec<Job>), JobsError> {
+    let config = config::load(path)?;
+    let mut jobs = Vec::new();
+    for name in names {
+        match config.job(name) {
+            Some(j) => jobs.push(j.clone()),
+            None => {
+                return Err(JobsError::UnknownJob {
+                    name: name.clone(),
+                    path: path.display().to_string(),
+                    known: config.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    if names.is_empty() {
+        jobs = config.jobs.clone();
+    }
+    Ok((config, jobs))
+}
+
+/// Opens the state database named by the config (creating it).
+pub async fn open_store(config: &Config) -> Result<Store, JobsError> {
+    if let Some(dir) = config.state.database.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        // A missing directory is reported by the open below, with the path.
+        let _ = std::fs::create_dir_all(dir);
+    }
+    Store::open(&config.state.database)
+        .await
+        .map_err(|source| JobsError::Store {
+            path: config.state.database.display().to_string(),
+            source,
+        })
+}
+
+/// Runs the selected jobs once, one after another (each job bounds its own
+/// concurrency; blobs are bounded globally). `dry_run` plans instead.
+pub async fn run(args: &RunArgs, dry_run: bool) -> Result<Vec<JobReport>, JobsError> {
+    let (config, jobs) = load_jobs(&args.config.config, &args.jobs)?;
+    let store = if dry_run { None } else { Some(open_store(&config).await?) };
+    let registries = Arc::new(Registries::new(&config));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let syncer = Syncer::new(&config, registries, store, Arc::new(SystemClock)).with_events(tx);
+    let tty = std::io::stderr().is_terminal() && !args.no_progress && !dry_run;
+    let progress = tokio::spawn(show_progress(rx, tty));
+    let options = SyncOptions {
+        full: args.full,
+        dry_run,
+        ..SyncOptions::default()
+    };
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    // Ctrl-C: finish the images in flight, start no new ones.
+    let signal = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("Interrupted: finishing the images in flight.");
+            stop.cancel();
+        }
+    });
+    let mut reports = Vec::new();
+    for job in &jobs {
+        if cancel.is_cancelled() {
+            break;
+        }
+        reports.push(syncer.run_job(job, &options, &cancel).await);
+    }
+    signal.abort();
+    drop(syncer);
+    let _ = progress.await;
+    Ok(reports)
+}
+
+/// True when every job ran without failures.
+pub fn all_succeeded(reports: &[JobReport]) -> bool {
+    reports.iter().all(|r| r.fatal.is_none() && r.failures.is_empty())
+}
+
+/// The summary printed by `once`.
+pub fn summary(reports: &[JobReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let c = &r.counts;
+        out.push_str(&format!(
+            "job {}: {} — {} repositories, {} images selected: {} copied, {} unchanged, {} failed, {} deferred; \
+{} manifests, {} blobs ({} mounted), {}, {} referrers\n",
+            r.job,
+            r.result(),
+            c.repositories,
+            c.tags_selected,
+            c.images_copied,
+            c.images_skipped,
+            c.images_failed,
+            r.deferred.len(),
+            c.manifests_copied,
+            c.blobs_copied,
+            c.blobs_mounted,
+            human_bytes(c.bytes_copied),
+            c.referrers_copied,
+        ));
+        if !r.copy.referrers.is_empty() {
+            let by: Vec<String> = r
+                .copy
+                .referrers
+                .iter()
+                .map(|((s, t), n)| format!("{s}->{t}: {n}"))
+                .collect();
+            out.push_str(&format!("  referrers by representation: {}\n", by.join(", ")));
+        }
+        if let Some(f) = &r.fatal {
+            out.push_str(&format!("  FAILED: {f}\n"));
+        }
+        for f in &r.failures {
+            out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
+        }
+    }
+    out
+}
+
+/// The plan printed by `plan`: every node, what would happen, and why.
+pub fn plan_text(reports: &[JobReport]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        out.push_str(&format!("job {}\n", r.job));
+        for (item, plan) in &r.plan {
+            out.push_str(&format!("  {item}\n"));
+            for step in plan {
+                out.push_str(&format!("    {step}\n"));
+            }
+        }
+        if let Some(f) = &r.fatal {
+            out.push_str(&format!("  FAILED: {f}\n"));
+        }
+        for f in &r.failures {
+            out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
+        }
+    }
+    out
+}
+
+async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty: bool) {
+    let bar = tty.then(|| {
+        let b = ProgressBar::new_spinner();
+        b.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
+    let (mut nodes, mut bytes) = (0u64, 0u64);
+    while let Some((job, e)) = rx.recv().await {
+        nodes += 1;
+        if matches!(e.action, Action::Copy | Action::Mount) {
+            bytes += e.size;
+        }
+        match &bar {
+            Some(b) => {
+                if e.action == Action::Fail {
+                    b.println(format!("{job}: {e}"));
+                }
+                b.set_message(format!("{job}: {nodes} nodes, {} copied — {} {}", human_bytes(bytes), e.action, e.kind));
+            }
+            None => match e.action {
+                Action::Fail => tracing::warn!(job = %job, event = %e, "Copy step failed."),
+                Action::Copy | Action::Mount => tracing::debug!(job = %job, event = %e, "Copy step."),
+                _ => {}
+            },
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+}
+
+/// Arguments of `ocimirror status`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// Per job: last run, its result and counts, failing items and next retry,
+/// and when the schedule fires next — read from the database.
+pub async fn status(args: &StatusArgs) -> Result<String, JobsError> {
+    let (config, jobs) = load_jobs(&args.config.config, &[])?;
+    let store = open_store(&config).await?;
+    let now = chrono::Utc::now();
+    let mut out = String::new();
+    for job in &jobs {
+        let s = store.job_status(&job.name).await.map_err(|source| JobsError::Store {
+            path: config.state.database.display().to_string(),
+            source,
+        })?;
+        out.push_str(&format!("job {}\n", job.name));
+        match &s.last_run {
+            Some(run) => {
+                let result = run.result.map_or("running".to_string(), |r| r.to_string());
+                out.push_str(&format!(
+                    "  last run:     #{} started {} — {}\n",
+                    run.id,
+                    run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    result
+                ));
+                let c = &run.counts;
+                out.push_str(&format!(
+                    "  counts:       {} images copied, {} unchanged, {} failed; {} manifests, {} blobs, {}, {} referrers\n",
+                    c.images_copied,
+                    c.images_skipped,
+                    c.images_failed,
+                    c.manifests_copied,
+                    c.blobs_copied,
+                    human_bytes(c.bytes_copied),
+                    c.referrers_copied
+                ));
+                if let Some(e) = &run.error {
+                    out.push_str(&format!("  last error:   {e}\n"));
+                }
+            }
+            None => out.push_str("  last run:     never\n"),
+        }
+        if let Some(ok) = &s.last_success {
+            out.push_str(&format!("  last success: {}\n", ok.started_at.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+        out.push_str(&format!("  tags synced:  {}\n", s.tags_synced));
+        out.push_str(&format!("  failing:      {}", s.failing_items));
+        if let Some(t) = s.next_retry_at {
+            out.push_str(&format!(" (next retry {})", t.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+        out.push('\n');
+        if let Some(next) = JobTimer::new(&job.name, &job.schedule, now).next_fire() {
+            out.push_str(&format!("  next run:     {} (when serving)\n", next.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+    }
+    Ok(out)
+}
