@@ -1,4 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod distribution;
+mod http_registry;
 mod support;
 mod test_registry;
