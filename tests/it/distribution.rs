@@ -263,3 +263,63 @@ async fn index_with_missing_child_is_rejected() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn tls_by_default_with_custom_ca() {
+    let d = Distribution::start_tls();
+    let name = repo("tls/app");
+    let settings = |f: &dyn Fn(&mut HttpSettings)| {
+        let mut s = HttpSettings {
+            docker_config: Some("/nonexistent/ocimirror-test/config.json".into()),
+            // Loopback would default to plain HTTP; this registry speaks TLS.
+            plain_http: Some(false),
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            ..HttpSettings::default()
+        };
+        f(&mut s);
+        s
+    };
+    // Unknown CA: refused.
+    let r = HttpRegistry::new(&d.host(), settings(&|_| {})).unwrap();
+    assert!(r.base_url().starts_with("https://"));
+    let e = r.tags(&name).await.unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Transport { .. }), "{e}");
+    // With the test CA: works.
+    let r = HttpRegistry::new(
+        &d.host(),
+        settings(&|s| s.ca_certificates = vec![Distribution::test_ca()]),
+    )
+    .unwrap();
+    let m = push_image(&r, &name, "tls", OCI_MANIFEST).await;
+    assert_eq!(
+        r.manifest_get(&name, &m.digest().clone().into())
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes(),
+        m.bytes()
+    );
+    // Verification off: works without the CA.
+    let r = HttpRegistry::new(&d.host(), settings(&|s| s.tls_verify = false)).unwrap();
+    assert!(
+        r.manifest_head(&name, &m.digest().clone().into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A CA file that is not PEM is a configuration error.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "not a certificate").unwrap();
+    let e = HttpRegistry::new(
+        &d.host(),
+        settings(&|s| s.ca_certificates = vec![bad.path().into()]),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("PEM") || e.to_string().contains("CA"),
+        "{e}"
+    );
+}

@@ -1,6 +1,7 @@
 //! A real CNCF distribution 2.8 (Debian's `docker-registry`) started per test
 //! on a free loopback port, with filesystem storage in a temp dir, deletes
-//! enabled and no auth. Killed when dropped.
+//! enabled and no auth (optionally TLS with the test CA in
+//! `tests/it/fixtures/tls`). Killed when dropped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,11 +14,31 @@ pub struct Distribution {
     child: Child,
     host: String,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl Distribution {
-    /// Starts one and waits (bounded) until `GET /v2/` answers.
+    /// Starts one over plain HTTP and waits (bounded) until `GET /v2/` answers.
     pub fn start() -> Distribution {
+        Distribution::start_with(false)
+    }
+
+    /// Starts one serving HTTPS with `fixtures/tls/server.pem` (issued by
+    /// `fixtures/tls/ca.pem` for 127.0.0.1 and localhost).
+    pub fn start_tls() -> Distribution {
+        Distribution::start_with(true)
+    }
+
+    /// The test CA's PEM file.
+    pub fn test_ca() -> PathBuf {
+        Self::fixtures().join("ca.pem")
+    }
+
+    fn fixtures() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls")
+    }
+
+    fn start_with(tls: bool) -> Distribution {
         let bin = std::env::var_os("OCIMIRROR_DISTRIBUTION_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
@@ -36,6 +57,15 @@ impl Distribution {
             .port();
         let host = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
+        let tls_config = if tls {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                Self::fixtures().join("server.pem").display(),
+                Self::fixtures().join("server.key").display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &config,
             format!(
@@ -43,7 +73,7 @@ impl Distribution {
                  log:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n\
-                 http:\n  addr: {host}\n  secret: ocimirror-test-secret\n",
+                 http:\n  addr: {host}\n  secret: ocimirror-test-secret\n{tls_config}",
                 dir.path().join("data").display()
             ),
         )
@@ -57,7 +87,12 @@ impl Distribution {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut d = Distribution { child, host, dir };
+        let mut d = Distribution {
+            child,
+            host,
+            dir,
+            tls,
+        };
         d.wait_ready();
         d
     }
@@ -70,7 +105,12 @@ impl Distribution {
                     .unwrap_or_default();
                 panic!("docker-registry exited with {status}: {log}");
             }
-            if let Ok(mut s) = TcpStream::connect(&self.host) {
+            if self.tls {
+                // It listens only once ready; the handshake is the client's test.
+                if TcpStream::connect(&self.host).is_ok() {
+                    return;
+                }
+            } else if let Ok(mut s) = TcpStream::connect(&self.host) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let req = format!(
                     "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
