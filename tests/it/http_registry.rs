@@ -1209,3 +1209,152 @@ async fn every_request_is_counted_once_and_rate_limit_wait_is_exposed() {
     // 60+ requests at 50/s: the limiter made callers wait.
     assert!(stats.rate_limit_wait > Duration::ZERO);
 }
+
+// ---------- a registry with quirks (hand-written fake) ----------
+
+mod quirks {
+    use super::*;
+    use axum::Router;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{Html, IntoResponse, Response};
+    use axum::routing::get;
+
+    const ZERO: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn the_manifest() -> Manifest {
+        image_manifest(b"{\"quirk\":1}", &[b"quirky layer"], None)
+    }
+
+    /// A registry that rewrites manifests (wrong Docker-Content-Digest on
+    /// PUT), answers HEAD without type or digest, pages tags with absolute
+    /// Links, errors with HTML, and throttles with an HTTP-date Retry-After.
+    async fn start() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let throttled = Arc::new(Mutex::new(false));
+        let app = Router::new()
+            .route("/v2/", get(|| async { StatusCode::OK }))
+            .route(
+                "/v2/app/manifests/{reference}",
+                get(|| async {
+                    let m = the_manifest();
+                    (
+                        [(header::CONTENT_TYPE, OCI_MANIFEST)],
+                        m.bytes().clone(),
+                    )
+                        .into_response()
+                })
+                .head(|| async { StatusCode::OK })
+                .put(|| async {
+                    (StatusCode::CREATED, [("docker-content-digest", ZERO)]).into_response()
+                }),
+            )
+            .route(
+                "/v2/app/tags/list",
+                get(|State(host): State<String>, RawQuery(q): RawQuery| async move {
+                    let q = q.unwrap_or_default();
+                    if q.contains("page=2") {
+                        return axum::Json(json!({"name":"app","tags":["c"]})).into_response();
+                    }
+                    let mut h = HeaderMap::new();
+                    let link = format!("<http://{host}/v2/app/tags/list?page=2>; rel=\"next\"");
+                    h.insert(header::LINK, link.parse().unwrap());
+                    (h, axum::Json(json!({"name":"app","tags":["a","b"]}))).into_response()
+                }),
+            )
+            .route(
+                "/v2/html/tags/list",
+                get(|| async {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        Html("<html><body>upstream token=abc bad gateway</body></html>"),
+                    )
+                }),
+            )
+            .route(
+                "/v2/slow/tags/list",
+                get(move || {
+                    let throttled = throttled.clone();
+                    async move {
+                        let mut t = throttled.lock().unwrap();
+                        if !*t {
+                            *t = true;
+                            let when = httpdate::fmt_http_date(SystemTime::now());
+                            return Response::builder()
+                                .status(503)
+                                .header("retry-after", when)
+                                .body(axum::body::Body::from("{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"later\"}]}"))
+                                .unwrap();
+                        }
+                        axum::Json(json!({"name":"slow","tags":["x"]})).into_response()
+                    }
+                }),
+            )
+            .with_state(host.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (host, task)
+    }
+
+    fn client_for(host: &str) -> HttpRegistry {
+        HttpRegistry::new(host, settings()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rewritten_manifest_fails_loudly() {
+        let (host, task) = start().await;
+        let r = client_for(&host);
+        let m = the_manifest();
+        let e = r
+            .manifest_put(&repo("app"), &tag("v1"), &m, Precondition::None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InvalidResponse(_)), "{e}");
+        assert!(e.to_string().contains(ZERO) && e.to_string().contains(&m.digest().to_string()));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn incomplete_head_falls_back_to_a_verified_get() {
+        let (host, task) = start().await;
+        let r = client_for(&host);
+        let m = the_manifest();
+        let d = r
+            .manifest_head(&repo("app"), &tag("v1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d, m.descriptor());
+        assert_eq!(r.stats().requests(Operation::ManifestGet), 1);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn absolute_links_html_errors_and_http_date_retry_after() {
+        let (host, task) = start().await;
+        let r = client_for(&host);
+        assert_eq!(r.tags(&repo("app")).await.unwrap(), ["a", "b", "c"]);
+        let e = r.tags(&repo("html")).await.unwrap_err();
+        match &e.kind {
+            ErrorKind::Status {
+                status,
+                codes,
+                message,
+                ..
+            } => {
+                assert_eq!(*status, 502);
+                assert!(
+                    codes.is_empty() && message.is_empty(),
+                    "HTML is not echoed: {e}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!e.to_string().contains("token=abc"));
+        assert_eq!(r.tags(&repo("slow")).await.unwrap(), ["x"]);
+        assert!(r.stats().retries >= 2, "502 retried, 503 retried");
+        task.abort();
+    }
+}
