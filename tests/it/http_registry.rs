@@ -1357,4 +1357,72 @@ mod quirks {
         assert!(r.stats().retries >= 2, "502 retried, 503 retried");
         task.abort();
     }
+
+    /// An OAuth2 token server: identity tokens are exchanged with the
+    /// refresh_token grant (POST form), never sent to the registry itself.
+    #[tokio::test]
+    async fn identity_token_uses_the_oauth2_refresh_grant() {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let challenge = format!("Bearer realm=\"http://{host}/oauth\",service=\"svc\"");
+        let ch2 = challenge.clone();
+        let seen2 = seen.clone();
+        let app = Router::new()
+            .route(
+                "/v2/",
+                get(move || {
+                    let c = challenge.clone();
+                    async move { (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, c)]) }
+                }),
+            )
+            .route(
+                "/v2/idt/tags/list",
+                get(move |h: HeaderMap| {
+                    let c = ch2.clone();
+                    async move {
+                        if h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+                            == Some("Bearer access-1")
+                        {
+                            axum::Json(json!({"name":"idt","tags":["ok"]})).into_response()
+                        } else {
+                            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, c)])
+                                .into_response()
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/oauth",
+                post(move |body: String| {
+                    seen2.lock().unwrap().push(body);
+                    async { axum::Json(json!({"access_token":"access-1","expires_in":300})) }
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let r = HttpRegistry::new(
+            &host,
+            HttpSettings {
+                credentials: Some(Credentials::IdentityToken(Secret::new("idt-secret"))),
+                ..settings()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.tags(&repo("idt")).await.unwrap(), ["ok"]);
+        let forms = seen.lock().unwrap().clone();
+        assert_eq!(forms.len(), 1);
+        let form = forms[0].replace("%3A", ":").replace("%2F", "/");
+        for part in [
+            "grant_type=refresh_token",
+            "refresh_token=idt-secret",
+            "service=svc",
+            "scope=repository:idt:pull",
+        ] {
+            assert!(form.contains(part), "{form} lacks {part}");
+        }
+        task.abort();
+    }
 }
