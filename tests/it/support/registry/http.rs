@@ -403,6 +403,7 @@ async fn handle(sh: Sh, req: Request) -> Response {
                 if let (Route::UploadStart(_), Some(_), Some(from)) =
                     (r, query_get(&q, "mount"), query_get(&q, "from"))
                     && from != name
+                    && store::valid_name(from)
                 {
                     required.push(Access::repo(from, &["pull"]));
                 }

@@ -296,6 +296,11 @@ impl TestRegistry {
         lock(&self.shared.faults).push_back(fault);
     }
 
+    /// Drop every pending fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
     /// Faults not used up yet.
     pub fn pending_faults(&self) -> usize {
         lock(&self.shared.faults).len()
