@@ -219,6 +219,15 @@ fn err(status: u16, code: &str, message: &str) -> Response {
     oci_error(&OciError::new(status, code, message))
 }
 
+/// 404 with `NAME_UNKNOWN` when the repository holds nothing at all, else with `code`.
+fn not_found(sh: &Shared, name: &str, code: &str, message: &str) -> Response {
+    if lock(&sh.store).repo(name).is_none() {
+        err(404, "NAME_UNKNOWN", "repository name not known to registry")
+    } else {
+        err(404, code, message)
+    }
+}
+
 fn plain_404() -> Response {
     Response::builder()
         .status(404)
@@ -531,7 +540,7 @@ fn manifest_get(sh: &Shared, name: &str, reference: &str, h: &HeaderMap, head: b
     }
     let found = lock(&sh.store).manifest(name, reference);
     let Some((digest, mt, bytes)) = found else {
-        return err(404, "MANIFEST_UNKNOWN", "manifest unknown");
+        return not_found(sh, name, "MANIFEST_UNKNOWN", "manifest unknown");
     };
     if !accepts(h, &mt) {
         return err(
@@ -634,7 +643,7 @@ fn manifest_delete(sh: &Shared, name: &str, reference: &str) -> Response {
     if lock(&sh.store).delete_manifest(name, reference) {
         reply(202, &[], Body::empty())
     } else {
-        err(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        not_found(sh, name, "MANIFEST_UNKNOWN", "manifest unknown")
     }
 }
 
@@ -692,7 +701,7 @@ fn blob_get(sh: &Shared, name: &str, digest: &str, h: &HeaderMap, head: bool) ->
         return err(400, "DIGEST_INVALID", "invalid digest");
     }
     let Some(bytes) = lock(&sh.store).blob(name, digest) else {
-        return err(404, "BLOB_UNKNOWN", "blob unknown to registry");
+        return not_found(sh, name, "BLOB_UNKNOWN", "blob unknown to registry");
     };
     if let (Some(bh), false) = (&sh.blob_host, head) {
         let url = format!("http://{bh}/_blobstore/{digest}?repo={}", enc(name));
@@ -734,7 +743,7 @@ fn blob_delete(sh: &Shared, name: &str, digest: &str) -> Response {
     if lock(&sh.store).delete_blob(name, digest) {
         reply(202, &[], Body::empty())
     } else {
-        err(404, "BLOB_UNKNOWN", "blob unknown to registry")
+        not_found(sh, name, "BLOB_UNKNOWN", "blob unknown to registry")
     }
 }
 

@@ -12,7 +12,8 @@
 //!   not use them up.
 //! - Manifest GET/HEAD honours `Accept` like distribution: a stored type that is not accepted
 //!   (and no `*/*`) answers 404 `MANIFEST_UNKNOWN`. No `Accept` header accepts everything.
-//! - tags/list and referrers of a repository that holds nothing answer 404 `NAME_UNKNOWN`.
+//! - Every read of a repository that holds nothing (manifest, blob, tags/list, referrers)
+//!   answers 404 `NAME_UNKNOWN`; uploads and mounts create the repository.
 //! - The blob redirect target is logged with the path `/_blobstore/<digest>`.
 #![allow(dead_code)]
 
