@@ -18,8 +18,11 @@
 #![allow(dead_code)]
 
 mod auth;
+mod content;
 mod http;
+mod listing;
 mod store;
+mod uploads;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
