@@ -1199,3 +1199,36 @@ async fn large_bodies_and_docker_manifests() {
     assert_eq!(h(&r, "content-type").unwrap(), LIST);
     assert_eq!(r.bytes().await.unwrap().to_vec(), list);
 }
+
+#[tokio::test]
+async fn seeding_helpers_build_valid_content() {
+    let reg = TestRegistry::start(Options::default()).await;
+    let c = client();
+    let amd = reg.seed_image("r", "amd", &[b"a1", b"a2"]);
+    let arm = reg.seed_image("r", "arm", &[b"b1"]);
+    let idx = reg.seed_index(
+        "r",
+        "multi",
+        &[(&amd, "linux/amd64"), (&arm, "linux/arm64")],
+    );
+    let sig = reg.seed_referrer("r", &idx, "application/vnd.example.sig", b"signature");
+    assert_eq!(reg.tags("r"), ["amd", "arm", "multi"]);
+    assert_eq!(reg.referrers("r", &idx), vec![sig.clone()]);
+    // Everything the helpers stored passes the registry's own PUT validation.
+    for d in [&amd, &arm, &idx, &sig] {
+        let (mt, bytes) = reg.manifest("r", d).unwrap();
+        let r = put_manifest(&c, &reg, "r", d, &mt, &bytes).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{d}");
+        assert_eq!(sha(&bytes), **d);
+    }
+    let r = c
+        .get(format!("{}/v2/r/referrers/{idx}", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(r).await;
+    assert_eq!(
+        v["manifests"][0]["artifactType"],
+        "application/vnd.example.sig"
+    );
+}

@@ -1,4 +1,4 @@
-//! HTTP side: routing, handlers, auth enforcement, fault injection and the request log.
+//! HTTP side: routing, dispatch, auth enforcement, fault injection and the request log.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
