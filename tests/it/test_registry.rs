@@ -162,6 +162,8 @@ async fn manifest_with_missing_blob_is_refused_then_accepted() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(h(&r, "content-length").unwrap(), m.len().to_string());
+    assert_eq!(h(&r, "docker-content-digest").unwrap(), sha(&m));
+    assert_eq!(h(&r, "content-type").unwrap(), OCI_MANIFEST);
     // An Accept that excludes the stored type hides it, like distribution.
     let r = c
         .get(format!("{}/v2/a/b/manifests/v1", reg.url()))
@@ -539,6 +541,14 @@ async fn monolithic_upload_commits_only_verified_content() {
         format!("bytes 5-11/{}", data.len())
     );
     assert_eq!(r.bytes().await.unwrap().to_vec(), data[5..].to_vec());
+    let r = c
+        .head(format!("{}/v2/r/blobs/{}", reg.url(), sha(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h(&r, "content-length").unwrap(), data.len().to_string());
+    assert_eq!(h(&r, "docker-content-digest").unwrap(), sha(&data));
     let r = c
         .head(format!("{}/v2/r/blobs/{}", reg.url(), sha(b"nope")))
         .send()
@@ -1128,7 +1138,9 @@ async fn large_bodies_and_docker_manifests() {
     let reg = TestRegistry::start(Options::default()).await;
     let c = client();
     // Larger than axum's default 2 MiB body limit, both monolithic and streamed PATCH.
-    let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let data: Vec<u8> = (0..((2u32 << 20) + 4096))
+        .map(|i| (i % 253) as u8)
+        .collect();
     let r = post_upload(&c, &reg, "r", "").await;
     let loc = h(&r, "location").unwrap();
     let r = c
