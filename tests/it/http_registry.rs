@@ -959,14 +959,18 @@ async fn expired_token_is_refetched_once() {
     // Tokens shorter than 60 s are kept 60 s (as Docker does), so the client
     // still holds it when the server expires it: 401 invalid_token.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(r.blob_head(&name, &digest).await.unwrap(), Some(1));
+    // Five requests refused at once share one new token.
+    let heads = (0..5).map(|_| r.blob_head(&name, &digest));
+    for h in futures::future::join_all(heads).await {
+        assert_eq!(h.unwrap(), Some(1));
+    }
     assert_eq!(tr.count("GET", "/token"), 2);
     let unauthorized: Vec<_> = tr
         .log()
         .into_iter()
         .filter(|l| l.path.contains("/blobs/") && l.status == 401)
         .collect();
-    assert_eq!(unauthorized.len(), 1);
+    assert_eq!(unauthorized.len(), 5);
 }
 
 #[tokio::test]
@@ -1423,6 +1427,55 @@ mod quirks {
         ] {
             assert!(form.contains(part), "{form} lacks {part}");
         }
+        task.abort();
+    }
+
+    /// At most `max_in_flight` requests reach the server at once: each
+    /// handler waits until three are inside (or gives up after 5 s).
+    #[tokio::test]
+    async fn in_flight_cap_is_respected() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let (i2, m2) = (inside.clone(), max.clone());
+        let app = Router::new()
+            .route("/v2/", get(|| async { StatusCode::OK }))
+            .route(
+                "/v2/c/tags/list",
+                get(move || {
+                    let (inside, max) = (i2.clone(), m2.clone());
+                    async move {
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                        while max.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        axum::Json(json!({"name":"c","tags":[]}))
+                    }
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let r = HttpRegistry::new(
+            &host,
+            HttpSettings {
+                max_in_flight: 3,
+                ..settings()
+            },
+        )
+        .unwrap();
+        let name = repo("c");
+        let calls = (0..12).map(|_| r.tags(&name));
+        for t in futures::future::join_all(calls).await {
+            assert!(t.unwrap().is_empty());
+        }
+        assert_eq!(max.load(Ordering::SeqCst), 3);
         task.abort();
     }
 }

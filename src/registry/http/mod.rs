@@ -616,15 +616,17 @@ impl HttpRegistry {
 
     /// The `Authorization` value for a request in `ctx`, fetching a token
     /// when needed.
-    async fn authorization(&self, ctx: &Ctx) -> Result<Option<HeaderValue>, RegistryError> {
+    /// Also returns the bearer token sent, to recognise it if refused.
+    async fn authorization(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<(Option<HeaderValue>, Option<Secret>), RegistryError> {
         let scheme = lock(&self.scheme).clone();
         match scheme {
-            AuthScheme::Anonymous => Ok(None),
-            AuthScheme::Basic => Ok(self.basic_header()),
+            AuthScheme::Anonymous => Ok((None, None)),
+            AuthScheme::Basic => Ok((self.basic_header(), None)),
             AuthScheme::Bearer { realm, service } => {
-                let token = self
-                    .token(ctx, &realm, &service, &ctx.scopes, false)
-                    .await?;
+                let (_, token) = self.token(ctx, &realm, &service, &ctx.scopes, None).await?;
                 let mut v =
                     HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
                         self.err(
@@ -633,32 +635,35 @@ impl HttpRegistry {
                         )
                     })?;
                 v.set_sensitive(true);
-                Ok(Some(v))
+                Ok((Some(v), Some(token)))
             }
         }
     }
 
-    /// A token for `scopes`, from the cache unless `refresh`.
+    /// A token for `scopes`: a cached one unless it is the `rejected`
+    /// one, else a fresh one.
     async fn token(
         &self,
         ctx: &Ctx,
         realm: &str,
         service: &str,
         scopes: &[Scope],
-        refresh: bool,
-    ) -> Result<Secret, RegistryError> {
+        rejected: Option<&Secret>,
+    ) -> Result<(String, Secret), RegistryError> {
         let key = auth::token_key(realm, service, scopes);
-        if !refresh
-            && let Some(t) = lock(&self.tokens).get(&key, Instant::now(), auth::REFRESH_MARGIN)
-        {
-            return Ok(t);
+        let cached = || {
+            lock(&self.tokens)
+                .get(&key, Instant::now(), auth::REFRESH_MARGIN)
+                .filter(|t| Some(t) != rejected)
+        };
+        if let Some(t) = cached() {
+            return Ok((key, t));
         }
-        // One fetch at a time, so a burst of requests shares one token.
+        // One fetch at a time, so a burst of requests (or of 401s for the
+        // same expired token) shares one new token.
         let _guard = self.token_fetch.lock().await;
-        if !refresh
-            && let Some(t) = lock(&self.tokens).get(&key, Instant::now(), auth::REFRESH_MARGIN)
-        {
-            return Ok(t);
+        if let Some(t) = cached() {
+            return Ok((key, t));
         }
         let tctx = Ctx {
             op: Operation::Token,
@@ -667,8 +672,8 @@ impl HttpRegistry {
         let (token, expires_in) = self
             .with_retry(|| self.fetch_token(&tctx, realm, service, scopes))
             .await?;
-        lock(&self.tokens).insert(key, token.clone(), expires_in, Instant::now());
-        Ok(token)
+        lock(&self.tokens).insert(key.clone(), token.clone(), expires_in, Instant::now());
+        Ok((key, token))
     }
 
     async fn fetch_token(
@@ -766,6 +771,7 @@ impl HttpRegistry {
         ctx: &Ctx,
         headers: &HeaderMap,
         sent_auth: bool,
+        sent_token: Option<&Secret>,
     ) -> Result<bool, RegistryError> {
         let challenges = challenges_of(headers);
         let Some(scheme) = self.scheme_from(&challenges) else {
@@ -790,10 +796,13 @@ impl HttpRegistry {
                     .and_then(|c| c.param("error"))
                     .unwrap_or("");
                 debug!(registry = %self.name, repo = %ctx.repo, op = %ctx.op, error, "Re-authenticating.");
-                let token = self.token(ctx, &realm, &service, &scopes, true).await?;
-                // Requests of this context use the wider token from now on.
+                let (wide_key, _) = self
+                    .token(ctx, &realm, &service, &scopes, sent_token)
+                    .await?;
+                // Requests of this context use the (possibly wider) token
+                // from now on.
                 let key = auth::token_key(&realm, &service, &ctx.scopes);
-                lock(&self.tokens).insert(key, token, None, Instant::now());
+                lock(&self.tokens).alias(&wide_key, key);
                 Ok(true)
             }
             AuthScheme::Anonymous => Ok(false),
@@ -815,7 +824,7 @@ impl HttpRegistry {
         self.ensure_ping(ctx).await?;
         let mut reauthenticated = false;
         loop {
-            let auth = self.authorization(ctx).await?;
+            let (auth, sent_token) = self.authorization(ctx).await?;
             let sent_auth = auth.is_some();
             let resp = self
                 .send_following(
@@ -830,7 +839,9 @@ impl HttpRegistry {
             if resp.status() == StatusCode::UNAUTHORIZED
                 && !reauthenticated
                 && body.replayable()
-                && self.reauthenticate(ctx, resp.headers(), sent_auth).await?
+                && self
+                    .reauthenticate(ctx, resp.headers(), sent_auth, sent_token.as_ref())
+                    .await?
             {
                 reauthenticated = true;
                 continue;
