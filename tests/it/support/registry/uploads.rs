@@ -217,8 +217,14 @@ pub(super) async fn upload_put(
     let Some(mut u) = upload else {
         return unknown_upload();
     };
-    u.data.extend_from_slice(&body);
-    commit(sh, name, query_get(q, "digest"), Bytes::from(u.data))
+    // Monolithic uploads (nothing PATCHed before) commit the body without another copy.
+    let data = if u.data.is_empty() {
+        body
+    } else {
+        u.data.extend_from_slice(&body);
+        Bytes::from(u.data)
+    };
+    commit(sh, name, query_get(q, "digest"), data)
 }
 
 pub(super) fn upload_status(sh: &Shared, name: &str, id: &str) -> Response {
