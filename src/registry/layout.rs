@@ -38,7 +38,7 @@ use super::{
 };
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::media_type as mt;
-use crate::oci::{Descriptor, Digest, Digester, Manifest, Reference, RepoName, Tag};
+use crate::oci::{Descriptor, Digest, Digester, Manifest, ManifestError, Reference, RepoName, Tag};
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -186,7 +186,8 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.persist(path).await
 }
 
-/// Reads at most `limit` bytes of a file; `Ok(None)` when it does not exist.
+/// Reads at most `limit + 1` bytes of a file (so callers can tell "too
+/// big"); `Ok(None)` when it does not exist.
 async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let f = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -195,12 +196,6 @@ async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     };
     let mut buf = Vec::new();
     f.take(limit + 1).read_to_end(&mut buf).await?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is over {limit} bytes", path.display()),
-        ));
-    }
     Ok(Some(buf))
 }
 
@@ -285,6 +280,17 @@ impl LayoutRegistry {
             .await
             .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         let Some(bytes) = bytes else { return Ok(None) };
+        if bytes.len() as u64 > MAX_INDEX_SIZE {
+            return Err(self.err(
+                repo,
+                op,
+                target,
+                ErrorKind::InvalidResponse(format!(
+                    "{} is over {MAX_INDEX_SIZE} bytes",
+                    path.display()
+                )),
+            ));
+        }
         serde_json::from_slice::<IndexFile>(&bytes)
             .map(Some)
             .map_err(|e| {
@@ -342,6 +348,13 @@ impl LayoutRegistry {
             .await
             .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         let Some(bytes) = bytes else { return Ok(None) };
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            let kind = ErrorKind::Manifest(ManifestError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_MANIFEST_SIZE,
+            });
+            return Err(self.err(repo, op, target, kind));
+        }
         let actual = Digest::compute(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(self.err(
@@ -359,26 +372,25 @@ impl LayoutRegistry {
         Ok(Some(manifest))
     }
 
-    /// Resolves a reference to `(digest, media type from index.json)`.
+    /// Resolves a reference to the digest and, when `index.json` lists it,
+    /// its entry there.
     async fn resolve(
         &self,
         dir: &Path,
         repo: &RepoName,
         reference: &Reference,
         op: Operation,
-    ) -> Result<Option<(Digest, Option<String>)>, RegistryError> {
+    ) -> Result<Option<(Digest, Option<Descriptor>)>, RegistryError> {
         let index = self
             .read_index(dir, repo, op, Some(reference.to_string()))
             .await?;
         Ok(match reference {
             Reference::Tag(tag) => index
                 .and_then(|i| i.find_tag(tag.as_str()))
-                .map(|d| (d.digest, Some(d.media_type))),
+                .map(|d| (d.digest.clone(), Some(d))),
             Reference::Digest(digest) => {
-                let mt = index
-                    .and_then(|i| i.find_digest(digest))
-                    .map(|d| d.media_type);
-                Some((digest.clone(), mt))
+                let entry = index.and_then(|i| i.find_digest(digest));
+                Some((digest.clone(), entry))
             }
         })
     }
@@ -516,12 +528,19 @@ impl Registry for LayoutRegistry {
     ) -> Result<Option<FetchedManifest>, RegistryError> {
         let op = Operation::ManifestGet;
         let dir = self.dir(repo, op)?;
-        let Some((digest, media_type)) = self.resolve(&dir, repo, reference, op).await? else {
+        let Some((digest, entry)) = self.resolve(&dir, repo, reference, op).await? else {
             return Ok(None);
         };
-        let manifest = self
-            .read_manifest(&dir, repo, op, &digest, media_type.as_deref())
-            .await?;
+        let media_type = entry.as_ref().map(|e| e.media_type.as_str());
+        let manifest = match self
+            .read_manifest(&dir, repo, op, &digest, media_type)
+            .await
+        {
+            // An unlisted blob that is not a manifest (a layer, a config) is
+            // no manifest, as a registry would answer; a listed one is broken.
+            Err(e) if entry.is_none() && matches!(e.kind, ErrorKind::Manifest(_)) => None,
+            other => other?,
+        };
         Ok(manifest.map(|manifest| FetchedManifest {
             etag: Some(manifest.digest().to_string()),
             manifest,

@@ -512,6 +512,48 @@ async fn put_by_digest_refuses_bytes_of_another_digest() {
     assert!(!blob_file(tmp.path(), a.digest()).exists());
 }
 
+#[tokio::test]
+async fn blobs_that_are_not_manifests_are_not_found_as_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let m = image(&reg, &root(), "x").await;
+    let big = noise(4 * 1024 * 1024 + 1, 9);
+    let big = put_blob(&reg, &root(), mt::OCI_LAYER_GZIP, &big).await;
+    for d in [&m.blobs()[0].digest, &m.blobs()[1].digest, &big.digest] {
+        let r = Reference::Digest(d.clone());
+        assert!(
+            reg.manifest_get(&root(), &r).await.unwrap().is_none(),
+            "{d}"
+        );
+        assert!(
+            reg.manifest_head(&root(), &r).await.unwrap().is_none(),
+            "{d}"
+        );
+    }
+    // Listed in index.json but not a manifest: that is a broken layout.
+    let config = m.blobs()[0].clone();
+    let mut entry = serde_json::to_value(Descriptor::new(
+        mt::OCI_MANIFEST,
+        config.digest.clone(),
+        config.size,
+    ))
+    .unwrap();
+    entry["annotations"] = json!({REF_NAME: "broken"});
+    let index = json!({"schemaVersion": 2, "mediaType": mt::OCI_INDEX, "manifests": [entry]});
+    std::fs::write(
+        tmp.path().join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let err = reg.manifest_get(&root(), &tag("broken")).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Manifest(_)), "{err}");
+    let err = reg
+        .manifest_get(&root(), &Reference::Digest(config.digest.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Manifest(_)), "{err}");
+}
+
 // ---------------------------------------------------------------- repos
 
 #[tokio::test]
