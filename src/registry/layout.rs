@@ -609,10 +609,11 @@ impl Registry for LayoutRegistry {
 
         // The manifest blob lands first; index.json is the commit point.
         let path = self.blob_path(&dir, repo, op, &digest)?;
-        let present = match tokio::fs::metadata(&path).await {
-            Ok(m) => m.is_file() && m.len() == desc.size,
-            Err(_) => false,
-        };
+        // Manifests are small: compare, so a damaged copy gets replaced.
+        let present = matches!(
+            read_limited(&path, desc.size).await,
+            Ok(Some(b)) if b == manifest.bytes().as_ref()
+        );
         if !present {
             let body: BlobStream = Box::pin(futures::stream::iter([Ok::<_, RegistryError>(
                 manifest.bytes().clone(),
@@ -629,6 +630,24 @@ impl Registry for LayoutRegistry {
         match reference {
             Reference::Tag(tag) => {
                 let tag = tag.as_str();
+                // Re-pushing the same content changes nothing (and keeps
+                // whatever else another tool put on the entry).
+                let named: Vec<Descriptor> = index
+                    .entries()
+                    .map(|(_, e)| e)
+                    .filter(|e| e.annotations.get(REF_NAME).is_some_and(|n| n == tag))
+                    .collect();
+                let untagged_copy = index
+                    .entries()
+                    .any(|(_, e)| e.digest == digest && !e.annotations.contains_key(REF_NAME));
+                if let [only] = named.as_slice()
+                    && only.digest == digest
+                    && !untagged_copy
+                {
+                    return Ok(PutManifestOutcome {
+                        subject_indexed: false,
+                    });
+                }
                 // Drop the tag's old entry and any untagged entry of this digest.
                 let drop: BTreeSet<usize> = index
                     .entries()

@@ -350,6 +350,54 @@ async fn retagging_keeps_the_old_manifest_discoverable() {
 }
 
 #[tokio::test]
+async fn re_pushing_is_idempotent_and_repairs_a_damaged_manifest_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let m = image(&reg, &root(), "x").await;
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    // Another tool annotated the entry; an identical re-push keeps that.
+    let mut index = index_json(tmp.path());
+    index["manifests"][0]["annotations"]["org.opencontainers.image.created"] =
+        json!("2026-01-01T00:00:00Z");
+    let written = serde_json::to_vec(&index).unwrap();
+    std::fs::write(tmp.path().join("index.json"), &written).unwrap();
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    reg.manifest_put(
+        &root(),
+        &Reference::Digest(m.digest().clone()),
+        &m,
+        Precondition::None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("index.json")).unwrap(),
+        written
+    );
+    // A damaged manifest blob is rewritten by the next push.
+    let path = blob_file(tmp.path(), m.digest());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(reg.manifest_get(&root(), &tag("v1")).await.is_err());
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes(),
+        m.bytes()
+    );
+}
+
+#[tokio::test]
 async fn fallback_tags_and_subject_scan_find_referrers() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = LayoutRegistry::open(tmp.path());
