@@ -6,8 +6,11 @@
 //!   tag schema). No I/O; imports nothing else from the crate.
 //! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
 //!   layout directory). Imports only `oci`.
+//! - [`corpus`]: a seeded corpus of images with nested referrers, written
+//!   through any `Registry` (demo fixture, benchmarks, tests).
 
 #![warn(missing_docs)]
 
+pub mod corpus;
 pub mod oci;
 pub mod registry;
