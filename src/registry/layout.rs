@@ -230,8 +230,6 @@ impl LayoutRegistry {
     }
 
     /// The layout directory of `repo`.
-    // RegistryError is the port's error type; boxing it here buys nothing.
-    #[allow(clippy::result_large_err)]
     fn dir(&self, repo: &RepoName, op: Operation) -> Result<PathBuf, RegistryError> {
         if repo.is_root() {
             return Ok(self.root.clone());
@@ -249,7 +247,6 @@ impl LayoutRegistry {
         })
     }
 
-    #[allow(clippy::result_large_err)]
     fn blob_path(
         &self,
         dir: &Path,

@@ -1078,3 +1078,125 @@ async fn skopeo_reads_what_we_write_and_we_read_what_it_writes() {
     );
     assert_eq!(raw, m.bytes().as_ref());
 }
+
+// ---------------------------------------------------------------- corpus
+
+/// Every manifest reachable from `root_digest` through index children, with
+/// every blob read back (verified) by the adapter.
+async fn walk(reg: &LayoutRegistry, repo: &RepoName, root_digest: &Digest) -> usize {
+    let mut todo = vec![root_digest.clone()];
+    let mut seen = BTreeSet::new();
+    while let Some(d) = todo.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let m = reg
+            .manifest_get(repo, &Reference::Digest(d.clone()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{d} missing"));
+        for b in m.blobs() {
+            assert_eq!(read_blob(reg, repo, &b.digest).await.len() as u64, b.size);
+        }
+        todo.extend(m.child_manifests().iter().map(|c| c.digest.clone()));
+        if let Some(s) = m.subject() {
+            todo.push(s.digest.clone());
+        }
+    }
+    seen.len()
+}
+
+#[tokio::test]
+async fn a_generated_corpus_reads_back_and_fallback_tags_agree_with_the_scan() {
+    use ocimirror::corpus::{CorpusSpec, ReferrerForm, generate};
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let spec = CorpusSpec {
+        repo_prefix: String::new(),
+        tags: 2,
+        layer_size: 2048,
+        base_layer_size: 4096,
+        referrer_form: ReferrerForm::FallbackTag,
+        ..CorpusSpec::default()
+    };
+    let report = generate(&reg, &spec).await.unwrap();
+    assert_eq!(report.images.len(), 2);
+    let tags = reg.tags(&root()).await.unwrap();
+    for (repo, t, digest) in &report.images {
+        assert!(repo.is_root());
+        assert!(tags.contains(&t.to_string()), "{tags:?}");
+        let m = reg
+            .manifest_get(&root(), &Reference::Tag(t.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.digest(), digest);
+        assert!(walk(&reg, &root(), digest).await > 1);
+    }
+    // Every fallback tag lists exactly the referrers a subject scan finds.
+    let fallback: Vec<&String> = tags
+        .iter()
+        .filter(|t| ocimirror::oci::referrers::is_fallback_tag(t))
+        .collect();
+    assert!(!fallback.is_empty());
+    for ft in fallback {
+        let idx = reg.manifest_get(&root(), &tag(ft)).await.unwrap().unwrap();
+        let hex = ft.strip_prefix("sha256-").unwrap();
+        let subject: Digest = format!("sha256:{hex}").parse().unwrap();
+        let mut listed: Vec<Descriptor> = idx.child_manifests().to_vec();
+        listed.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let mut scanned = reg.referrers_by_scan(&root(), &subject).await.unwrap();
+        scanned.sort_by(|a, b| a.digest.cmp(&b.digest));
+        assert_eq!(listed, scanned, "{ft}");
+    }
+}
+
+#[tokio::test]
+async fn skopeo_copies_a_multi_platform_index_out_of_our_layout() {
+    use ocimirror::corpus::{CorpusSpec, generate};
+    let Some(bin) = skopeo() else {
+        eprintln!(
+            "SKIPPED skopeo_copies_a_multi_platform_index_out_of_our_layout: skopeo not installed"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst, home) = (
+        tmp.path().join("src"),
+        tmp.path().join("dst"),
+        tmp.path().join("home"),
+    );
+    std::fs::create_dir(&home).unwrap();
+    let reg = LayoutRegistry::open(&src);
+    let spec = CorpusSpec {
+        repo_prefix: String::new(),
+        referrer_depth: 0,
+        ..CorpusSpec::default()
+    };
+    let report = generate(&reg, &spec).await.unwrap();
+    let (_, t, digest) = &report.images[0];
+    run_skopeo(
+        &bin,
+        &home,
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            &format!("oci:{}:{t}", src.display()),
+            &format!("oci:{}:{t}", dst.display()),
+        ],
+    );
+    let back = LayoutRegistry::open(&dst);
+    let got = back
+        .manifest_get(&root(), &Reference::Tag(t.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest(), digest);
+    assert_eq!(
+        walk(&back, &root(), digest).await,
+        walk(&reg, &root(), digest).await
+    );
+}
