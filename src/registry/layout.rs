@@ -13,8 +13,10 @@
 //!
 //! Writes are atomic: content goes to a temp file next to its destination and
 //! is renamed into place only once verified; `index.json` is rewritten the same
-//! way, last, under a per-directory lock shared by every instance in the
-//! process. Every read is verified against its digest.
+//! way, last, under a per-directory lock: a mutex shared by every instance in
+//! the process, plus an advisory lock on [`LOCK_FILE`] against other
+//! ocimirror processes (tools that do not take it, such as skopeo, are not
+//! excluded). Every read is verified against its digest.
 //!
 //! References: image-spec `image-layout.md`; spec notes §7.
 
@@ -199,10 +201,43 @@ async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
-fn lock_for(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut map = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(key).or_default().clone()
+/// Name of the lock file that serialises `index.json` updates between
+/// processes (an extra file, which the layout spec allows).
+pub const LOCK_FILE: &str = ".ocimirror-index.lock";
+
+/// Holds a layout directory's index lock: the in-process mutex, then an
+/// exclusive advisory lock on [`LOCK_FILE`] for other processes. Both are
+/// released on drop.
+struct IndexGuard {
+    _file: std::fs::File,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Takes the index lock of `dir`, which must exist.
+async fn lock_index(dir: &Path) -> io::Result<IndexGuard> {
+    let local = {
+        let key = tokio::fs::canonicalize(dir).await?;
+        let mut map = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key).or_default().clone()
+    };
+    // In-process first, so this process never queues on its own file lock.
+    let local = local.lock_owned().await;
+    let path = dir.join(LOCK_FILE);
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, io::Error>(file)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    Ok(IndexGuard {
+        _file: file,
+        _local: local,
+    })
 }
 
 impl LayoutRegistry {
@@ -581,8 +616,7 @@ impl Registry for LayoutRegistry {
         );
 
         tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
-        let lock = lock_for(&dir);
-        let _guard = lock.lock().await;
+        let _guard = lock_index(&dir).await.map_err(io_err)?;
         let mut index = self
             .read_index(&dir, repo, op, target.clone())
             .await?
@@ -775,11 +809,9 @@ impl Registry for LayoutRegistry {
             return Ok(());
         }
         self.write_blob(&dir, repo, desc, body).await?;
-        let lock = lock_for(&dir);
-        let _guard = lock.lock().await;
-        self.ensure_index(&dir)
-            .await
-            .map_err(|e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e)))
+        let io_err = |e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e));
+        let _guard = lock_index(&dir).await.map_err(io_err)?;
+        self.ensure_index(&dir).await.map_err(io_err)
     }
 
     async fn blob_mount(
@@ -815,8 +847,7 @@ impl Registry for LayoutRegistry {
             tokio::fs::copy(&src, &tmp.path).await.map_err(io_err)?;
         }
         tmp.persist(&dst).await.map_err(io_err)?;
-        let lock = lock_for(&dst_dir);
-        let _guard = lock.lock().await;
+        let _guard = lock_index(&dst_dir).await.map_err(io_err)?;
         self.ensure_index(&dst_dir).await.map_err(io_err)?;
         Ok(true)
     }

@@ -863,6 +863,46 @@ async fn concurrent_tag_puts_all_land_in_a_valid_index() {
     assert!(temp_files(tmp.path()).is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_updates_wait_for_another_process_holding_the_lock_file() {
+    use ocimirror::registry::layout::LOCK_FILE;
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Arc::new(LayoutRegistry::open(tmp.path()));
+    let a = image(&reg, &root(), "a").await;
+    // A separate open file stands for another process: flock locks conflict
+    // between open file descriptions even inside one process.
+    let other = std::fs::File::open(tmp.path().join(LOCK_FILE)).unwrap();
+    other.lock().unwrap();
+    let put = {
+        let reg = reg.clone();
+        tokio::spawn(async move {
+            reg.manifest_put(&root(), &tag("v1"), &a, Precondition::None)
+                .await
+                .unwrap();
+        })
+    };
+    // Showing that something does not happen needs a bound. It cannot make
+    // the test flaky: with the lock held the put never finishes; without a
+    // lock it finishes in milliseconds.
+    let mut put = put;
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut put).await;
+    assert!(early.is_err(), "manifest_put ignored the held lock file");
+    assert!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    other.unlock().unwrap();
+    put.await.unwrap();
+    assert!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 // ---------------------------------------------------------------- safety
 
 #[tokio::test]
