@@ -91,15 +91,14 @@ impl IndexFile {
         })
     }
 
-    /// The entry a tag names: an exact ref.name first, else one ending in
-    /// `:<tag>` (full references, as regclient accepts).
+    /// The entry a tag names: an exact ref.name first, else a full reference
+    /// ending in `:<tag>` (as regclient accepts).
     fn find_tag(&self, tag: &str) -> Option<Descriptor> {
-        let suffix = format!(":{tag}");
         let mut fallback = None;
         for (_, d) in self.entries() {
             match d.annotations.get(REF_NAME) {
                 Some(name) if name == tag => return Some(d),
-                Some(name) if fallback.is_none() && name.ends_with(&suffix) => {
+                Some(name) if fallback.is_none() && tag_of_ref_name(name) == Some(tag) => {
                     fallback = Some(d);
                 }
                 _ => {}
@@ -114,13 +113,17 @@ impl IndexFile {
 }
 
 /// The tag a ref.name stands for: the whole value when it is a valid tag,
-/// else the part after the last `:` of a full reference.
-fn tag_of_ref_name(name: &str) -> Option<String> {
+/// else the part after the last `:` of a full reference (`host/app:v1`);
+/// `None` for digest references (`app@sha256:...`) and anything else.
+fn tag_of_ref_name(name: &str) -> Option<&str> {
     if Tag::new(name).is_ok() {
-        return Some(name.to_string());
+        return Some(name);
     }
-    let (_, tail) = name.rsplit_once(':')?;
-    Tag::new(tail).ok().map(|t| t.as_str().to_string())
+    if name.contains('@') {
+        return None;
+    }
+    let (head, tail) = name.rsplit_once(':')?;
+    (!head.is_empty() && !tail.contains('/') && Tag::new(tail).is_ok()).then_some(tail)
 }
 
 /// Joins `parts` under `base`, refusing anything that is not a plain name
@@ -860,7 +863,12 @@ impl Registry for LayoutRegistry {
         };
         let tags: BTreeSet<String> = index
             .entries()
-            .filter_map(|(_, d)| d.annotations.get(REF_NAME).and_then(|n| tag_of_ref_name(n)))
+            .filter_map(|(_, d)| {
+                d.annotations
+                    .get(REF_NAME)
+                    .and_then(|n| tag_of_ref_name(n))
+                    .map(str::to_string)
+            })
             .collect();
         Ok(tags.into_iter().collect())
     }
@@ -905,8 +913,15 @@ mod tests {
 
     #[test]
     fn ref_names_map_to_tags() {
-        assert_eq!(tag_of_ref_name("v1").as_deref(), Some("v1"));
-        assert_eq!(tag_of_ref_name("example.com/app:v2").as_deref(), Some("v2"));
+        assert_eq!(tag_of_ref_name("v1"), Some("v1"));
+        assert_eq!(tag_of_ref_name("example.com/app:v2"), Some("v2"));
+        assert_eq!(tag_of_ref_name("localhost:5000/app:v3"), Some("v3"));
+        assert_eq!(tag_of_ref_name("localhost:5000/app"), None);
+        assert_eq!(
+            tag_of_ref_name(&format!("app@{}", Digest::sha256(b"x"))),
+            None
+        );
+        assert_eq!(tag_of_ref_name(":v1"), None);
         assert_eq!(tag_of_ref_name("../../x"), None);
         assert_eq!(tag_of_ref_name(""), None);
     }
