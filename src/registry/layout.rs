@@ -16,23 +16,27 @@
 //! way, last, under a per-directory lock: a mutex shared by every instance in
 //! the process, plus an advisory lock on [`LOCK_FILE`] against other
 //! ocimirror processes (tools that do not take it, such as skopeo, are not
-//! excluded). Every read is verified against its digest.
+//! excluded). Concurrent updates of one directory are committed together
+//! (one rewrite, one fsync) and the parsed `index.json` is cached per
+//! directory, so large layouts do not cost a full parse per request (see
+//! `layout/index.rs`). Every read is verified against its digest.
 //!
 //! References: image-spec `image-layout.md`; spec notes §7.
 
-use std::collections::{BTreeSet, HashMap};
+mod index;
+
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex as StdMutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use self::index::IndexFile;
 use super::stream::{StreamContext, verify};
 use super::{
     Blob, BlobStream, ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome,
@@ -46,70 +50,12 @@ use crate::oci::{Descriptor, Digest, Digester, Manifest, ManifestError, Referenc
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Content of the `oci-layout` file.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-/// The most bytes of `index.json` read (it lists every manifest).
-const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
-
-/// One lock per layout directory (canonical path), shared by every
-/// [`LayoutRegistry`] in the process, for `index.json` read-modify-write.
-static INDEX_LOCKS: LazyLock<StdMutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| StdMutex::new(HashMap::new()));
 
 /// An OCI image layout directory (or a tree of them), read and write.
 #[derive(Clone, Debug)]
 pub struct LayoutRegistry {
     root: PathBuf,
     name: String,
-}
-
-/// `index.json`, with unknown fields and unparsable entries kept as they are
-/// so a rewrite loses nothing another tool wrote.
-#[derive(Serialize, Deserialize)]
-struct IndexFile {
-    #[serde(default)]
-    manifests: Vec<Value>,
-    #[serde(flatten)]
-    other: Map<String, Value>,
-}
-
-impl IndexFile {
-    fn empty() -> Self {
-        let mut other = Map::new();
-        other.insert("schemaVersion".into(), Value::from(2));
-        other.insert("mediaType".into(), Value::from(mt::OCI_INDEX));
-        IndexFile {
-            manifests: Vec::new(),
-            other,
-        }
-    }
-
-    /// Entries that parse as descriptors (unknown algorithms are skipped).
-    fn entries(&self) -> impl Iterator<Item = (usize, Descriptor)> + '_ {
-        self.manifests.iter().enumerate().filter_map(|(i, v)| {
-            serde_json::from_value::<Descriptor>(v.clone())
-                .ok()
-                .map(|d| (i, d))
-        })
-    }
-
-    /// The entry a tag names: an exact ref.name first, else a full reference
-    /// ending in `:<tag>` (as regclient accepts).
-    fn find_tag(&self, tag: &str) -> Option<Descriptor> {
-        let mut fallback = None;
-        for (_, d) in self.entries() {
-            match d.annotations.get(REF_NAME) {
-                Some(name) if name == tag => return Some(d),
-                Some(name) if fallback.is_none() && tag_of_ref_name(name) == Some(tag) => {
-                    fallback = Some(d);
-                }
-                _ => {}
-            }
-        }
-        fallback
-    }
-
-    fn find_digest(&self, digest: &Digest) -> Option<Descriptor> {
-        self.entries().map(|(_, d)| d).find(|d| &d.digest == digest)
-    }
 }
 
 /// The tag a ref.name stands for: the whole value when it is a valid tag,
@@ -208,41 +154,6 @@ async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
 /// processes (an extra file, which the layout spec allows).
 pub const LOCK_FILE: &str = ".ocimirror-index.lock";
 
-/// Holds a layout directory's index lock: the in-process mutex, then an
-/// exclusive advisory lock on [`LOCK_FILE`] for other processes. Both are
-/// released on drop.
-struct IndexGuard {
-    _file: std::fs::File,
-    _local: tokio::sync::OwnedMutexGuard<()>,
-}
-
-/// Takes the index lock of `dir`, which must exist.
-async fn lock_index(dir: &Path) -> io::Result<IndexGuard> {
-    let local = {
-        let key = tokio::fs::canonicalize(dir).await?;
-        let mut map = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key).or_default().clone()
-    };
-    // In-process first, so this process never queues on its own file lock.
-    let local = local.lock_owned().await;
-    let path = dir.join(LOCK_FILE);
-    let file = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        Ok::<_, io::Error>(file)
-    })
-    .await
-    .map_err(io::Error::other)??;
-    Ok(IndexGuard {
-        _file: file,
-        _local: local,
-    })
-}
-
 impl LayoutRegistry {
     /// A layout registry rooted at `root`. Nothing is touched until the first
     /// write, which creates the directories it needs.
@@ -302,43 +213,17 @@ impl LayoutRegistry {
         })
     }
 
-    /// Reads `index.json`; `None` when it does not exist.
-    async fn read_index(
+    /// Reads `index.json` (cached); `None` when it does not exist.
+    async fn index(
         &self,
         dir: &Path,
         repo: &RepoName,
         op: Operation,
         target: Option<String>,
-    ) -> Result<Option<IndexFile>, RegistryError> {
-        let path = dir.join("index.json");
-        let bytes = read_limited(&path, MAX_INDEX_SIZE)
+    ) -> Result<Option<Arc<IndexFile>>, RegistryError> {
+        index::load(dir)
             .await
-            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        if bytes.len() as u64 > MAX_INDEX_SIZE {
-            return Err(self.err(
-                repo,
-                op,
-                target,
-                ErrorKind::InvalidResponse(format!(
-                    "{} is over {MAX_INDEX_SIZE} bytes",
-                    path.display()
-                )),
-            ));
-        }
-        serde_json::from_slice::<IndexFile>(&bytes)
-            .map(Some)
-            .map_err(|e| {
-                self.err(
-                    repo,
-                    op,
-                    target,
-                    ErrorKind::InvalidResponse(format!(
-                        "{} is not an OCI index: {e}",
-                        path.display()
-                    )),
-                )
-            })
+            .map_err(|f| self.err(repo, op, target, f.into_kind()))
     }
 
     /// Creates the layout skeleton (`blobs/<alg>`, `oci-layout`, an empty
@@ -353,16 +238,6 @@ impl LayoutRegistry {
         let layout = dir.join("oci-layout");
         if !tokio::fs::try_exists(&layout).await? {
             write_atomic(&layout, OCI_LAYOUT).await?;
-        }
-        Ok(())
-    }
-
-    /// Creates an empty `index.json` when missing; call under the index lock.
-    async fn ensure_index(&self, dir: &Path) -> io::Result<()> {
-        let index = dir.join("index.json");
-        if !tokio::fs::try_exists(&index).await? {
-            let bytes = serde_json::to_vec(&IndexFile::empty()).map_err(io::Error::other)?;
-            write_atomic(&index, &bytes).await?;
         }
         Ok(())
     }
@@ -417,14 +292,14 @@ impl LayoutRegistry {
         op: Operation,
     ) -> Result<Option<(Digest, Option<Descriptor>)>, RegistryError> {
         let index = self
-            .read_index(dir, repo, op, Some(reference.to_string()))
+            .index(dir, repo, op, Some(reference.to_string()))
             .await?;
         Ok(match reference {
             Reference::Tag(tag) => index
-                .and_then(|i| i.find_tag(tag.as_str()))
+                .and_then(|i| i.find_tag(tag.as_str()).cloned())
                 .map(|d| (d.digest.clone(), Some(d))),
             Reference::Digest(digest) => {
-                let entry = index.and_then(|i| i.find_digest(digest));
+                let entry = index.and_then(|i| i.find_digest(digest).cloned());
                 Some((digest.clone(), entry))
             }
         })
@@ -508,14 +383,14 @@ impl LayoutRegistry {
         let op = Operation::Referrers;
         let dir = self.dir(repo, op)?;
         let Some(index) = self
-            .read_index(&dir, repo, op, Some(subject.to_string()))
+            .index(&dir, repo, op, Some(subject.to_string()))
             .await?
         else {
             return Ok(Vec::new());
         };
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        for (_, entry) in index.entries() {
+        for entry in index.descriptors() {
             if !mt::is_manifest(&entry.media_type) || !seen.insert(entry.digest.clone()) {
                 continue;
             }
@@ -591,7 +466,6 @@ impl Registry for LayoutRegistry {
     ) -> Result<PutManifestOutcome, RegistryError> {
         let op = Operation::ManifestPut;
         let target = Some(reference.to_string());
-        let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
         let dir = self.dir(repo, op)?;
         // Stored under the digest it is addressed by (its own algorithm).
         let digest = match reference {
@@ -612,36 +486,15 @@ impl Registry for LayoutRegistry {
             }
             Reference::Tag(_) => manifest.digest().clone(),
         };
-        let mut desc = Descriptor::new(
+        let desc = Descriptor::new(
             manifest.media_type(),
             digest.clone(),
             manifest.bytes().len() as u64,
         );
 
-        tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
-        let _guard = lock_index(&dir).await.map_err(io_err)?;
-        let mut index = self
-            .read_index(&dir, repo, op, target.clone())
-            .await?
-            .unwrap_or_else(IndexFile::empty);
-
-        let current = match reference {
-            Reference::Tag(tag) => index.find_tag(tag.as_str()).map(|d| d.digest),
-            Reference::Digest(d) => index.find_digest(d).map(|d| d.digest),
-        };
-        let ok = match (&precondition, &current) {
-            (Precondition::None, _) => true,
-            (Precondition::IfNoneMatch, cur) => cur.is_none(),
-            (Precondition::IfMatch(etag), Some(cur)) => {
-                etag.trim().trim_matches('"') == cur.to_string()
-            }
-            (Precondition::IfMatch(_), None) => false,
-        };
-        if !ok {
-            return Err(self.err(repo, op, target, ErrorKind::PreconditionFailed));
-        }
-
-        // The manifest blob lands first; index.json is the commit point.
+        // The manifest blob lands first; index.json is the commit point. A
+        // blob left by a failed precondition is unreferenced, which layouts
+        // allow.
         let path = self.blob_path(&dir, repo, op, &digest)?;
         // Manifests are small: compare, so a damaged copy gets replaced.
         let present = matches!(
@@ -656,82 +509,16 @@ impl Registry for LayoutRegistry {
         } else {
             self.ensure_layout(&dir, Some(digest.algorithm().as_str()))
                 .await
-                .map_err(io_err)?;
+                .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         }
-
-        let has_digest =
-            |index: &IndexFile, d: &Digest| index.entries().any(|(_, e)| &e.digest == d);
-        match reference {
-            Reference::Tag(tag) => {
-                let tag = tag.as_str();
-                // Re-pushing the same content changes nothing (and keeps
-                // whatever else another tool put on the entry).
-                let named: Vec<Descriptor> = index
-                    .entries()
-                    .map(|(_, e)| e)
-                    .filter(|e| e.annotations.get(REF_NAME).is_some_and(|n| n == tag))
-                    .collect();
-                let untagged_copy = index
-                    .entries()
-                    .any(|(_, e)| e.digest == digest && !e.annotations.contains_key(REF_NAME));
-                if let [only] = named.as_slice()
-                    && only.digest == digest
-                    && !untagged_copy
-                {
-                    return Ok(PutManifestOutcome {
-                        subject_indexed: false,
-                    });
-                }
-                // Drop the tag's old entry and any untagged entry of this digest.
-                let drop: BTreeSet<usize> = index
-                    .entries()
-                    .filter(|(_, e)| match e.annotations.get(REF_NAME) {
-                        Some(name) => name == tag,
-                        None => e.digest == digest,
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                let mut i = 0;
-                index.manifests.retain(|_| {
-                    let keep = !drop.contains(&i);
-                    i += 1;
-                    keep
-                });
-                desc.annotations.insert(REF_NAME.into(), tag.into());
-                index
-                    .manifests
-                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
-                // The previous target stays discoverable as an untagged entry.
-                if let Some(old) = current
-                    && old != digest
-                    && !has_digest(&index, &old)
-                    && let Ok(Some(m)) = self.read_manifest(&dir, repo, op, &old, None).await
-                {
-                    index.manifests.push(
-                        serde_json::to_value(Descriptor::new(
-                            m.media_type(),
-                            old,
-                            m.bytes().len() as u64,
-                        ))
-                        .map_err(|e| io_err(io::Error::other(e)))?,
-                    );
-                }
-            }
-            Reference::Digest(_) => {
-                if has_digest(&index, &digest) {
-                    return Ok(PutManifestOutcome {
-                        subject_indexed: false,
-                    });
-                }
-                index
-                    .manifests
-                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
-            }
-        }
-        let bytes = serde_json::to_vec(&index).map_err(|e| io_err(io::Error::other(e)))?;
-        write_atomic(&dir.join("index.json"), &bytes)
+        let update = index::IndexOp {
+            reference: reference.clone(),
+            desc,
+            precondition,
+        };
+        index::update(&dir, update)
             .await
-            .map_err(io_err)?;
+            .map_err(|f| self.err(repo, op, target, f.into_kind()))?;
         Ok(PutManifestOutcome {
             subject_indexed: false,
         })
@@ -813,8 +600,7 @@ impl Registry for LayoutRegistry {
         }
         self.write_blob(&dir, repo, desc, body).await?;
         let io_err = |e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e));
-        let _guard = lock_index(&dir).await.map_err(io_err)?;
-        self.ensure_index(&dir).await.map_err(io_err)
+        index::ensure_exists(&dir).await.map_err(io_err)
     }
 
     async fn blob_mount(
@@ -850,20 +636,19 @@ impl Registry for LayoutRegistry {
             tokio::fs::copy(&src, &tmp.path).await.map_err(io_err)?;
         }
         tmp.persist(&dst).await.map_err(io_err)?;
-        let _guard = lock_index(&dst_dir).await.map_err(io_err)?;
-        self.ensure_index(&dst_dir).await.map_err(io_err)?;
+        index::ensure_exists(&dst_dir).await.map_err(io_err)?;
         Ok(true)
     }
 
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         let op = Operation::TagList;
         let dir = self.dir(repo, op)?;
-        let Some(index) = self.read_index(&dir, repo, op, None).await? else {
+        let Some(index) = self.index(&dir, repo, op, None).await? else {
             return Err(self.err(repo, op, None, ErrorKind::NotFound));
         };
         let tags: BTreeSet<String> = index
-            .entries()
-            .filter_map(|(_, d)| {
+            .descriptors()
+            .filter_map(|d| {
                 d.annotations
                     .get(REF_NAME)
                     .and_then(|n| tag_of_ref_name(n))
@@ -924,26 +709,5 @@ mod tests {
         assert_eq!(tag_of_ref_name(":v1"), None);
         assert_eq!(tag_of_ref_name("../../x"), None);
         assert_eq!(tag_of_ref_name(""), None);
-    }
-
-    #[test]
-    fn tag_lookup_prefers_exact_names() {
-        let d1 = Digest::sha256(b"1");
-        let d2 = Digest::sha256(b"2");
-        let entry = |d: &Digest, name: &str| {
-            let mut desc = Descriptor::new(mt::OCI_MANIFEST, d.clone(), 1);
-            desc.annotations.insert(REF_NAME.into(), name.into());
-            serde_json::to_value(desc).unwrap()
-        };
-        let mut index = IndexFile::empty();
-        index.manifests.push(entry(&d1, "example.com/app:v1"));
-        index.manifests.push(entry(&d2, "v1"));
-        index
-            .manifests
-            .push(serde_json::json!({"mediaType": "x", "digest": "blake3:00", "size": 1}));
-        assert_eq!(index.find_tag("v1").unwrap().digest, d2);
-        index.manifests.remove(1);
-        assert_eq!(index.find_tag("v1").unwrap().digest, d1);
-        assert!(index.find_tag("v2").is_none());
     }
 }
