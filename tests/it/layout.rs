@@ -1117,6 +1117,26 @@ async fn skopeo_reads_what_we_write_and_we_read_what_it_writes() {
         &["inspect", "--raw", &format!("oci:{}:v1", dst.display())],
     );
     assert_eq!(raw, m.bytes().as_ref());
+    // skopeo rewrites index.json behind our back: our cached view follows.
+    run_skopeo(
+        &bin,
+        &home,
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            &format!("oci:{}:v1", src.display()),
+            &format!("oci:{}:v3", dst.display()),
+        ],
+    );
+    assert_eq!(back.tags(&root()).await.unwrap(), vec!["v1", "v2", "v3"]);
+    let v3 = back
+        .manifest_get(&root(), &tag("v3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v3.digest(), m.digest());
 }
 
 // ---------------------------------------------------------------- corpus
