@@ -863,6 +863,39 @@ async fn concurrent_tag_puts_all_land_in_a_valid_index() {
     assert!(temp_files(tmp.path()).is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_if_none_match_puts_on_one_tag_have_exactly_one_winner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Arc::new(LayoutRegistry::open(tmp.path()));
+    let mut manifests = Vec::new();
+    for i in 0..10 {
+        manifests.push(image(&reg, &root(), &format!("c{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for m in manifests.iter().cloned() {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            reg.manifest_put(&root(), &tag("race"), &m, Precondition::IfNoneMatch)
+                .await
+                .map(|_| m.digest().clone())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => winners.push(d),
+            Err(e) => assert!(matches!(e.kind, ErrorKind::PreconditionFailed), "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let got = reg
+        .manifest_get(&root(), &tag("race"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest(), &winners[0]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_updates_wait_for_another_process_holding_the_lock_file() {
     use ocimirror::registry::layout::LOCK_FILE;

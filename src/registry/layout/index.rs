@@ -412,10 +412,22 @@ pub(super) async fn update(dir: &Path, op: IndexOp) -> Result<(), IndexFailure> 
         return result;
     }
     let batch = std::mem::take(&mut *sh.queue.lock().unwrap_or_else(|p| p.into_inner()));
-    let results = commit(dir, &sh, &batch).await;
-    drop(guard);
-    for (pending, result) in batch.into_iter().zip(results) {
-        let _ = pending.tx.send(result);
+    if batch.is_empty() {
+        // Not expected: every writer answers its batch before unlocking, so
+        // our update was answered above or is queued. Never wait locked.
+        drop(guard);
+    } else {
+        // Its own task, so that dropping this future half-way (a cancelled
+        // caller) still answers every writer in the batch.
+        let dir = dir.to_path_buf();
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            let results = commit(&dir, &sh, &batch).await;
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.tx.send(result);
+            }
+            drop(guard);
+        });
     }
     rx.await
         .unwrap_or_else(|_| Err(IndexFailure::Invalid("index update was lost".into())))
