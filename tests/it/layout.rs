@@ -872,7 +872,7 @@ async fn concurrent_if_none_match_puts_on_one_tag_have_exactly_one_winner() {
         manifests.push(image(&reg, &root(), &format!("c{i}")).await);
     }
     let mut tasks = Vec::new();
-    for m in manifests.iter().cloned() {
+    for m in manifests {
         let reg = reg.clone();
         tasks.push(tokio::spawn(async move {
             reg.manifest_put(&root(), &tag("race"), &m, Precondition::IfNoneMatch)
