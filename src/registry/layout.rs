@@ -374,7 +374,8 @@ impl LayoutRegistry {
     /// Referrers of `subject` found by reading every manifest listed in
     /// `index.json` and keeping those whose `subject` is `subject`. Merge
     /// with the fallback tag's entries (spec notes §7). Listed manifests
-    /// whose blob is missing or not a manifest are skipped.
+    /// whose blob is missing or not a manifest are skipped. The scan is
+    /// done once per version of `index.json` and answers every subject.
     pub async fn referrers_by_scan(
         &self,
         repo: &RepoName,
@@ -388,8 +389,11 @@ impl LayoutRegistry {
         else {
             return Ok(Vec::new());
         };
+        if let Some(map) = index::cached_subjects(&dir, &index).await {
+            return Ok(map.get(subject).cloned().unwrap_or_default());
+        }
         let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
+        let mut map = index::SubjectMap::new();
         for entry in index.descriptors() {
             if !mt::is_manifest(&entry.media_type) || !seen.insert(entry.digest.clone()) {
                 continue;
@@ -406,10 +410,14 @@ impl LayoutRegistry {
                 }
                 Err(e) => return Err(e),
             };
-            if manifest.subject().is_some_and(|s| &s.digest == subject) {
-                out.push(manifest.referrer_descriptor());
+            if let Some(s) = manifest.subject() {
+                map.entry(s.digest.clone())
+                    .or_default()
+                    .push(manifest.referrer_descriptor());
             }
         }
+        let out = map.get(subject).cloned().unwrap_or_default();
+        index::store_subjects(&dir, &index, Arc::new(map)).await;
         Ok(out)
     }
 }

@@ -462,6 +462,29 @@ async fn fallback_tags_and_subject_scan_find_referrers() {
             .unwrap()
             .is_empty()
     );
+    // A referrer pushed after a scan shows up in the next one, also through
+    // another instance (the scan is cached per version of index.json).
+    let sig_on_sig = referrer(&reg, &root(), &sig, "application/vnd.example.sig").await;
+    LayoutRegistry::open(tmp.path())
+        .manifest_put(
+            &root(),
+            &Reference::Digest(sig_on_sig.digest().clone()),
+            &sig_on_sig,
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.referrers_by_scan(&root(), sig.digest()).await.unwrap(),
+        vec![sig_on_sig.referrer_descriptor()]
+    );
+    assert_eq!(
+        reg.referrers_by_scan(&root(), subject.digest())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(
         reg.referrers_api(&root(), subject.digest()).await.unwrap(),
         None

@@ -264,6 +264,29 @@ struct DirShared {
     queue: StdMutex<Vec<Pending>>,
     /// The last version of `index.json` read or written.
     cache: StdMutex<Option<(Stamp, Arc<IndexFile>)>>,
+    /// Referrers by subject, found by scanning the manifests of one
+    /// version of `index.json` (the `Arc` it was built from).
+    subjects: StdMutex<Option<(Arc<IndexFile>, Arc<SubjectMap>)>>,
+}
+
+/// Referrer descriptors by subject digest.
+pub(super) type SubjectMap = HashMap<Digest, Vec<Descriptor>>;
+
+/// The subject map built for exactly this version of `index.json`, if any.
+pub(super) async fn cached_subjects(dir: &Path, index: &Arc<IndexFile>) -> Option<Arc<SubjectMap>> {
+    let sh = shared(dir).await.ok().flatten()?;
+    let subjects = sh.subjects.lock().unwrap_or_else(|p| p.into_inner());
+    match subjects.as_ref() {
+        Some((built_from, map)) if Arc::ptr_eq(built_from, index) => Some(map.clone()),
+        _ => None,
+    }
+}
+
+/// Remembers the subject map built for this version of `index.json`.
+pub(super) async fn store_subjects(dir: &Path, index: &Arc<IndexFile>, map: Arc<SubjectMap>) {
+    if let Ok(Some(sh)) = shared(dir).await {
+        *sh.subjects.lock().unwrap_or_else(|p| p.into_inner()) = Some((index.clone(), map));
+    }
 }
 
 /// One entry per layout directory (canonical path), shared by every
