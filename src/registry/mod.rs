@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod http;
+pub mod layout;
 pub mod stream;
 
 use std::fmt;

@@ -2,5 +2,6 @@
 
 mod distribution;
 mod http_registry;
+mod layout;
 mod support;
 mod test_registry;
