@@ -197,6 +197,7 @@ const RUN_BUCKETS: &[f64] = &[
 ];
 
 /// All of ocimirror's metrics and the registry they are exposed from.
+/// Clones share the same metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -497,14 +498,20 @@ impl Metrics {
     /// A referrer was copied; also counts a conversion when the
     /// representation changed.
     pub fn referrer_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr) {
+        self.referrers_copied(job, source, target, 1);
+    }
+
+    /// `n` referrers were copied from `source` to `target` representation
+    /// (e.g. from a copy report's per-representation totals).
+    pub fn referrers_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr, n: u64) {
         let (s, t) = (source.as_str(), target.as_str());
         self.referrers
             .with_label_values(&[job, "copied", s, t])
-            .inc();
+            .inc_by(n);
         if source != target {
             self.referrer_conversions
                 .with_label_values(&[job, s, t])
-                .inc();
+                .inc_by(n);
         }
     }
 
@@ -554,15 +561,17 @@ impl Metrics {
     }
 
     /// Docker Hub reported `n` pulls left in its window.
-    pub fn docker_hub_remaining(&self, registry: &str, n: i64) {
+    pub fn docker_hub_remaining(&self, registry: &str, n: u64) {
         self.docker_hub_remaining
             .with_label_values(&[registry])
-            .set(n);
+            .set(saturating_i64(n));
     }
 
     /// Docker Hub reported a limit of `n` pulls per window.
-    pub fn docker_hub_limit(&self, registry: &str, n: i64) {
-        self.docker_hub_limit.with_label_values(&[registry]).set(n);
+    pub fn docker_hub_limit(&self, registry: &str, n: u64) {
+        self.docker_hub_limit
+            .with_label_values(&[registry])
+            .set(saturating_i64(n));
     }
 
     /// A run of `job` started.
@@ -593,13 +602,17 @@ impl Metrics {
     }
 
     /// `n` images of `job` are waiting to be copied.
-    pub fn items_pending(&self, job: &str, n: i64) {
-        self.items_pending.with_label_values(&[job]).set(n);
+    pub fn items_pending(&self, job: &str, n: u64) {
+        self.items_pending
+            .with_label_values(&[job])
+            .set(saturating_i64(n));
     }
 
     /// `n` images of `job` failed their last attempt.
-    pub fn items_failing(&self, job: &str, n: i64) {
-        self.items_failing.with_label_values(&[job]).set(n);
+    pub fn items_failing(&self, job: &str, n: u64) {
+        self.items_failing
+            .with_label_values(&[job])
+            .set(saturating_i64(n));
     }
 
     /// The oldest source change of `job` not yet on the target is `seconds`
@@ -607,6 +620,10 @@ impl Metrics {
     pub fn mirror_lag(&self, job: &str, seconds: f64) {
         self.mirror_lag.with_label_values(&[job]).set(seconds);
     }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn counter(
@@ -755,8 +772,13 @@ mod tests {
         m.referrer_copied("j", ReferrerRepr::Api, ReferrerRepr::Api);
         assert!(!m.render().contains("ocimirror_referrer_conversions_total{"));
         m.referrer_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout);
-        assert!(m.render().contains(
-            r#"ocimirror_referrer_conversions_total{mirror_job="j",source_repr="cosign_tag",target_repr="layout"} 1"#
+        m.referrers_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout, 4);
+        let text = m.render();
+        assert!(text.contains(
+            r#"ocimirror_referrer_conversions_total{mirror_job="j",source_repr="cosign_tag",target_repr="layout"} 5"#
+        ));
+        assert!(text.contains(
+            r#"ocimirror_referrers_total{action="copied",mirror_job="j",source_repr="api",target_repr="api"} 1"#
         ));
     }
 
