@@ -8,9 +8,19 @@
 //!   layout directory). Imports only `oci`.
 //! - [`corpus`]: a seeded corpus of images with nested referrers, written
 //!   through any `Registry` (demo fixture, benchmarks, tests).
+//! - [`metrics`]: every Prometheus metric, in its own registry, with
+//!   intent-named update methods. A leaf: imports nothing from the crate, so
+//!   every layer may import it.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz` on their own listener.
+//!   Imports only `metrics`.
+//! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
+//!   otherwise). Imports nothing from the crate.
 
 #![warn(missing_docs)]
 
 pub mod corpus;
+pub mod logging;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
+pub mod server;

@@ -3,5 +3,6 @@
 mod distribution;
 mod http_registry;
 mod layout;
+mod observability;
 mod support;
 mod test_registry;
