@@ -27,6 +27,13 @@
 //! - [`sync`]: one run of one job: list, select, skip the unchanged
 //!   (checkpoint), copy the rest, record. Imports `config`, `copy`,
 //!   `registry`, `store`.
+//! - [`metrics`]: every Prometheus metric, in its own registry, with
+//!   intent-named update methods. A leaf: imports nothing from the crate, so
+//!   every layer may import it.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz` on their own listener.
+//!   Imports only `metrics`.
+//! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
+//!   otherwise). Imports nothing from the crate.
 
 #![warn(missing_docs)]
 
@@ -34,8 +41,11 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod corpus;
+pub mod logging;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod sync;

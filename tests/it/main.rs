@@ -1,6 +1,9 @@
 //! Integration tests (one binary; one module per area).
 
 mod copy_matrix;
+mod distribution;
+mod http_registry;
 mod layout;
+mod observability;
 mod support;
 mod test_registry;
