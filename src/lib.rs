@@ -13,10 +13,13 @@
 //! - [`scheduler`]: timing only: when each job fires (interval/cron +
 //!   jitter), skip-while-running, per-item failure backoff. Imports `config`
 //!   and `store`.
+//! - [`corpus`]: a seeded corpus of images with nested referrers, written
+//!   through any `Registry` (demo fixture, benchmarks, tests).
 
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod corpus;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;

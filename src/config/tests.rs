@@ -1,8 +1,5 @@
 //! Tests for loading and resolving configurations.
 
-// `figment::Jail` closures must return `figment::Error`, which is large.
-#![allow(clippy::result_large_err)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -62,6 +62,8 @@ pub enum ManifestError {
 }
 
 /// What the manifest is, parsed.
+// Few manifests are alive at once; boxing the config would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ManifestKind {
     /// OCI image manifest or Docker schema2 manifest.
