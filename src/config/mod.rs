@@ -27,7 +27,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::oci::{ImageReference, Platform, ReferenceError, RepoName};
+use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
 pub use tags::{Pattern, TagSelector};
 
@@ -267,6 +267,10 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// The jobs, in file order.
     pub jobs: Vec<Job>,
+    /// Things that are valid but probably not meant (e.g. registry settings
+    /// no job uses). `config check` prints them.
+    #[serde(skip)]
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl Config {
@@ -445,6 +449,19 @@ pub struct Job {
 }
 
 impl Job {
+    /// The registry hosts this job reads from or writes to.
+    pub fn registry_hosts(&self) -> Vec<&str> {
+        let source = match &self.source {
+            Source::Repository(r) => registry_host(&r.location),
+            Source::Catalog(c) => Some(c.registry.as_str()),
+        };
+        let target = match &self.target {
+            Target::Repository(r) => registry_host(&r.location),
+            Target::Mapping(m) => Some(m.registry.as_str()),
+        };
+        source.into_iter().chain(target).collect()
+    }
+
     /// The target repository for `source_repo` (one of the source's
     /// repositories). For a repository target that is the target itself;
     /// for a mapping it is `<registry>/<prefix>/<path>`, where `path` is the
@@ -466,6 +483,13 @@ impl Job {
                 m.map(path)
             }
         }
+    }
+}
+
+fn registry_host(location: &Location) -> Option<&str> {
+    match location {
+        Location::Registry(host) => Some(host),
+        Location::Layout(_) => None,
     }
 }
 

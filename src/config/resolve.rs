@@ -65,7 +65,7 @@ pub(super) fn load(
     let figment = figment.merge(env);
     let root = match figment.extract::<Value>() {
         Ok(v) => v,
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(without_snippets(&e.to_string()))),
     };
     let mut r = Resolver {
         figment: &figment,
@@ -241,7 +241,7 @@ impl Resolver<'_> {
                     for k in &e.path {
                         p = p.key(k.clone());
                     }
-                    self.problem(&p, e.kind.to_string());
+                    self.problem(&p, serde_message(&e));
                 }
                 None
             }
@@ -320,8 +320,26 @@ impl Resolver<'_> {
             }
         }
 
+        let mut warnings = Vec::new();
+        for host in registries.keys() {
+            if !jobs
+                .iter()
+                .any(|j| j.registry_hosts().contains(&host.as_str()))
+            {
+                let p = root.key("registries").key(host.clone());
+                warnings.push(ConfigProblem {
+                    origin: self.origin(&p),
+                    path: p,
+                    message: format!(
+                        "no job reads from or writes to {host:?}: is the host name right?"
+                    ),
+                });
+            }
+        }
+
         Some(Config {
             version: CONFIG_VERSION,
+            warnings,
             path: path.to_path_buf(),
             limits: limits?,
             state: state?,
@@ -972,6 +990,32 @@ fn validate_host(host: &str) -> Result<String, String> {
             "invalid registry host {host:?}: expected a host like \"ghcr.io\" or \"localhost:5000\" (no scheme or path)"
         )),
     }
+}
+
+/// A serde error's message, unless it is about a secret: type errors quote
+/// the value, so for `password`/`token` only the expected type is named.
+fn serde_message(e: &figment::Error) -> String {
+    let secret = e.path.iter().any(|k| k == "password" || k == "token");
+    match &e.kind {
+        figment::error::Kind::InvalidType(_, expected) if secret => {
+            format!("invalid value (not shown: it is a secret), expected {expected}")
+        }
+        figment::error::Kind::InvalidValue(_, expected) if secret => {
+            format!("invalid value (not shown: it is a secret), expected {expected}")
+        }
+        kind => kind.to_string(),
+    }
+}
+
+/// Parse errors quote the offending source line, which may hold a secret:
+/// keep the position and the reason, drop the `N | ...` snippet lines.
+fn without_snippets(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| !l.contains('|') && !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// TOML integers are signed, YAML ones unsigned: accept either.

@@ -55,6 +55,12 @@ fn every_example_config_resolves() {
         let path = entry.unwrap().path();
         let cfg = load_with_env(&path, []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!cfg.jobs.is_empty(), "{}", path.display());
+        assert!(
+            cfg.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            cfg.warnings
+        );
         // `show` must render every example.
         let shown = cfg.to_toml().unwrap();
         assert!(shown.contains("[[jobs]]"), "{shown}");
@@ -454,6 +460,22 @@ fn secrets_are_redacted_everywhere() {
         Some("1h")
     );
     assert_eq!(parsed["limits"]["drain_timeout"].as_str(), Some("30s"));
+}
+
+#[test]
+fn errors_never_quote_secrets() {
+    let ps = problems(&format!(
+        "version = 1\n[registries.\"ghcr.io\"]\nusername = 'u'\npassword = 987654321\n{MINIMAL_JOB}"
+    ));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].path.to_string(), "registries.\"ghcr.io\".password");
+    assert!(!ps[0].message.contains("987654321"), "{}", ps[0].message);
+    assert!(ps[0].message.contains("not shown"), "{}", ps[0].message);
+    // A syntax error on a secret's line does not echo the line.
+    let ps = problems("version = 1\n[registries.\"ghcr.io\"]\npassword = \"hunter2\n");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(!ps[0].message.contains("hunter2"), "{}", ps[0].message);
+    assert!(ps[0].message.contains("line 3"), "{}", ps[0].message);
 }
 
 #[test]
