@@ -228,38 +228,42 @@ impl Resolver<'_> {
         self.table_required(value, path)
     }
 
+    /// Deserialises a table. A key that serde refuses (unknown, or of the
+    /// wrong type) is reported, removed, and the table deserialised again, so
+    /// the other keys are still checked: one run reports every fault. The
+    /// result is `None` only when the table cannot be read at all (e.g. a
+    /// required key is missing); either way the load fails when a problem
+    /// was recorded.
     fn table_required<T: DeserializeOwned>(&mut self, value: &Value, path: &KeyPath) -> Option<T> {
         if value.as_dict().is_none() {
             self.problem(path, "expected a table");
             return None;
         }
-        match Figment::from(Serialized::defaults(value)).extract_lossy::<T>() {
-            Ok(t) => Some(t),
-            Err(errors) => {
-                for e in errors {
-                    let mut p = path.clone();
-                    for k in &e.path {
-                        p = p.key(k.clone());
+        let mut value = value.clone();
+        // Each retry removes at least one key, so this ends; the bound is a
+        // guard against a serde error path that names no removable key.
+        for _ in 0..256 {
+            match Figment::from(Serialized::defaults(&value)).extract_lossy::<T>() {
+                Ok(t) => return Some(t),
+                Err(errors) => {
+                    let mut removed = false;
+                    for e in errors {
+                        let p = e.path.iter().fold(path.clone(), |p, k| p.key(k.clone()));
+                        self.problem(&p, serde_message(&e));
+                        removed |= remove_key(&mut value, &e.path);
                     }
-                    self.problem(&p, serde_message(&e));
+                    if !removed {
+                        return None;
+                    }
                 }
-                None
             }
         }
+        None
     }
 
     fn resolve(&mut self, path: &Path) -> Option<Config> {
         let root = KeyPath::root();
-        let top: TopLevel = match Figment::from(Serialized::defaults(self.root)).extract_lossy() {
-            Ok(t) => t,
-            Err(errors) => {
-                for e in errors {
-                    let p = e.path.iter().fold(KeyPath::root(), |p, k| p.key(k.clone()));
-                    self.problem(&p, e.kind.to_string());
-                }
-                return None;
-            }
-        };
+        let top: TopLevel = self.table_required(self.root, &root)?;
 
         self.version(top.version.as_ref());
         let defaults: Option<FileDefaults> =
@@ -989,6 +993,22 @@ fn validate_host(host: &str) -> Result<String, String> {
         _ => Err(format!(
             "invalid registry host {host:?}: expected a host like \"ghcr.io\" or \"localhost:5000\" (no scheme or path)"
         )),
+    }
+}
+
+/// Removes the key at `path` (a serde error path) from a table; false when
+/// there is no such key.
+fn remove_key(value: &mut Value, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => match value {
+            Value::Dict(_, d) => d.remove(last).is_some(),
+            _ => false,
+        },
+        [first, rest @ ..] => match value {
+            Value::Dict(_, d) => d.get_mut(first).is_some_and(|v| remove_key(v, rest)),
+            _ => false,
+        },
     }
 }
 

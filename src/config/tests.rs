@@ -158,6 +158,25 @@ fn unknown_key_is_named() {
 }
 
 #[test]
+fn a_refused_key_does_not_hide_other_faults_in_its_table() {
+    let text = format!(
+        "version = 1\nversoin = 2\n{MINIMAL_JOB}tag = 'x'\nconcurrency = 'many'\nschedule = {{ interval = 'soon', every = '1h' }}\n"
+    );
+    let paths: Vec<String> = problems(&text).iter().map(|p| p.path.to_string()).collect();
+    assert_eq!(
+        paths,
+        // Serde's faults in key order, then the checks of the values.
+        [
+            "versoin",
+            "jobs[0].concurrency",
+            "jobs[0].schedule.every",
+            "jobs[0].tag",
+            "jobs[0].schedule.interval",
+        ]
+    );
+}
+
+#[test]
 fn bad_version() {
     assert_one(
         &format!("version = 2\n{MINIMAL_JOB}"),
@@ -379,11 +398,12 @@ fn env_problems_name_the_environment() {
         jail.set_env("OCIMIRROR_LIMITS__TYPO", "1");
         let err = load(Path::new("c.toml")).unwrap_err();
         let shown: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
-        assert_eq!(err.0.len(), 1, "{shown:?}");
-        // Serde stops at the first fault in a table: the unknown key.
         assert_eq!(
-            shown[0],
-            "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout``"
+            shown,
+            [
+                "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout``",
+                "environment: limits.drain_timeout: invalid duration \"whenever\": expected number at 0 (use e.g. \"30s\", \"15m\", \"1h 30m\")",
+            ]
         );
         Ok(())
     });
@@ -465,10 +485,10 @@ fn secrets_are_redacted_everywhere() {
 #[test]
 fn errors_never_quote_secrets() {
     let ps = problems(&format!(
-        "version = 1\n[registries.\"ghcr.io\"]\nusername = 'u'\npassword = 987654321\n{MINIMAL_JOB}"
+        "version = 1\n[registries.\"ghcr.io\"]\ntoken = 987654321\n{MINIMAL_JOB}"
     ));
     assert_eq!(ps.len(), 1, "{ps:?}");
-    assert_eq!(ps[0].path.to_string(), "registries.\"ghcr.io\".password");
+    assert_eq!(ps[0].path.to_string(), "registries.\"ghcr.io\".token");
     assert!(!ps[0].message.contains("987654321"), "{}", ps[0].message);
     assert!(ps[0].message.contains("not shown"), "{}", ps[0].message);
     // A syntax error on a secret's line does not echo the line.
