@@ -14,6 +14,7 @@
 //!
 //! May import: `oci`.
 
+mod env;
 pub mod file;
 mod resolve;
 mod tags;
