@@ -500,6 +500,12 @@ impl Resolver<'_> {
             .as_ref()
             .map(|ps| self.platforms(ps, &p.key("platforms")))
             .unwrap_or_default();
+        if d.platform_mode == Some(PlatformMode::Whole) && !platforms.is_empty() {
+            self.problem(
+                &p.key("platform_mode"),
+                "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
+            );
+        }
         let referrers = d.referrers.clone().unwrap_or_default();
         self.check_referrers(&referrers, &p.key("referrers"));
         ResolvedDefaults {
@@ -745,9 +751,15 @@ impl Resolver<'_> {
             );
         }
         let tags = self.tags(j.tags.as_ref(), &p.key("tags"));
-        let platforms = match &j.platforms {
-            Some(ps) => self.platforms(ps, &p.key("platforms")),
-            None => d.platforms.clone(),
+        let own_platforms = j
+            .platforms
+            .as_ref()
+            .map(|ps| self.platforms(ps, &p.key("platforms")));
+        let platforms = match (&own_platforms, j.platform_mode) {
+            (Some(ps), _) => ps.clone(),
+            // A job that asks for whole indexes drops the default platform list.
+            (None, Some(PlatformMode::Whole)) => Vec::new(),
+            (None, _) => d.platforms.clone(),
         };
         let platform_mode =
             j.platform_mode
@@ -757,9 +769,14 @@ impl Resolver<'_> {
                 } else {
                     PlatformMode::Filter
                 });
-        if platform_mode == PlatformMode::Whole && !platforms.is_empty() {
+        if platform_mode == PlatformMode::Whole && own_platforms.is_some_and(|ps| !ps.is_empty()) {
+            let key = if j.platform_mode.is_some() {
+                "platform_mode"
+            } else {
+                "platforms"
+            };
             self.problem(
-                &p.key("platform_mode"),
+                &p.key(key),
                 "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
             );
         }

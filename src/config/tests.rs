@@ -280,6 +280,20 @@ fn other_job_checks() {
         "whole",
     );
     assert_one(
+        &format!(
+            "version = 1\n[defaults]\nplatforms = ['linux/amd64']\nplatform_mode = 'whole'\n{MINIMAL_JOB}"
+        ),
+        "defaults.platform_mode",
+        "whole",
+    );
+    assert_one(
+        &format!(
+            "version = 1\n[defaults]\nplatform_mode = 'whole'\n{MINIMAL_JOB}platforms = ['linux/amd64']\n"
+        ),
+        "jobs[0].platforms",
+        "whole",
+    );
+    assert_one(
         &format!("version = 1\n[registries.\"ghcr.io\"]\nusername = 'u'\n{MINIMAL_JOB}"),
         "registries.\"ghcr.io\".username",
         "needs password",
@@ -290,6 +304,35 @@ fn other_job_checks() {
         "invalid registry host",
     );
     assert_one("version = 1\n", "jobs", "no jobs");
+}
+
+#[test]
+fn platforms_merge_with_defaults() {
+    let text = format!(
+        "version = 1\n[defaults]\nplatforms = ['linux/amd64']\n{MINIMAL_JOB}{}platform_mode = 'whole'\n{}platforms = ['linux/arm64/v8']\n",
+        MINIMAL_JOB.replace("\"a\"", "\"b\""),
+        MINIMAL_JOB.replace("\"a\"", "\"c\""),
+    );
+    let (_d, res) = load_text("c.toml", &text, &[]);
+    let cfg = res.unwrap();
+    let view = |name: &str| {
+        let j = cfg.job(name).unwrap();
+        (
+            j.platforms.iter().map(fmt_platform).collect::<Vec<_>>(),
+            j.platform_mode,
+        )
+    };
+    assert_eq!(
+        view("a"),
+        (vec!["linux/amd64".to_string()], PlatformMode::Filter)
+    );
+    // An explicit "whole" drops the default list.
+    assert_eq!(view("b"), (vec![], PlatformMode::Whole));
+    // A job's own list replaces the default one.
+    assert_eq!(
+        view("c"),
+        (vec!["linux/arm64/v8".to_string()], PlatformMode::Filter)
+    );
 }
 
 #[test]
