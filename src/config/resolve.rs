@@ -741,14 +741,20 @@ impl Resolver<'_> {
         {
             self.problem(&p.key("target"), "target is the same repository as source");
         }
-        if let (Some(Source::Repository(s)), Some(Target::Mapping(m))) = (&source, &target)
-            && m.strip_namespace
-        {
-            let _ = s;
-            self.problem(
-                &p.key("target").key("strip_namespace"),
-                "only applies to catalog sources",
-            );
+        if let (Some(Source::Repository(s)), Some(Target::Mapping(m))) = (&source, &target) {
+            if m.strip_namespace {
+                self.problem(
+                    &p.key("target").key("strip_namespace"),
+                    "only applies to catalog sources",
+                );
+            }
+            // With one source repository the mapped name is known now.
+            if let Err(e) = m.map(s.repo.as_str()) {
+                self.problem(
+                    &p.key("target"),
+                    format!("maps {s} to an invalid repository: {e}"),
+                );
+            }
         }
         let tags = self.tags(j.tags.as_ref(), &p.key("tags"));
         let own_platforms = j

@@ -267,6 +267,12 @@ fn missing_secret_file() {
 fn other_job_checks() {
     let catalog_to_repo = "version = 1\n[[jobs]]\nname = 'm'\nsource = { registry = 'old.example' }\ntarget = 'new.example/x'\n";
     assert_one(catalog_to_repo, "jobs[0].target", "catalog source");
+    let layout_to_root = "version = 1\n[[jobs]]\nname = 'l'\nsource = 'oci:some/dir'\ntarget = { registry = 'new.example' }\n";
+    assert_one(
+        layout_to_root,
+        "jobs[0].target",
+        "maps oci:some/dir to an invalid repository",
+    );
     assert_one(
         &format!("version = 1\n{MINIMAL_JOB}platforms = ['linux']\n"),
         "jobs[0].platforms[0]",
