@@ -7,7 +7,8 @@
 //! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
 //!   layout directory). Imports only `oci`.
 //! - [`config`]: the configuration file, environment overrides and the one
-//!   resolve step that validates them into plain data. Imports only `oci`.
+//!   resolve step that validates them into plain data. Imports `oci` (and
+//!   `logging` for `LogFormat`).
 //! - [`store`]: the sqlite checkpoint store (runs, tag state, copied blobs,
 //!   failures); a cache of the target, never the truth. Imports only `oci`.
 //! - [`scheduler`]: timing only: when each job fires (interval/cron +
@@ -15,12 +16,22 @@
 //!   and `store`.
 //! - [`corpus`]: a seeded corpus of images with nested referrers, written
 //!   through any `Registry` (demo fixture, benchmarks, tests).
+//! - [`metrics`]: every Prometheus metric, in its own registry, with
+//!   intent-named update methods. A leaf: imports nothing from the crate, so
+//!   every layer may import it.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz` on their own listener.
+//!   Imports only `metrics`.
+//! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
+//!   otherwise). Imports nothing from the crate.
 
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod corpus;
+pub mod logging;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;
+pub mod server;
 pub mod store;

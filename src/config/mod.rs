@@ -12,7 +12,7 @@
 //! The resolved types are plain data: they do not know the copy engine or
 //! the HTTP adapter, which are built from them elsewhere.
 //!
-//! May import: `oci`.
+//! May import: `oci`, and `logging` for its `LogFormat`.
 
 mod env;
 pub mod file;
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
+pub use crate::logging::LogFormat;
 pub use tags::{Pattern, TagSelector};
 
 /// The only configuration schema version this build understands.
@@ -229,19 +230,6 @@ pub enum UploadMode {
     Monolithic,
     /// POST, PATCH per chunk, then PUT.
     Chunked,
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Text on a terminal, JSON otherwise.
-    #[default]
-    Auto,
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,8 @@
 //! [`crate::oci`].
 
 pub mod error;
+pub mod http;
+pub mod layout;
 pub mod stream;
 
 use std::fmt;
