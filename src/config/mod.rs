@@ -701,8 +701,8 @@ pub struct CheckReport {
 /// Validates the configuration at `path` (`ocimirror config check`).
 pub fn check(path: &Path) -> CheckReport {
     match load(path) {
-        Ok(cfg) => CheckReport {
-            text: format!(
+        Ok(cfg) => {
+            let mut text = format!(
                 "{}: OK ({} job{}, {} registr{})",
                 path.display(),
                 cfg.jobs.len(),
@@ -713,9 +713,12 @@ pub fn check(path: &Path) -> CheckReport {
                 } else {
                     "ies"
                 },
-            ),
-            exit_code: 0,
-        },
+            );
+            for w in &cfg.warnings {
+                text.push_str(&format!("\n  warning: {w}"));
+            }
+            CheckReport { text, exit_code: 0 }
+        }
         Err(e) => CheckReport {
             text: e.to_string(),
             exit_code: EXIT_INVALID_CONFIG,

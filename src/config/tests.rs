@@ -548,31 +548,47 @@ fn errors_never_quote_secrets() {
 }
 
 #[test]
-fn check_reports_exit_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, format!("version = 1\n{MINIMAL_JOB}")).unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "version = 3\n").unwrap();
-    // `check` reads the process environment; no OCIMIRROR_*__* is set in tests
-    // outside Jail, which restores it.
-    let ok = check(&good);
-    assert_eq!(ok.exit_code, 0, "{}", ok.text);
-    assert!(ok.text.ends_with("OK (1 job, 0 registries)"), "{}", ok.text);
-    let fail = check(&bad);
-    assert_eq!(fail.exit_code, EXIT_INVALID_CONFIG);
-    assert!(
-        fail.text
-            .contains("bad.toml: version: unsupported version 3"),
-        "{}",
-        fail.text
-    );
-    assert!(
-        fail.text.contains("bad.toml: jobs: no jobs defined"),
-        "{}",
-        fail.text
-    );
-    assert!(show(&good).unwrap().contains("name = \"a\""));
+fn check_reports_exit_status_and_warnings() {
+    // `check` and `show` read the process environment: run inside a Jail so
+    // no other test's OCIMIRROR_* variables are set meanwhile.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("good.toml", &format!("version = 1\n{MINIMAL_JOB}"))?;
+        jail.create_file("bad.toml", "version = 3\n")?;
+        jail.create_file(
+            "spare.toml",
+            &format!(
+                "version = 1\n[registries.\"ghcr.i0\"]\n[registries.\"ghcr.io\"]\n{MINIMAL_JOB}"
+            ),
+        )?;
+        let ok = check(Path::new("good.toml"));
+        assert_eq!(ok.exit_code, 0, "{}", ok.text);
+        assert_eq!(ok.text, "good.toml: OK (1 job, 0 registries)");
+        let fail = check(Path::new("bad.toml"));
+        assert_eq!(fail.exit_code, EXIT_INVALID_CONFIG);
+        assert!(
+            fail.text
+                .contains("bad.toml: version: unsupported version 3"),
+            "{}",
+            fail.text
+        );
+        assert!(
+            fail.text.contains("bad.toml: jobs: no jobs defined"),
+            "{}",
+            fail.text
+        );
+        let spare = check(Path::new("spare.toml"));
+        assert_eq!(spare.exit_code, 0, "{}", spare.text);
+        assert_eq!(
+            spare.text,
+            "spare.toml: OK (1 job, 2 registries)\n  warning: spare.toml: registries.\"ghcr.i0\": no job reads from or writes to \"ghcr.i0\": is the host name right?"
+        );
+        assert!(
+            show(Path::new("good.toml"))
+                .unwrap()
+                .contains("name = \"a\"")
+        );
+        Ok(())
+    });
 }
 
 #[test]
