@@ -18,7 +18,8 @@
 //!   only place adapters are chosen (`registry::open`). Imports all of the
 //!   above.
 //! - [`config`]: the configuration file, environment overrides and the one
-//!   resolve step that validates them into plain data. Imports only `oci`.
+//!   resolve step that validates them into plain data. Imports `oci` (and
+//!   `logging` for `LogFormat`).
 //! - [`store`]: the sqlite checkpoint store (runs, tag state, copied blobs,
 //!   failures); a cache of the target, never the truth. Imports only `oci`.
 //! - [`scheduler`]: timing only: when each job fires (interval/cron +

@@ -531,6 +531,22 @@ mod tests {
     }
 
     #[test]
+    fn from_config_uses_every_job_and_the_limits() {
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.toml");
+        let config = crate::config::load_with_env(&demo, []).unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let sched = Scheduler::from_config(clock, &config);
+        let names: Vec<&str> = sched.timers().iter().map(JobTimer::job).collect();
+        assert_eq!(names, ["demo"]);
+        assert_eq!(sched.timers()[0].next_fire(), Some(t0()));
+        assert_eq!(
+            sched.permits.available_permits(),
+            config.limits.concurrent_jobs
+        );
+        assert_eq!(sched.drain_timeout, config.limits.drain_timeout);
+    }
+
+    #[test]
     fn running_guard_blocks_a_second_start() {
         let running = RunningJobs::default();
         let g = running.try_start("a").unwrap();

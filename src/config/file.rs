@@ -210,7 +210,8 @@ pub struct FileJob {
     pub tags: Option<FileTags>,
     /// Overrides `[defaults].platforms`.
     pub platforms: Option<Vec<String>>,
-    /// Overrides `[defaults].platform_mode`.
+    /// Overrides `[defaults].platform_mode`; `"whole"` here also drops the
+    /// default `platforms` list.
     pub platform_mode: Option<PlatformMode>,
     /// Overrides fields of `[defaults.referrers]`.
     pub referrers: Option<FileReferrers>,

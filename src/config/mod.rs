@@ -12,8 +12,9 @@
 //! The resolved types are plain data: they do not know the copy engine or
 //! the HTTP adapter, which are built from them elsewhere.
 //!
-//! May import: `oci`.
+//! May import: `oci`, and `logging` for its `LogFormat`.
 
+mod env;
 pub mod file;
 mod resolve;
 mod tags;
@@ -27,8 +28,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::oci::{ImageReference, Platform, ReferenceError, RepoName};
+use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
+pub use crate::logging::LogFormat;
 pub use tags::{Pattern, TagSelector};
 
 /// The only configuration schema version this build understands.
@@ -230,19 +232,6 @@ pub enum UploadMode {
     Chunked,
 }
 
-/// Log output format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Text on a terminal, JSON otherwise.
-    #[default]
-    Auto,
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 // ---------------------------------------------------------------------------
 // Resolved configuration
 // ---------------------------------------------------------------------------
@@ -267,6 +256,10 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// The jobs, in file order.
     pub jobs: Vec<Job>,
+    /// Things that are valid but probably not meant (e.g. registry settings
+    /// no job uses). `config check` prints them.
+    #[serde(skip)]
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl Config {
@@ -445,6 +438,19 @@ pub struct Job {
 }
 
 impl Job {
+    /// The registry hosts this job reads from or writes to.
+    pub fn registry_hosts(&self) -> Vec<&str> {
+        let source = match &self.source {
+            Source::Repository(r) => registry_host(&r.location),
+            Source::Catalog(c) => Some(c.registry.as_str()),
+        };
+        let target = match &self.target {
+            Target::Repository(r) => registry_host(&r.location),
+            Target::Mapping(m) => Some(m.registry.as_str()),
+        };
+        source.into_iter().chain(target).collect()
+    }
+
     /// The target repository for `source_repo` (one of the source's
     /// repositories). For a repository target that is the target itself;
     /// for a mapping it is `<registry>/<prefix>/<path>`, where `path` is the
@@ -466,6 +472,13 @@ impl Job {
                 m.map(path)
             }
         }
+    }
+}
+
+fn registry_host(location: &Location) -> Option<&str> {
+    match location {
+        Location::Registry(host) => Some(host),
+        Location::Layout(_) => None,
     }
 }
 
@@ -688,8 +701,8 @@ pub struct CheckReport {
 /// Validates the configuration at `path` (`ocimirror config check`).
 pub fn check(path: &Path) -> CheckReport {
     match load(path) {
-        Ok(cfg) => CheckReport {
-            text: format!(
+        Ok(cfg) => {
+            let mut text = format!(
                 "{}: OK ({} job{}, {} registr{})",
                 path.display(),
                 cfg.jobs.len(),
@@ -700,9 +713,12 @@ pub fn check(path: &Path) -> CheckReport {
                 } else {
                     "ies"
                 },
-            ),
-            exit_code: 0,
-        },
+            );
+            for w in &cfg.warnings {
+                text.push_str(&format!("\n  warning: {w}"));
+            }
+            CheckReport { text, exit_code: 0 }
+        }
         Err(e) => CheckReport {
             text: e.to_string(),
             exit_code: EXIT_INVALID_CONFIG,

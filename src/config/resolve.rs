@@ -11,10 +11,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml, Yaml};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source as FigSource};
+use figment::value::Value;
+use figment::{Figment, Metadata, Source as FigSource};
 use serde::de::DeserializeOwned;
 
+use super::env::{ENV_ORIGIN, EnvOverrides};
 use super::file::{
     BoolOrPath, ByteSizeValue, FileCatalogSource, FileDefaults, FileJob, FileLimits, FileLog,
     FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
@@ -23,17 +24,11 @@ use super::file::{
 use super::tags::{Pattern, TagSelector};
 use super::{
     CONFIG_VERSION, CatalogSource, Config, ConfigErrors, ConfigProblem, CronExpr, DockerConfig,
-    ENV_PREFIX, Job, KeyPath, KeySegment, Limits, LogFormat, LogSettings, PlatformMode,
-    ReferrerOptions, RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source,
-    StateSettings, Target, TargetMapping, Timing,
+    Job, KeyPath, KeySegment, Limits, LogFormat, LogSettings, PlatformMode, ReferrerOptions,
+    RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source, StateSettings,
+    Target, TargetMapping, Timing,
 };
 use crate::oci::{Digest, ImageReference, Location, Platform};
-
-/// Keys ending in `_file` that are schema fields (paths), not the generic
-/// "read this key from a file" environment form.
-const FILE_FIELDS: [&str; 3] = ["password_file", "token_file", "ca_file"];
-
-const ENV_ORIGIN: &str = "environment";
 
 pub(super) fn load(
     path: &Path,
@@ -65,7 +60,7 @@ pub(super) fn load(
     let figment = figment.merge(env);
     let root = match figment.extract::<Value>() {
         Ok(v) => v,
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(without_snippets(&e.to_string()))),
     };
     let mut r = Resolver {
         figment: &figment,
@@ -78,94 +73,6 @@ pub(super) fn load(
         config.ok_or_else(|| fail("invalid configuration".into()))
     } else {
         Err(ConfigErrors(r.problems))
-    }
-}
-
-/// `OCIMIRROR_<SECTION>__<KEY>...` variables as a figment provider.
-struct EnvOverrides {
-    dict: Dict,
-}
-
-impl EnvOverrides {
-    fn collect(vars: impl IntoIterator<Item = (String, String)>) -> (Self, Vec<ConfigProblem>) {
-        let mut dict = Dict::new();
-        let mut problems = Vec::new();
-        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
-        // Deterministic order, so a later duplicate always wins the same way.
-        vars.sort();
-        for (name, raw) in vars {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            // Variables without `__` (OCIMIRROR_CONFIG, ...) belong to the CLI.
-            if !rest.contains("__") {
-                continue;
-            }
-            let mut keys: Vec<String> = rest.split("__").map(|k| k.to_lowercase()).collect();
-            if keys.iter().any(|k| k.is_empty()) {
-                continue;
-            }
-            let mut value = raw;
-            let last = keys.len() - 1;
-            if let Some(stem) = keys[last].strip_suffix("_file")
-                && !FILE_FIELDS.contains(&keys[last].as_str())
-                && !stem.is_empty()
-            {
-                let stem = stem.to_string();
-                keys[last] = stem;
-                match std::fs::read_to_string(&value) {
-                    Ok(content) => value = content.trim_end_matches(['\n', '\r']).to_string(),
-                    Err(e) => {
-                        let path = keys.iter().fold(KeyPath::root(), |p, k| p.key(k.clone()));
-                        problems.push(ConfigProblem {
-                            origin: ENV_ORIGIN.into(),
-                            path,
-                            message: format!("cannot read {name} file {value:?}: {e}"),
-                        });
-                        continue;
-                    }
-                }
-            }
-            // Lists may be given as `[a, b]`; everything else stays a string
-            // and is converted by the lossy extraction (so `0123` stays text).
-            let v = if value.trim_start().starts_with('[') {
-                value.parse::<Value>().unwrap_or(Value::from(value))
-            } else {
-                Value::from(value)
-            };
-            insert_nested(&mut dict, &keys, v);
-        }
-        (EnvOverrides { dict }, problems)
-    }
-}
-
-fn insert_nested(dict: &mut Dict, keys: &[String], value: Value) {
-    match keys {
-        [] => {}
-        [last] => {
-            dict.insert(last.clone(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = dict
-                .entry(first.clone())
-                .or_insert_with(|| Value::from(Dict::new()));
-            if entry.as_dict().is_none() {
-                *entry = Value::from(Dict::new());
-            }
-            if let Value::Dict(_, inner) = entry {
-                insert_nested(inner, rest, value);
-            }
-        }
-    }
-}
-
-impl Provider for EnvOverrides {
-    fn metadata(&self) -> Metadata {
-        Metadata::named(ENV_ORIGIN)
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.dict.clone()))
     }
 }
 
@@ -228,38 +135,42 @@ impl Resolver<'_> {
         self.table_required(value, path)
     }
 
+    /// Deserialises a table. A key that serde refuses (unknown, or of the
+    /// wrong type) is reported, removed, and the table deserialised again, so
+    /// the other keys are still checked: one run reports every fault. The
+    /// result is `None` only when the table cannot be read at all (e.g. a
+    /// required key is missing); either way the load fails when a problem
+    /// was recorded.
     fn table_required<T: DeserializeOwned>(&mut self, value: &Value, path: &KeyPath) -> Option<T> {
         if value.as_dict().is_none() {
             self.problem(path, "expected a table");
             return None;
         }
-        match Figment::from(Serialized::defaults(value)).extract_lossy::<T>() {
-            Ok(t) => Some(t),
-            Err(errors) => {
-                for e in errors {
-                    let mut p = path.clone();
-                    for k in &e.path {
-                        p = p.key(k.clone());
+        let mut value = value.clone();
+        // Each retry removes at least one key, so this ends; the bound is a
+        // guard against a serde error path that names no removable key.
+        for _ in 0..256 {
+            match Figment::from(Serialized::defaults(&value)).extract_lossy::<T>() {
+                Ok(t) => return Some(t),
+                Err(errors) => {
+                    let mut removed = false;
+                    for e in errors {
+                        let p = e.path.iter().fold(path.clone(), |p, k| p.key(k.clone()));
+                        self.problem(&p, serde_message(&e));
+                        removed |= remove_key(&mut value, &e.path);
                     }
-                    self.problem(&p, e.kind.to_string());
+                    if !removed {
+                        return None;
+                    }
                 }
-                None
             }
         }
+        None
     }
 
     fn resolve(&mut self, path: &Path) -> Option<Config> {
         let root = KeyPath::root();
-        let top: TopLevel = match Figment::from(Serialized::defaults(self.root)).extract_lossy() {
-            Ok(t) => t,
-            Err(errors) => {
-                for e in errors {
-                    let p = e.path.iter().fold(KeyPath::root(), |p, k| p.key(k.clone()));
-                    self.problem(&p, e.kind.to_string());
-                }
-                return None;
-            }
-        };
+        let top: TopLevel = self.table_required(self.root, &root)?;
 
         self.version(top.version.as_ref());
         let defaults: Option<FileDefaults> =
@@ -320,8 +231,26 @@ impl Resolver<'_> {
             }
         }
 
+        let mut warnings = Vec::new();
+        for host in registries.keys() {
+            if !jobs
+                .iter()
+                .any(|j| j.registry_hosts().contains(&host.as_str()))
+            {
+                let p = root.key("registries").key(host.clone());
+                warnings.push(ConfigProblem {
+                    origin: self.origin(&p),
+                    path: p,
+                    message: format!(
+                        "no job reads from or writes to {host:?}: is the host name right?"
+                    ),
+                });
+            }
+        }
+
         Some(Config {
             version: CONFIG_VERSION,
+            warnings,
             path: path.to_path_buf(),
             limits: limits?,
             state: state?,
@@ -571,6 +500,12 @@ impl Resolver<'_> {
             .as_ref()
             .map(|ps| self.platforms(ps, &p.key("platforms")))
             .unwrap_or_default();
+        if d.platform_mode == Some(PlatformMode::Whole) && !platforms.is_empty() {
+            self.problem(
+                &p.key("platform_mode"),
+                "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
+            );
+        }
         let referrers = d.referrers.clone().unwrap_or_default();
         self.check_referrers(&referrers, &p.key("referrers"));
         ResolvedDefaults {
@@ -806,19 +741,31 @@ impl Resolver<'_> {
         {
             self.problem(&p.key("target"), "target is the same repository as source");
         }
-        if let (Some(Source::Repository(s)), Some(Target::Mapping(m))) = (&source, &target)
-            && m.strip_namespace
-        {
-            let _ = s;
-            self.problem(
-                &p.key("target").key("strip_namespace"),
-                "only applies to catalog sources",
-            );
+        if let (Some(Source::Repository(s)), Some(Target::Mapping(m))) = (&source, &target) {
+            if m.strip_namespace {
+                self.problem(
+                    &p.key("target").key("strip_namespace"),
+                    "only applies to catalog sources",
+                );
+            }
+            // With one source repository the mapped name is known now.
+            if let Err(e) = m.map(s.repo.as_str()) {
+                self.problem(
+                    &p.key("target"),
+                    format!("maps {s} to an invalid repository: {e}"),
+                );
+            }
         }
         let tags = self.tags(j.tags.as_ref(), &p.key("tags"));
-        let platforms = match &j.platforms {
-            Some(ps) => self.platforms(ps, &p.key("platforms")),
-            None => d.platforms.clone(),
+        let own_platforms = j
+            .platforms
+            .as_ref()
+            .map(|ps| self.platforms(ps, &p.key("platforms")));
+        let platforms = match (&own_platforms, j.platform_mode) {
+            (Some(ps), _) => ps.clone(),
+            // A job that asks for whole indexes drops the default platform list.
+            (None, Some(PlatformMode::Whole)) => Vec::new(),
+            (None, _) => d.platforms.clone(),
         };
         let platform_mode =
             j.platform_mode
@@ -828,9 +775,14 @@ impl Resolver<'_> {
                 } else {
                     PlatformMode::Filter
                 });
-        if platform_mode == PlatformMode::Whole && !platforms.is_empty() {
+        if platform_mode == PlatformMode::Whole && own_platforms.is_some_and(|ps| !ps.is_empty()) {
+            let key = if j.platform_mode.is_some() {
+                "platform_mode"
+            } else {
+                "platforms"
+            };
             self.problem(
-                &p.key("platform_mode"),
+                &p.key(key),
                 "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
             );
         }
@@ -972,6 +924,48 @@ fn validate_host(host: &str) -> Result<String, String> {
             "invalid registry host {host:?}: expected a host like \"ghcr.io\" or \"localhost:5000\" (no scheme or path)"
         )),
     }
+}
+
+/// Removes the key at `path` (a serde error path) from a table; false when
+/// there is no such key.
+fn remove_key(value: &mut Value, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => match value {
+            Value::Dict(_, d) => d.remove(last).is_some(),
+            _ => false,
+        },
+        [first, rest @ ..] => match value {
+            Value::Dict(_, d) => d.get_mut(first).is_some_and(|v| remove_key(v, rest)),
+            _ => false,
+        },
+    }
+}
+
+/// A serde error's message, unless it is about a secret: type errors quote
+/// the value, so for `password`/`token` only the expected type is named.
+fn serde_message(e: &figment::Error) -> String {
+    let secret = e.path.iter().any(|k| k == "password" || k == "token");
+    match &e.kind {
+        figment::error::Kind::InvalidType(_, expected) if secret => {
+            format!("invalid value (not shown: it is a secret), expected {expected}")
+        }
+        figment::error::Kind::InvalidValue(_, expected) if secret => {
+            format!("invalid value (not shown: it is a secret), expected {expected}")
+        }
+        kind => kind.to_string(),
+    }
+}
+
+/// Parse errors quote the offending source line, which may hold a secret:
+/// keep the position and the reason, drop the `N | ...` snippet lines.
+fn without_snippets(message: &str) -> String {
+    message
+        .lines()
+        .filter(|l| !l.contains('|') && !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// TOML integers are signed, YAML ones unsigned: accept either.

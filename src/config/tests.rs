@@ -1,8 +1,5 @@
 //! Tests for loading and resolving configurations.
 
-// `figment::Jail` closures must return `figment::Error`, which is large.
-#![allow(clippy::result_large_err)]
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,6 +55,12 @@ fn every_example_config_resolves() {
         let path = entry.unwrap().path();
         let cfg = load_with_env(&path, []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!cfg.jobs.is_empty(), "{}", path.display());
+        assert!(
+            cfg.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            cfg.warnings
+        );
         // `show` must render every example.
         let shown = cfg.to_toml().unwrap();
         assert!(shown.contains("[[jobs]]"), "{shown}");
@@ -155,6 +158,25 @@ fn unknown_key_is_named() {
 }
 
 #[test]
+fn a_refused_key_does_not_hide_other_faults_in_its_table() {
+    let text = format!(
+        "version = 1\nversoin = 2\n{MINIMAL_JOB}tag = 'x'\nconcurrency = 'many'\nschedule = {{ interval = 'soon', every = '1h' }}\n"
+    );
+    let paths: Vec<String> = problems(&text).iter().map(|p| p.path.to_string()).collect();
+    assert_eq!(
+        paths,
+        // Serde's faults in key order, then the checks of the values.
+        [
+            "versoin",
+            "jobs[0].concurrency",
+            "jobs[0].schedule.every",
+            "jobs[0].tag",
+            "jobs[0].schedule.interval",
+        ]
+    );
+}
+
+#[test]
 fn bad_version() {
     assert_one(
         &format!("version = 2\n{MINIMAL_JOB}"),
@@ -245,6 +267,12 @@ fn missing_secret_file() {
 fn other_job_checks() {
     let catalog_to_repo = "version = 1\n[[jobs]]\nname = 'm'\nsource = { registry = 'old.example' }\ntarget = 'new.example/x'\n";
     assert_one(catalog_to_repo, "jobs[0].target", "catalog source");
+    let layout_to_root = "version = 1\n[[jobs]]\nname = 'l'\nsource = 'oci:some/dir'\ntarget = { registry = 'new.example' }\n";
+    assert_one(
+        layout_to_root,
+        "jobs[0].target",
+        "maps oci:some/dir to an invalid repository",
+    );
     assert_one(
         &format!("version = 1\n{MINIMAL_JOB}platforms = ['linux']\n"),
         "jobs[0].platforms[0]",
@@ -258,6 +286,20 @@ fn other_job_checks() {
         "whole",
     );
     assert_one(
+        &format!(
+            "version = 1\n[defaults]\nplatforms = ['linux/amd64']\nplatform_mode = 'whole'\n{MINIMAL_JOB}"
+        ),
+        "defaults.platform_mode",
+        "whole",
+    );
+    assert_one(
+        &format!(
+            "version = 1\n[defaults]\nplatform_mode = 'whole'\n{MINIMAL_JOB}platforms = ['linux/amd64']\n"
+        ),
+        "jobs[0].platforms",
+        "whole",
+    );
+    assert_one(
         &format!("version = 1\n[registries.\"ghcr.io\"]\nusername = 'u'\n{MINIMAL_JOB}"),
         "registries.\"ghcr.io\".username",
         "needs password",
@@ -268,6 +310,35 @@ fn other_job_checks() {
         "invalid registry host",
     );
     assert_one("version = 1\n", "jobs", "no jobs");
+}
+
+#[test]
+fn platforms_merge_with_defaults() {
+    let text = format!(
+        "version = 1\n[defaults]\nplatforms = ['linux/amd64']\n{MINIMAL_JOB}{}platform_mode = 'whole'\n{}platforms = ['linux/arm64/v8']\n",
+        MINIMAL_JOB.replace("\"a\"", "\"b\""),
+        MINIMAL_JOB.replace("\"a\"", "\"c\""),
+    );
+    let (_d, res) = load_text("c.toml", &text, &[]);
+    let cfg = res.unwrap();
+    let view = |name: &str| {
+        let j = cfg.job(name).unwrap();
+        (
+            j.platforms.iter().map(fmt_platform).collect::<Vec<_>>(),
+            j.platform_mode,
+        )
+    };
+    assert_eq!(
+        view("a"),
+        (vec!["linux/amd64".to_string()], PlatformMode::Filter)
+    );
+    // An explicit "whole" drops the default list.
+    assert_eq!(view("b"), (vec![], PlatformMode::Whole));
+    // A job's own list replaces the default one.
+    assert_eq!(
+        view("c"),
+        (vec!["linux/arm64/v8".to_string()], PlatformMode::Filter)
+    );
 }
 
 #[test]
@@ -376,11 +447,12 @@ fn env_problems_name_the_environment() {
         jail.set_env("OCIMIRROR_LIMITS__TYPO", "1");
         let err = load(Path::new("c.toml")).unwrap_err();
         let shown: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
-        assert_eq!(err.0.len(), 1, "{shown:?}");
-        // Serde stops at the first fault in a table: the unknown key.
         assert_eq!(
-            shown[0],
-            "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout``"
+            shown,
+            [
+                "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout``",
+                "environment: limits.drain_timeout: invalid duration \"whenever\": expected number at 0 (use e.g. \"30s\", \"15m\", \"1h 30m\")",
+            ]
         );
         Ok(())
     });
@@ -460,31 +532,63 @@ fn secrets_are_redacted_everywhere() {
 }
 
 #[test]
-fn check_reports_exit_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, format!("version = 1\n{MINIMAL_JOB}")).unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "version = 3\n").unwrap();
-    // `check` reads the process environment; no OCIMIRROR_*__* is set in tests
-    // outside Jail, which restores it.
-    let ok = check(&good);
-    assert_eq!(ok.exit_code, 0, "{}", ok.text);
-    assert!(ok.text.ends_with("OK (1 job, 0 registries)"), "{}", ok.text);
-    let fail = check(&bad);
-    assert_eq!(fail.exit_code, EXIT_INVALID_CONFIG);
-    assert!(
-        fail.text
-            .contains("bad.toml: version: unsupported version 3"),
-        "{}",
-        fail.text
-    );
-    assert!(
-        fail.text.contains("bad.toml: jobs: no jobs defined"),
-        "{}",
-        fail.text
-    );
-    assert!(show(&good).unwrap().contains("name = \"a\""));
+fn errors_never_quote_secrets() {
+    let ps = problems(&format!(
+        "version = 1\n[registries.\"ghcr.io\"]\ntoken = 987654321\n{MINIMAL_JOB}"
+    ));
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0].path.to_string(), "registries.\"ghcr.io\".token");
+    assert!(!ps[0].message.contains("987654321"), "{}", ps[0].message);
+    assert!(ps[0].message.contains("not shown"), "{}", ps[0].message);
+    // A syntax error on a secret's line does not echo the line.
+    let ps = problems("version = 1\n[registries.\"ghcr.io\"]\npassword = \"hunter2\n");
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert!(!ps[0].message.contains("hunter2"), "{}", ps[0].message);
+    assert!(ps[0].message.contains("line 3"), "{}", ps[0].message);
+}
+
+#[test]
+fn check_reports_exit_status_and_warnings() {
+    // `check` and `show` read the process environment: run inside a Jail so
+    // no other test's OCIMIRROR_* variables are set meanwhile.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("good.toml", &format!("version = 1\n{MINIMAL_JOB}"))?;
+        jail.create_file("bad.toml", "version = 3\n")?;
+        jail.create_file(
+            "spare.toml",
+            &format!(
+                "version = 1\n[registries.\"ghcr.i0\"]\n[registries.\"ghcr.io\"]\n{MINIMAL_JOB}"
+            ),
+        )?;
+        let ok = check(Path::new("good.toml"));
+        assert_eq!(ok.exit_code, 0, "{}", ok.text);
+        assert_eq!(ok.text, "good.toml: OK (1 job, 0 registries)");
+        let fail = check(Path::new("bad.toml"));
+        assert_eq!(fail.exit_code, EXIT_INVALID_CONFIG);
+        assert!(
+            fail.text
+                .contains("bad.toml: version: unsupported version 3"),
+            "{}",
+            fail.text
+        );
+        assert!(
+            fail.text.contains("bad.toml: jobs: no jobs defined"),
+            "{}",
+            fail.text
+        );
+        let spare = check(Path::new("spare.toml"));
+        assert_eq!(spare.exit_code, 0, "{}", spare.text);
+        assert_eq!(
+            spare.text,
+            "spare.toml: OK (1 job, 2 registries)\n  warning: spare.toml: registries.\"ghcr.i0\": no job reads from or writes to \"ghcr.i0\": is the host name right?"
+        );
+        assert!(
+            show(Path::new("good.toml"))
+                .unwrap()
+                .contains("name = \"a\"")
+        );
+        Ok(())
+    });
 }
 
 #[test]

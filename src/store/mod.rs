@@ -54,6 +54,14 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
+    /// The database's directory could not be created.
+    #[error("cannot create the directory of state database {path}: {source}")]
+    CreateDir {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Applying the embedded migrations failed.
     #[error("cannot migrate state database {path}: {source}")]
     Migrate {
@@ -92,10 +100,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when missing) the database at `path` and applies the
-    /// embedded migrations.
+    /// Opens (creating it and its directory when missing) the database at
+    /// `path` and applies the embedded migrations.
     #[instrument(skip_all, fields(path = %path.display()))]
     pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| StoreError::CreateDir {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

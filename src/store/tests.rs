@@ -41,12 +41,19 @@ async fn open_creates_migrates_and_reopens() {
 }
 
 #[tokio::test]
-async fn open_reports_the_path() {
-    let err = Store::open(Path::new("/nonexistent-dir/x/state.db"))
-        .await
-        .unwrap_err();
+async fn open_creates_the_directory_and_reports_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/state.db");
+    Store::open(&nested).await.unwrap();
+    assert!(nested.exists());
+    // A regular file where a directory is needed cannot be worked around.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("state.db");
+    let err = Store::open(&bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err}");
     assert!(
-        err.to_string().contains("/nonexistent-dir/x/state.db"),
+        err.to_string().contains(&bad.display().to_string()),
         "{err}"
     );
 }
