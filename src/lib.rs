@@ -35,6 +35,8 @@
 //!   Imports only `metrics`.
 //! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
 //!   otherwise). Imports nothing from the crate.
+//! - [`observe`]: feeds metrics from the HTTP adapter's request observer
+//!   and the copy engine's events. Imports `metrics`, `copy`, `registry`.
 
 #![warn(missing_docs)]
 
@@ -44,6 +46,7 @@ pub mod copy;
 pub mod corpus;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Copy one image (or every tag with --all-tags) with its referrers.
     Copy(ocimirror::cli::copy::CopyArgs),
+    /// Run every job of a config file on its schedule, with /metrics, /healthz and /readyz.
+    Serve(ocimirror::cli::serve::ServeArgs),
     /// Run the jobs of a config file once, then exit (non-zero if anything failed).
     Once(ocimirror::cli::jobs::RunArgs),
     /// Show what the jobs would copy, skip or convert, and why; writes nothing.
@@ -79,6 +81,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Serve(args) => {
+            ocimirror::cli::serve::run(&args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Once(args) => {
             let reports = ocimirror::cli::jobs::run(&args, false).await?;

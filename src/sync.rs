@@ -16,19 +16,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, FutureExt};
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
     Config, Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings, Source,
 };
+use crate::metrics::Metrics;
+use crate::observe::{record_referrers, target_label};
 use crate::copy::{
     Copier, CopyEvent, CopyOptions, CopyReport, DiscoveryMode, PlanItem, PlatformSpec, PublishMode,
 };
 use crate::oci::referrers::fallback_tag;
 use crate::oci::{Digest, ImageReference, Location, Reference, RepoName, Tag};
-use crate::registry::http::{Credentials, HttpRegistry, HttpSettings, Secret, UploadMode};
+use crate::registry::http::{
+    Credentials, HttpRegistry, HttpSettings, RequestObserver, Secret, UploadMode,
+};
 use crate::registry::layout::LayoutRegistry;
 use crate::registry::{ReferrersSupport, Registry, RegistryError};
 use crate::scheduler::Clock;
@@ -71,6 +77,7 @@ pub enum SyncError {
 pub struct Registries {
     config: Config,
     http: Mutex<HashMap<String, Arc<HttpRegistry>>>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Registries {
@@ -79,7 +86,14 @@ impl Registries {
         Registries {
             config: config.clone(),
             http: Mutex::new(HashMap::new()),
+            observer: None,
         }
+    }
+
+    /// Reports every HTTP request to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The HTTP adapter of `host`.
@@ -89,7 +103,11 @@ impl Registries {
             return Ok(r.clone());
         }
         let settings = http_settings(&self.config.registry(host));
-        let registry = Arc::new(HttpRegistry::new(host, settings)?);
+        let mut registry = HttpRegistry::new(host, settings)?;
+        if let Some(o) = &self.observer {
+            registry = registry.with_observer(o.clone());
+        }
+        let registry = Arc::new(registry);
         map.insert(host.to_string(), registry.clone());
         Ok(registry)
     }
@@ -259,6 +277,7 @@ pub struct Syncer {
     /// Transfers in flight across all jobs (`limits.concurrent_blobs`).
     transfers: Arc<Semaphore>,
     events: Option<mpsc::UnboundedSender<(String, CopyEvent)>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 struct Item {
@@ -282,12 +301,19 @@ impl Syncer {
             clock,
             transfers: Arc::new(Semaphore::new(config.limits.concurrent_blobs.max(1))),
             events: None,
+            metrics: None,
         }
     }
 
     /// Sends every copy event, tagged with its job name, to `sink`.
     pub fn with_events(mut self, sink: mpsc::UnboundedSender<(String, CopyEvent)>) -> Self {
         self.events = Some(sink);
+        self
+    }
+
+    /// Updates `metrics` per item and per run.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -298,7 +324,19 @@ impl Syncer {
 
     /// Runs `job` once. Per-item failures are recorded and reported; the
     /// rest of the job goes on. `cancel` stops starting new items.
-    pub async fn run_job(
+    pub fn run_job<'a>(
+        &'a self,
+        job: &'a Job,
+        options: &'a SyncOptions,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, JobReport> {
+        // Boxed as `Send` here, where the lifetimes are concrete: the
+        // scheduler spawns runs, and the compiler cannot prove the sqlx
+        // futures inside `Send` for every lifetime otherwise.
+        self.run_job_inner(job, options, cancel).boxed()
+    }
+
+    async fn run_job_inner(
         &self,
         job: &Job,
         options: &SyncOptions,
@@ -313,8 +351,13 @@ impl Syncer {
         } else {
             self.store.as_ref()
         };
+        let started = std::time::Instant::now();
+        let metrics = self.metrics.as_ref().filter(|_| !options.dry_run);
+        if let Some(m) = metrics {
+            m.run_started(&job.name);
+        }
         let run = match store {
-            Some(s) => match s.start_run(&job.name, self.clock.now()).await {
+            Some(s) => match s.start_run(&job.name, self.clock.now()).boxed().await {
                 Ok(id) => Some(id),
                 Err(e) => {
                     tracing::warn!(job = %job.name, error = %e, "Could not record the run start.");
@@ -346,11 +389,50 @@ impl Syncer {
                         .map(|f| format!("{}: {}", f.item, f.error))
                 }),
             };
-            if let Err(e) = s.finish_run(id, self.clock.now(), &outcome).await {
+            if let Err(e) = s.finish_run(id, self.clock.now(), &outcome).boxed().await {
                 tracing::warn!(job = %job.name, error = %e, "Could not record the run outcome.");
             }
         }
+        if let Some(m) = metrics {
+            self.record_run_metrics(m, job, &report, store, started.elapsed()).await;
+        }
         report
+    }
+
+    /// Run duration and result, items pending and failing, and mirror lag:
+    /// the age of the oldest source change not yet on the target (the first
+    /// failure of an item still failing).
+    async fn record_run_metrics(
+        &self,
+        m: &Metrics,
+        job: &Job,
+        report: &JobReport,
+        store: Option<&Store>,
+        elapsed: Duration,
+    ) {
+        let result = match report.result() {
+            RunResult::Success => crate::metrics::RunResult::Success,
+            _ => crate::metrics::RunResult::Failure,
+        };
+        m.run_finished(&job.name, result, elapsed.as_secs_f64());
+        let pending = (report.failures.len() + report.deferred.len()) as u64;
+        m.items_pending(&job.name, pending);
+        let now = self.clock.now();
+        let (failing, lag) = match store.map(|s| s.failures_for_job(&job.name)) {
+            Some(f) => match f.await {
+                Ok(list) => {
+                    let oldest = list.iter().map(|f| f.first_failed_at).min();
+                    let lag = oldest.map_or(0.0, |t| {
+                        now.signed_duration_since(t).num_milliseconds().max(0) as f64 / 1000.0
+                    });
+                    (list.len() as u64, lag)
+                }
+                Err(_) => (pending, 0.0),
+            },
+            None => (pending, if pending > 0 { elapsed.as_secs_f64() } else { 0.0 }),
+        };
+        m.items_failing(&job.name, failing);
+        m.mirror_lag(&job.name, lag);
     }
 
     /// The repositories and items of `job`.
@@ -483,21 +565,30 @@ impl Syncer {
             };
             work.push((item, copier));
         }
-        let results: Vec<(Item, ItemResult)> = futures::stream::iter(work)
-            .map(|(item, copier)| async move {
-                if cancel.is_cancelled() {
-                    return (item, ItemResult::Cancelled);
-                }
-                let result = self.run_item(job, &item, &copier, options, store).await;
-                (item, result)
-            })
-            .buffer_unordered(job.concurrency.max(1))
-            .collect()
-            .await;
+        // Futures built by a method, not a closure, so the run future stays
+        // `Send` for the scheduler's spawned tasks.
+        let mut results = Vec::with_capacity(work.len());
+        let mut queue = work.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < job.concurrency.max(1) {
+                let Some((item, copier)) = queue.next() else {
+                    break;
+                };
+                in_flight.push(self.run_one(job, item, copier, options, store, cancel).boxed());
+            }
+            match in_flight.next().await {
+                Some(done) => results.push(done),
+                None => break,
+            }
+        }
         for (item, result) in results {
             match result {
                 ItemResult::Copied(copy) => {
                     report.counts.images_copied += 1;
+                    if let Some(m) = &self.metrics {
+                        record_referrers(m, &job.name, &copy);
+                    }
                     add_counts(&mut report.counts, &copy);
                     report.copy.merge(copy);
                 }
@@ -505,7 +596,10 @@ impl Syncer {
                 ItemResult::Planned(plan) => report.plan.push((item.name, plan)),
                 ItemResult::Deferred => report.deferred.push(item.name),
                 ItemResult::Cancelled => {}
-                ItemResult::Failed(error, copy) => {
+                ItemResult::Failed { error, kind, report: copy } => {
+                    if let Some(m) = &self.metrics {
+                        m.error(&job.name, &target_label(job), kind);
+                    }
                     report.counts.images_failed += 1;
                     if let Some(copy) = copy {
                         add_counts(&mut report.counts, &copy);
@@ -520,6 +614,22 @@ impl Syncer {
         }
     }
 
+    async fn run_one(
+        &self,
+        job: &Job,
+        item: Item,
+        copier: Arc<Copier>,
+        options: &SyncOptions,
+        store: Option<&Store>,
+        cancel: &CancellationToken,
+    ) -> (Item, ItemResult) {
+        if cancel.is_cancelled() {
+            return (item, ItemResult::Cancelled);
+        }
+        let result = self.run_item(job, &item, &copier, options, store).await;
+        (item, result)
+    }
+
     async fn run_item(
         &self,
         job: &Job,
@@ -531,7 +641,7 @@ impl Syncer {
         let now = self.clock.now();
         if let Some(s) = store
             && !options.full
-            && let Ok(Some(f)) = s.failure(&job.name, &item.name).await
+            && let Ok(Some(f)) = s.failure(&job.name, &item.name).boxed().await
             && !f.is_due(now)
         {
             tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
@@ -540,12 +650,12 @@ impl Syncer {
         let result = self.sync_item(job, item, copier, options, store, now).await;
         if let Some(s) = store {
             let recorded = match &result {
-                ItemResult::Failed(e, _) => s
+                ItemResult::Failed { error: e, .. } => s
                     .record_failure(&job.name, &item.name, e, now)
-                    .await
+                    .boxed().await
                     .map(|_| ()),
                 ItemResult::Copied(_) | ItemResult::Unchanged => {
-                    s.clear_failure(&job.name, &item.name).await.map(|_| ())
+                    s.clear_failure(&job.name, &item.name).boxed().await.map(|_| ())
                 }
                 _ => Ok(()),
             };
@@ -567,23 +677,26 @@ impl Syncer {
     ) -> ItemResult {
         let source = match self.open(job, &item.src.location) {
             Ok(s) => s,
-            Err(e) => return ItemResult::Failed(e.to_string(), None),
+            Err(e) => return failed(e, "registry"),
         };
         // One manifest HEAD on the source resolves the tag.
         let digest = match source.manifest_head(&item.src.repo, &item.reference).await {
             Ok(Some(desc)) => desc.digest,
             Ok(None) => {
-                return ItemResult::Failed(
+                return failed(
                     format!(
                         "{}: manifest {} not found in {}",
                         source.name(),
                         item.reference,
                         item.src.repo
                     ),
-                    None,
+                    "not_found",
                 );
             }
-            Err(e) => return ItemResult::Failed(e.to_string(), None),
+            Err(e) => {
+                let kind = e.kind.label();
+                return failed(e, kind);
+            }
         };
         let tag = match &item.reference {
             Reference::Tag(t) => Some(t.clone()),
@@ -601,7 +714,7 @@ impl Syncer {
                 .await
             {
                 Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => ItemResult::Failed(e.to_string(), None),
+                Err(e) => failed(&e, e.kind_label()),
             };
         }
         // One referrers check: the root's referrer set, as a fingerprint.
@@ -612,7 +725,7 @@ impl Syncer {
             && !options.full
             && let Ok(Some(state)) = s
                 .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
-                .await
+                .boxed().await
             && state.source_digest == digest
             && fingerprint.is_some()
             && state.referrers_fingerprint == fingerprint
@@ -635,11 +748,15 @@ impl Syncer {
             .await
         {
             Ok(r) => r,
-            Err(e) => return ItemResult::Failed(e.to_string(), None),
+            Err(e) => return failed(&e, e.kind_label()),
         };
         if !report.is_success() {
             let error = report.failures.join("; ");
-            return ItemResult::Failed(error, Some(report));
+            return ItemResult::Failed {
+                error,
+                kind: "copy_step",
+                report: Some(report),
+            };
         }
         tracing::info!(job = %job.name, item = %item.name, digest = %digest, manifests = report.manifests_copied, blobs = report.blobs_copied, bytes = report.bytes, "Image synced.");
         if let Some(s) = store {
@@ -652,7 +769,7 @@ impl Syncer {
                 target_repo: item.dst.to_string(),
                 updated_at: now,
             };
-            if let Err(e) = s.record_synced(&state).await {
+            if let Err(e) = s.record_synced(&state).boxed().await {
                 tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the checkpoint.");
             }
         }
@@ -666,7 +783,19 @@ enum ItemResult {
     Planned(Vec<PlanItem>),
     Deferred,
     Cancelled,
-    Failed(String, Option<CopyReport>),
+    Failed {
+        error: String,
+        kind: &'static str,
+        report: Option<CopyReport>,
+    },
+}
+
+fn failed(error: impl ToString, kind: &'static str) -> ItemResult {
+    ItemResult::Failed {
+        error: error.to_string(),
+        kind,
+        report: None,
+    }
 }
 
 /// `host/repo` or `oci:<dir>` of a reference, without tag or digest.

@@ -5,3 +5,4 @@
 pub mod copy;
 pub mod generate;
 pub mod jobs;
+pub mod serve;

@@ -148,3 +148,19 @@ impl CopyError {
         }
     }
 }
+
+impl CopyError {
+    /// A short stable name of what went wrong, used as a metric label.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            CopyError::Registry { source, .. } => source.kind.label(),
+            CopyError::NotFound { .. } => "not_found",
+            CopyError::FallbackIndex { .. } => "invalid_fallback_index",
+            CopyError::BuildIndex(_) => "invalid_manifest",
+            CopyError::NoPlatformMatch { .. } | CopyError::Platform(_) => "platform",
+            CopyError::Unsupported { .. } => "unsupported",
+            #[allow(unreachable_patterns)]
+            _ => "copy",
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::OnceCell;
 
 use super::walk::Graph;
@@ -251,19 +252,18 @@ pub(crate) async fn execute(
         }
     }
     let width = copier.options.concurrency.max(1) * 2;
-    let results: Vec<(&Descriptor, Result<Outcome, CopyError>, bool)> =
-        futures::stream::iter(blobs)
-            .map(|b| async move {
-                let (r, owner) = copier
-                    .single_flight(dst_repo, &b.digest, || {
-                        copier.copy_blob(src_repo, dst_repo, b, dry)
-                    })
-                    .await;
-                (b, r, owner)
-            })
-            .buffer_unordered(width)
-            .collect()
-            .await;
+    let tasks: Vec<_> = blobs
+        .into_iter()
+        .map(|b| async move {
+            let (r, owner) = copier
+                .single_flight(dst_repo, &b.digest, || {
+                    copier.copy_blob(src_repo, dst_repo, b, dry)
+                })
+                .await;
+            (b, r, owner)
+        })
+        .collect();
+    let results = bounded(tasks, width).await;
     for (b, r, owner) in results {
         let (action, reason) = match r {
             Ok(Outcome::Copied(n)) if owner => {
@@ -330,7 +330,8 @@ pub(crate) async fn execute(
             }
             batch.push((d, node));
         }
-        let results: Vec<_> = futures::stream::iter(batch)
+        let tasks: Vec<_> = batch
+            .into_iter()
             .map(|(d, node)| async move {
                 let (r, owner) = copier
                     .single_flight(dst_repo, d, || {
@@ -339,9 +340,8 @@ pub(crate) async fn execute(
                     .await;
                 (d, node, r, owner)
             })
-            .buffer_unordered(width)
-            .collect()
-            .await;
+            .collect();
+        let results = bounded(tasks, width).await;
         for (d, node, r, owner) in results {
             let size = node.manifest.bytes().len() as u64;
             match r {
@@ -512,4 +512,26 @@ fn heights(graph: &Graph) -> BTreeMap<Digest, usize> {
         height(graph, d, &mut memo, &mut on_path);
     }
     memo
+}
+
+/// Runs `tasks` with at most `width` in flight; outputs in completion order.
+/// The futures are built before the first await (no closure is held across
+/// it), which keeps the whole copy future `Send` for spawned runs.
+async fn bounded<F: std::future::Future>(tasks: Vec<F>, width: usize) -> Vec<F::Output> {
+    let mut queue = tasks.into_iter();
+    let mut in_flight = FuturesUnordered::new();
+    let mut out = Vec::new();
+    loop {
+        while in_flight.len() < width.max(1) {
+            match queue.next() {
+                Some(f) => in_flight.push(f),
+                None => break,
+            }
+        }
+        match in_flight.next().await {
+            Some(o) => out.push(o),
+            None => break,
+        }
+    }
+    out
 }

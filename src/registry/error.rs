@@ -147,6 +147,27 @@ impl ErrorKind {
         }
     }
 
+    /// A short stable name, used as a metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Unauthorized(_) => "unauthorized",
+            ErrorKind::Denied => "denied",
+            ErrorKind::RateLimited { .. } => "rate_limited",
+            ErrorKind::Status { status, .. } if *status >= 500 => "server_error",
+            ErrorKind::Status { .. } => "client_error",
+            ErrorKind::DigestMismatch { .. } => "digest_mismatch",
+            ErrorKind::SizeMismatch { .. } => "size_mismatch",
+            ErrorKind::Manifest(_) => "invalid_manifest",
+            ErrorKind::InvalidResponse(_) => "invalid_response",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::Unsupported(_) => "unsupported",
+            ErrorKind::Transport { .. } => "transport",
+            ErrorKind::Io(_) => "io",
+            ErrorKind::Credentials(_) => "credentials",
+        }
+    }
+
     /// The server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -29,7 +29,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -51,7 +51,7 @@ use crate::oci::{Descriptor, Digest, Location, Manifest, Reference, RepoName};
 
 pub use self::credentials::{Credentials, Secret};
 pub use self::retry::RetryPolicy;
-pub use self::stats::{OperationStats, RateLimitStatus, RequestStats};
+pub use self::stats::{OperationStats, RateLimitStatus, RequestObserver, RequestStats};
 
 /// How blobs are uploaded.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -197,6 +197,7 @@ pub struct HttpRegistry {
     token_fetch: tokio::sync::Mutex<()>,
     referrers_cache: Mutex<HashMap<String, (ReferrersSupport, Instant)>>,
     hub_ratelimit: Mutex<Option<RateLimitStatus>>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl std::fmt::Debug for HttpRegistry {
@@ -413,7 +414,14 @@ impl HttpRegistry {
             token_fetch: tokio::sync::Mutex::new(()),
             referrers_cache: Mutex::new(HashMap::new()),
             hub_ratelimit: Mutex::new(None),
+            observer: None,
         })
+    }
+
+    /// Reports every request to `observer` (metrics) as well.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The base URL requests go to (`https://host/`).
@@ -492,6 +500,9 @@ impl HttpRegistry {
                         s.retries += 1;
                         s.retry_wait += delay;
                     }
+                    if let Some(o) = &self.observer {
+                        o.retry(&self.name, e.op);
+                    }
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
@@ -506,8 +517,13 @@ impl HttpRegistry {
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ErrorKind> {
         let (permit, waited) = self.limits.acquire().await;
+        let started = Instant::now();
         let result = req.send().await;
         drop(permit);
+        if let Some(o) = &self.observer {
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            o.request(&self.name, op, status, started.elapsed(), waited);
+        }
         let mut stats = lock(&self.stats);
         stats.rate_limit_wait += waited;
         match result {
@@ -519,6 +535,9 @@ impl HttpRegistry {
                     header_str(h, "ratelimit-limit"),
                     header_str(h, "ratelimit-remaining"),
                 ) {
+                    if let Some(o) = &self.observer {
+                        o.docker_hub(&self.name, &rl);
+                    }
                     *lock(&self.hub_ratelimit) = Some(rl);
                 }
                 debug!(

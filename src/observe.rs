@@ -1,0 +1,92 @@
+//! Wires the metrics to the engine: the HTTP adapter's request observer,
+//! and the copy engine's events, each turned into one metric update per
+//! item (never per chunk). Imports `metrics`, `copy`, `config`, `registry`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::config::{Config, Job, Target};
+use crate::copy::{Action, CopyEvent, CopyReport, NodeKind, Representation};
+use crate::metrics::{Metrics, ReferrerRepr};
+use crate::oci::Location;
+use crate::registry::Operation;
+use crate::registry::http::{RateLimitStatus, RequestObserver};
+
+impl RequestObserver for Metrics {
+    fn request(&self, registry: &str, op: Operation, status: Option<u16>, elapsed: Duration, waited: Duration) {
+        self.request_finished(registry, op.as_str(), status, elapsed.as_secs_f64());
+        self.rate_limiter_waited(registry, waited.as_secs_f64());
+    }
+
+    fn retry(&self, registry: &str, op: Operation) {
+        Metrics::retry(self, registry, op.as_str());
+    }
+
+    fn docker_hub(&self, registry: &str, status: &RateLimitStatus) {
+        self.docker_hub_remaining(registry, status.remaining);
+        self.docker_hub_limit(registry, status.limit);
+    }
+}
+
+/// The `registry` label of a job's target: its host, or `oci-layout`.
+pub fn target_label(job: &Job) -> String {
+    match &job.target {
+        Target::Repository(r) => match &r.location {
+            Location::Registry(host) => host.clone(),
+            Location::Layout(_) => "oci-layout".to_string(),
+        },
+        Target::Mapping(m) => m.registry.clone(),
+    }
+}
+
+/// The metric label of a referrer representation.
+pub fn repr(r: Representation) -> ReferrerRepr {
+    match r {
+        Representation::Api => ReferrerRepr::Api,
+        Representation::FallbackTag => ReferrerRepr::FallbackTag,
+        Representation::CosignTag => ReferrerRepr::CosignTag,
+        Representation::Layout => ReferrerRepr::Layout,
+    }
+}
+
+/// Counts the referrers of one copied image by representation.
+pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
+    for ((source, target), n) in &report.referrers {
+        metrics.referrers_copied(job, repr(*source), repr(*target), *n);
+    }
+}
+
+/// Turns copy events into per-item counter updates until the senders close.
+pub async fn feed_events(metrics: Arc<Metrics>, config: &Config, mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>) {
+    let registries: HashMap<String, String> = config
+        .jobs
+        .iter()
+        .map(|j| (j.name.clone(), target_label(j)))
+        .collect();
+    while let Some((job, e)) = rx.recv().await {
+        let registry = registries.get(&job).map_or("unknown", String::as_str);
+        record_event(&metrics, &job, registry, &e);
+    }
+}
+
+/// One event, one update.
+pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent) {
+    match (e.kind, e.action) {
+        (NodeKind::Blob, Action::Copy) => metrics.blob_copied(job, registry, e.size),
+        (NodeKind::Blob, Action::Mount) => metrics.blob_mounted(job, registry, e.size),
+        (NodeKind::Blob, Action::Exists) => metrics.blob_skipped(job, registry, e.size),
+        (NodeKind::Tag, Action::Write) => metrics.tag_copied(job, registry),
+        (NodeKind::Tag, Action::Exists) => metrics.tag_skipped(job, registry),
+        (NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign, Action::Copy) => {
+            metrics.manifest_copied(job, registry)
+        }
+        (NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign, Action::Exists) => {
+            metrics.manifest_skipped(job, registry)
+        }
+        (_, Action::Fail) => metrics.error(job, registry, "copy_step"),
+        _ => {}
+    }
+}
