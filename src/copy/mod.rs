@@ -322,7 +322,7 @@ pub enum NodeKind {
 
 impl fmt::Display for NodeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             NodeKind::Index => "index",
             NodeKind::Manifest => "manifest",
             NodeKind::Blob => "blob",
@@ -355,7 +355,7 @@ pub enum Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Action::Copy => "copy",
             Action::Mount => "mount",
             Action::Exists => "exists",

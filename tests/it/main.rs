@@ -1,5 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod copy_cli;
 mod copy_matrix;
 mod layout;
 mod support;
