@@ -2,6 +2,8 @@
 
 mod copy_cli;
 mod copy_matrix;
+mod distribution;
+mod http_registry;
 mod layout;
 mod support;
 mod test_registry;

@@ -378,12 +378,15 @@ impl HttpRegistry {
                     e.kind()
                 )))
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-                fail(ErrorKind::Credentials(format!(
-                    "CA file {} is not a PEM bundle",
-                    path.display()
-                )))
-            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    fail(ErrorKind::Credentials(format!(
+                        "CA file {} holds no PEM certificate",
+                        path.display()
+                    )))
+                })?;
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }

@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests.
 
+pub mod distribution;
 pub mod fixtures;
 pub mod registry;
