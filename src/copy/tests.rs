@@ -738,3 +738,166 @@ async fn plan_lists_nodes_and_conversions_without_writing() {
         && e.action == Action::Write
         && e.digest.as_ref() == Some(&f.index)));
 }
+
+#[tokio::test]
+async fn docker_media_types_pass_through_unchanged() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let mut blobs = Vec::new();
+    let (c, cs) = seed_blob(
+        &src,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+        &mut blobs,
+    );
+    let (l, ls) = seed_blob(&src, b"docker layer", &mut blobs);
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::DOCKER_MANIFEST,
+        "config": desc(mt::DOCKER_CONFIG, &c, cs),
+        "layers": [desc("application/vnd.docker.image.rootfs.diff.tar.gzip", &l, ls)],
+    }))
+    .unwrap();
+    let md = src.seed_manifest(REPO, None, mt::DOCKER_MANIFEST, &m);
+    let mut entry = desc(mt::DOCKER_MANIFEST, &md, m.len());
+    entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    // Odd whitespace: the bytes must survive exactly.
+    let list = format!(
+        "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{}\",\n  \"manifests\": [{}]\n}}\n",
+        mt::DOCKER_MANIFEST_LIST,
+        entry
+    );
+    let ld = src.seed_manifest(REPO, Some("v1"), mt::DOCKER_MANIFEST_LIST, list.as_bytes());
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    for d in [&md, &ld] {
+        assert_eq!(
+            dst.manifest_bytes(REPO, &d.to_string()),
+            src.manifest_bytes(REPO, &d.to_string())
+        );
+    }
+    assert_eq!(
+        dst.manifest_bytes(REPO, "v1").unwrap().0,
+        mt::DOCKER_MANIFEST_LIST
+    );
+}
+
+#[tokio::test]
+async fn one_copier_copies_each_digest_once_across_concurrent_images() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let c = copier(&src, &dst, CopyOptions::default());
+    let (r, t) = (repo(), v1());
+    let (a, b) = tokio::join!(
+        c.copy_image(&r, &t, &r, None),
+        c.copy_image(&r, &t, &r, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_success() && b.is_success());
+    assert_eq!(dst.count(Operation::BlobPut), f.blobs.len());
+    assert_eq!(a.blobs_copied + b.blobs_copied, f.blobs.len() as u64);
+    assert_eq!(a.manifests_copied + b.manifests_copied, 6);
+}
+
+#[tokio::test]
+async fn oversized_manifests_and_absurd_indexes_fail_their_node_only() {
+    let src = Arc::new(MemoryRegistry::new("src", false));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, true);
+    // A referrer of arm64 listed in its fallback index but over the size cap.
+    let mut blobs = Vec::new();
+    let (e, es) = seed_blob(&src, b"{}", &mut blobs);
+    let big = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::OCI_MANIFEST, "artifactType": SIG,
+        "config": desc(mt::OCI_EMPTY, &e, es), "layers": [],
+        "subject": desc(mt::OCI_MANIFEST, &f.arm, 1),
+        "annotations": {"padding": "x".repeat(crate::oci::manifest::MAX_MANIFEST_SIZE)},
+    }))
+    .unwrap();
+    let big_d = src.seed_manifest(REPO, None, mt::OCI_MANIFEST, &big);
+    seed_fallback(&src, &f.arm, &[(&big_d, b"{}", SIG)]);
+    // The SBOM's fallback tag holds an index with too many entries.
+    let entry = desc(mt::OCI_MANIFEST, &f.sig, 1);
+    let absurd = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::OCI_INDEX,
+        "manifests": vec![entry; crate::oci::manifest::MAX_ENTRIES + 1],
+    }))
+    .unwrap();
+    src.seed_manifest(REPO, Some(&fallback_tag(&f.sbom)), mt::OCI_INDEX, &absurd);
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 2, "{:#?}", report.failures);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|e| e.contains(&big_d.to_string()) && e.contains("over the"))
+    );
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|e| e.contains(&f.sbom.to_string()) && e.contains("entries"))
+    );
+    // Everything else arrived: the image, the SBOM and the attestation.
+    for d in [&f.index, &f.amd, &f.arm, &f.sbom, &f.att] {
+        assert!(dst.manifest_bytes(REPO, &d.to_string()).is_some(), "{d}");
+    }
+    assert!(dst.manifest_bytes(REPO, &f.sig.to_string()).is_none());
+}
+
+#[tokio::test]
+async fn api_target_mode_never_writes_fallback_tags_and_tags_mode_always_does() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let f = fixture(&src, false);
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let opts = CopyOptions {
+        target_referrers: PublishMode::Api,
+        ..CopyOptions::default()
+    };
+    let r = copier(&src, &dst, opts)
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(r.is_success());
+    assert_eq!(dst.tag_list(REPO), vec!["v1".to_string()]);
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let opts = CopyOptions {
+        target_referrers: PublishMode::Tags,
+        ..CopyOptions::default()
+    };
+    let r = copier(&src, &dst, opts)
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.fallback_indexes_written, 3);
+    assert_eq!(
+        fallback_entries(&dst, &f.index),
+        Some(vec![f.att.to_string()])
+    );
+    // Source mode api on a registry without one: a clear error per node.
+    let tags_only = Arc::new(MemoryRegistry::new("old", false));
+    fixture(&tags_only, true);
+    let opts = CopyOptions {
+        source_referrers: DiscoveryMode::Api,
+        ..CopyOptions::default()
+    };
+    let r = copier(
+        &tags_only,
+        &Arc::new(MemoryRegistry::new("dst", true)),
+        opts,
+    )
+    .copy_image(&repo(), &v1(), &repo(), None)
+    .await
+    .unwrap();
+    assert!(!r.is_success());
+    assert!(
+        r.failures[0].contains("has no referrers API"),
+        "{}",
+        r.failures[0]
+    );
+}
