@@ -901,3 +901,114 @@ async fn api_target_mode_never_writes_fallback_tags_and_tags_mode_always_does() 
         r.failures[0]
     );
 }
+
+#[tokio::test]
+async fn listings_that_loop_back_or_lie_are_skipped_and_the_walk_ends() {
+    let src = Arc::new(MemoryRegistry::new("src", false));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, true);
+    let body = |d: &Digest| src.manifest_bytes(REPO, &d.to_string()).unwrap().1;
+    let (index_b, amd_b, att_b, sig_b) = (body(&f.index), body(&f.amd), body(&f.att), body(&f.sig));
+    // The index's fallback tag lists the index itself, its child and the
+    // signature of the SBOM (whose subject is the SBOM), before the real one.
+    seed_fallback(
+        &src,
+        &f.index,
+        &[
+            (&f.index, &index_b, "x"),
+            (&f.amd, &amd_b, "x"),
+            (&f.sig, &sig_b, SIG),
+            (&f.att, &att_b, ATT),
+        ],
+    );
+    // The SBOM's fallback tag lists the amd64 manifest (its own subject).
+    seed_fallback(
+        &src,
+        &f.sbom,
+        &[(&f.amd, &amd_b, "x"), (&f.sig, &sig_b, SIG)],
+    );
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert_identical(&src, &dst, &f);
+    assert_eq!(
+        fallback_entries(&dst, &f.index),
+        Some(vec![f.att.to_string()])
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.sbom),
+        Some(vec![f.sig.to_string()])
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.amd),
+        Some(vec![f.sbom.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn copy_by_digest_without_a_tag_writes_no_tag() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &Reference::Digest(f.amd.clone()), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert!(dst.tag_list(REPO).is_empty());
+    for d in [&f.amd, &f.sbom, &f.sig] {
+        assert!(dst.manifest_bytes(REPO, &d.to_string()).is_some());
+    }
+    assert!(dst.manifest_bytes(REPO, &f.index.to_string()).is_none());
+    let tag = Tag::new("pinned").unwrap();
+    copier(&src, &dst, CopyOptions::default())
+        .copy_image(
+            &repo(),
+            &Reference::Digest(f.amd.clone()),
+            &repo(),
+            Some(&tag),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dst.tag_list(REPO), vec!["pinned".to_string()]);
+}
+
+#[tokio::test]
+async fn a_target_fallback_tag_that_is_not_an_index_is_reported() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, false);
+    let (_, amd_b) = src.manifest_bytes(REPO, &f.amd.to_string()).unwrap();
+    dst.seed_manifest(
+        REPO,
+        Some(&fallback_tag(&f.index)),
+        mt::OCI_MANIFEST,
+        &amd_b,
+    );
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(
+        report.failures[0].contains("target"),
+        "{}",
+        report.failures[0]
+    );
+    assert!(
+        report.failures[0].contains("not an OCI image index"),
+        "{}",
+        report.failures[0]
+    );
+    // Left alone, and the other subjects' indexes were written.
+    assert_eq!(
+        dst.manifest_bytes(REPO, &fallback_tag(&f.index)).unwrap().1,
+        amd_b
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.amd),
+        Some(vec![f.sbom.to_string()])
+    );
+}

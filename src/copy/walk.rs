@@ -268,6 +268,9 @@ pub(crate) async fn walk(
         visited.insert(p.digest.clone());
     }
 
+    // A referrer candidate is fetched once per subject claiming it: a wrong
+    // listing (rejected by the subject check) must not hide the right one.
+    let mut claimed: HashSet<(Digest, Digest)> = HashSet::new();
     while !frontier.is_empty() {
         let visits: Vec<Visit> = futures::stream::iter(std::mem::take(&mut frontier))
             .map(|p| visit(&ctx, p))
@@ -283,49 +286,46 @@ pub(crate) async fn walk(
                     next,
                     discovery_error,
                 } => {
-                    match origin {
-                        Origin::Referrer { subject, via } => graph.referrers.push(ReferrerEdge {
+                    if let Origin::Referrer { subject, via } = origin {
+                        // The walker checked that `subject` is its subject.
+                        graph.referrers.push(ReferrerEdge {
                             subject,
                             referrer: digest.clone(),
                             via,
-                        }),
-                        Origin::Cosign { tag } => graph.cosign.push(CosignEdge {
-                            tag,
-                            digest: digest.clone(),
-                        }),
-                        Origin::Root | Origin::Child => {}
+                        });
                     }
                     if let Some(e) = discovery_error {
                         graph.failures.push((Some(digest.clone()), e));
                     }
+                    visited.insert(digest.clone());
+                    if graph.nodes.contains_key(&digest) {
+                        // Reached twice in one round: expanded already.
+                        continue;
+                    }
                     for p in next {
-                        if let Origin::Referrer { subject, via } = &p.origin
-                            && !visited.insert(p.digest.clone())
-                        {
-                            // Already in the graph: still record that it
-                            // refers to this subject too.
-                            if graph.nodes.contains_key(&p.digest) {
-                                graph.referrers.push(ReferrerEdge {
-                                    subject: subject.clone(),
-                                    referrer: p.digest.clone(),
-                                    via: *via,
-                                });
+                        match &p.origin {
+                            Origin::Referrer { subject, .. } => {
+                                if graph.nodes.contains_key(&p.digest)
+                                    || !claimed.insert((p.digest.clone(), subject.clone()))
+                                {
+                                    continue;
+                                }
                             }
-                            continue;
-                        }
-                        if let Origin::Cosign { tag } = &p.origin
-                            && !visited.insert(p.digest.clone())
-                        {
-                            graph.cosign.push(CosignEdge {
-                                tag: tag.clone(),
-                                digest: p.digest.clone(),
-                            });
-                            continue;
-                        }
-                        if matches!(p.origin, Origin::Child | Origin::Root)
-                            && !visited.insert(p.digest.clone())
-                        {
-                            continue;
+                            Origin::Cosign { tag } => {
+                                // The tag is recreated whenever its manifest is copied.
+                                graph.cosign.push(CosignEdge {
+                                    tag: tag.clone(),
+                                    digest: p.digest.clone(),
+                                });
+                                if !visited.insert(p.digest.clone()) {
+                                    continue;
+                                }
+                            }
+                            Origin::Root | Origin::Child => {
+                                if !visited.insert(p.digest.clone()) {
+                                    continue;
+                                }
+                            }
                         }
                         frontier.push(p);
                     }
