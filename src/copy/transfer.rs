@@ -147,23 +147,32 @@ impl Copier {
         Ok(Outcome::Copied(desc.size))
     }
 
+    /// Whether the target has manifest `d` (a failed check counts as absent:
+    /// the write that follows reports the real problem).
+    async fn has_manifest(&self, dst_repo: &RepoName, d: &Digest) -> bool {
+        let _permit = self.permits.acquire().await;
+        match self
+            .target
+            .manifest_head(dst_repo, &Reference::Digest(d.clone()))
+            .await
+        {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                tracing::debug!(error = %e, "manifest check failed; treating as absent");
+                false
+            }
+        }
+    }
+
     async fn copy_manifest(
         &self,
         dst_repo: &RepoName,
         manifest: &Manifest,
         dry_run: bool,
     ) -> Result<Outcome, CopyError> {
+        // The caller checked that the target lacks it.
         let d = manifest.digest();
         let _permit = self.permits.acquire().await;
-        if self
-            .target
-            .manifest_head(dst_repo, &Reference::Digest(d.clone()))
-            .await
-            .map_err(|e| CopyError::target("check manifest", Some(d), e))?
-            .is_some()
-        {
-            return Ok(Outcome::Exists);
-        }
         if dry_run {
             return Ok(Outcome::Planned { mount: false });
         }
@@ -238,10 +247,22 @@ pub(crate) async fn execute(
         fail(rec, &mut report, d.clone(), NodeKind::Manifest, e);
     }
 
-    // 1. Blobs, deduplicated, in discovery order.
+    let width = copier.options.concurrency.max(1) * 2;
+
+    // 0. Manifests the target already has. A registry stores a manifest only
+    // once its blobs are there, so their blobs need no check (this makes a
+    // no-op re-copy one HEAD per manifest).
+    let present: HashSet<Digest> = futures::stream::iter(&graph.order)
+        .map(|d| async move { copier.has_manifest(dst_repo, d).await.then(|| d.clone()) })
+        .buffer_unordered(width)
+        .filter_map(|d| async move { d })
+        .collect()
+        .await;
+
+    // 1. Blobs of the missing manifests, deduplicated, in discovery order.
     let mut blobs: Vec<&Descriptor> = Vec::new();
     let mut seen = HashSet::new();
-    for d in &graph.order {
+    for d in graph.order.iter().filter(|d| !present.contains(*d)) {
         if let Some(n) = graph.nodes.get(d) {
             for b in n.manifest.blobs() {
                 if seen.insert(b.digest.clone()) {
@@ -250,7 +271,15 @@ pub(crate) async fn execute(
             }
         }
     }
-    let width = copier.options.concurrency.max(1) * 2;
+    for d in graph.order.iter().filter(|d| present.contains(*d)) {
+        if let Some(n) = graph.nodes.get(d) {
+            for b in n.manifest.blobs() {
+                if seen.insert(b.digest.clone()) {
+                    report.blobs_skipped += 1;
+                }
+            }
+        }
+    }
     let results: Vec<(&Descriptor, Result<Outcome, CopyError>, bool)> =
         futures::stream::iter(blobs)
             .map(|b| async move {
@@ -326,6 +355,18 @@ pub(crate) async fn execute(
                     needs,
                 };
                 fail(rec, &mut report, Some(d.clone()), node.kind, &e);
+                continue;
+            }
+            if present.contains(d) {
+                report.manifests_skipped += 1;
+                outcomes.insert(d.clone(), Outcome::Exists);
+                rec.emit(CopyEvent {
+                    digest: Some(d.clone()),
+                    kind: node.kind,
+                    action: Action::Exists,
+                    size: node.manifest.bytes().len() as u64,
+                    reason: String::new(),
+                });
                 continue;
             }
             batch.push((d, node));
