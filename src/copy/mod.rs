@@ -399,11 +399,13 @@ impl fmt::Display for CopyEvent {
 /// A line of a dry-run plan.
 pub type PlanItem = CopyEvent;
 
+/// The shared outcome of one transfer in flight.
 type Flight = Arc<OnceCell<Result<transfer::Outcome, String>>>;
 
 /// Copies images with their referrer graphs from one registry to another.
-/// Cheap to share: clone the `Arc`s, or use one `Copier` for many images
-/// (blobs shared between images are then copied once).
+/// Use one `Copier` for the images of one run: blobs and manifests shared
+/// between them are copied (and checked) once. It remembers what it copied,
+/// so build a new one for the next run.
 pub struct Copier {
     source: Arc<dyn Registry>,
     target: Arc<dyn Registry>,
@@ -412,8 +414,10 @@ pub struct Copier {
     /// copied concurrently through this copier). A permit is held only for
     /// one transfer, never while waiting on other nodes.
     permits: Arc<Semaphore>,
-    /// One owner per (target repository, digest) in flight; the others wait
-    /// for its outcome instead of transferring again.
+    /// One owner per (target repository, digest); the others wait for its
+    /// outcome instead of transferring again. Successes stay for the
+    /// copier's lifetime, so build one copier per run (or per sync tick):
+    /// a later run must look at the target afresh.
     in_flight: Mutex<HashMap<(RepoName, Digest), Flight>>,
     /// Referrers support of target repositories, asked once per repository.
     target_support: Mutex<HashMap<RepoName, ReferrersSupport>>,

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::sync::OnceCell;
 
+use super::Flight;
 use super::walk::Graph;
 use super::{
     Action, Copier, CopyError, CopyEvent, CopyReport, NodeKind, Recorder, Representation, publish,
@@ -37,9 +37,10 @@ pub(crate) enum Outcome {
 }
 
 impl Copier {
-    /// Runs `work` unless another task is already doing it for the same
-    /// (repository, digest); then waits for that task's outcome. Returns the
-    /// outcome and whether this call did the work.
+    /// Runs `work` unless another task is already doing (or did) it for the
+    /// same (repository, digest); then takes that task's outcome instead. If
+    /// the task doing it is cancelled, the next waiter does the work itself.
+    /// Returns the outcome and whether this call did the work.
     async fn single_flight<F, Fut>(
         &self,
         repo: &RepoName,
@@ -51,40 +52,50 @@ impl Copier {
         Fut: Future<Output = Result<Outcome, CopyError>>,
     {
         let key = (repo.clone(), digest.clone());
-        let (cell, owner) = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&key) {
-                Some(c) => (c.clone(), false),
-                None => {
-                    let c: Arc<OnceCell<Result<Outcome, String>>> = Arc::new(OnceCell::new());
-                    map.insert(key.clone(), c.clone());
-                    (c, true)
+        let cell: Flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Set only when this call ran `work`: keeps its typed error.
+        let mine: std::sync::Mutex<Option<Result<Outcome, CopyError>>> =
+            std::sync::Mutex::new(None);
+        let shared = cell
+            .get_or_init(|| async {
+                let result = work().await;
+                let shared = match &result {
+                    Ok(o) => Ok(o.clone()),
+                    Err(e) => Err(e.to_string()),
+                };
+                *mine.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                shared
+            })
+            .await
+            .clone();
+        let mine = mine.into_inner().unwrap_or_else(|e| e.into_inner());
+        match mine {
+            Some(result) => {
+                // A success is remembered for the copier's lifetime (later
+                // images sharing the digest skip it); a failure is forgotten
+                // so the next attempt tries again.
+                if result.is_err() {
+                    self.in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
+                (result, true)
             }
-        };
-        if !owner {
-            let r = cell
-                .get_or_init(|| async { Err("the owning task was cancelled".to_string()) })
-                .await;
-            return (
-                r.clone().map_err(|message| CopyError::InFlight {
+            None => (
+                shared.map_err(|message| CopyError::InFlight {
                     digest: digest.clone(),
                     message,
                 }),
                 false,
-            );
+            ),
         }
-        let result = work().await;
-        let shared = match &result {
-            Ok(o) => Ok(o.clone()),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = cell.set(shared);
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        (result, true)
     }
 
     fn same_registry(&self) -> bool {
