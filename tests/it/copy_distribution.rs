@@ -171,3 +171,41 @@ async fn cosign_to_distribution() {
 async fn layout_to_distribution() {
     cell(Src::Layout).await;
 }
+
+/// distribution ignores `If-Match`: the per-subject lock alone must keep
+/// two concurrent copies from losing a referrer.
+#[tokio::test]
+async fn concurrent_referrers_of_one_subject_into_distribution_lose_neither() {
+    let mut f = fixtures::image(fixtures::Form::Api, "dist-race");
+    let index = f.index.clone();
+    let sig = f.add_referrer(fixtures::Form::Api, &index, SIG, "index signature", "");
+    let src = source(Src::Api, &f).await;
+    let dist = Distribution::start();
+    let only = |t: &str| CopyOptions {
+        artifact_types_include: vec![t.to_string()],
+        ..CopyOptions::default()
+    };
+    let target = || -> Arc<HttpRegistry> {
+        Arc::new(HttpRegistry::new(&dist.host(), HttpSettings::default()).unwrap())
+    };
+    let a = Copier::new(src.adapter(), target(), only(fixtures::ATT));
+    let b = Copier::new(src.adapter(), target(), only(SIG));
+    let dst_repo = RepoName::new(REPO).unwrap();
+    let v1 = Reference::Tag(Tag::new("v1").unwrap());
+    let src_repo = src.repo();
+    let (ra, rb) = tokio::join!(
+        a.copy_image(&src_repo, &v1, &dst_repo, None),
+        b.copy_image(&src_repo, &v1, &dst_repo, None)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(
+        ra.is_success() && rb.is_success(),
+        "{:?} {:?}",
+        ra.failures,
+        rb.failures
+    );
+    let mut want = vec![f.att.clone(), sig.digest.clone()];
+    want.sort();
+    let bytes = manifest(&dist, &fallback_tag(&index)).await.unwrap();
+    assert_eq!(index_digests(&bytes), want);
+}
