@@ -192,7 +192,8 @@ pub(crate) async fn walk(
                     .join(","),
             });
         }
-        let why = "the platform filter replaces the index, so its referrers no longer apply";
+        // The platform filter replaces the index (new digest or a platform
+        // manifest), so the index's own referrers no longer apply.
         graph.events.push(CopyEvent {
             digest: Some(root_manifest.digest().clone()),
             kind: NodeKind::Index,
@@ -201,7 +202,6 @@ pub(crate) async fn walk(
             reason: "index narrowed by --platform-mode filter; its referrers are not copied".into(),
         });
         visited.insert(root_manifest.digest().clone());
-        tracing::debug!(index = %root_manifest.digest(), why);
         if platforms_only.len() == 1 {
             // One platform: the tag points at it, digest-exact.
             let only = platforms_only[0].clone();
