@@ -17,11 +17,21 @@
 //! - [`cli`]: command implementations behind `src/main.rs` (`copy`); the
 //!   only place adapters are chosen (`registry::open`). Imports all of the
 //!   above.
+//! - [`metrics`]: every Prometheus metric, in its own registry, with
+//!   intent-named update methods. A leaf: imports nothing from the crate, so
+//!   every layer may import it.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz` on their own listener.
+//!   Imports only `metrics`.
+//! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
+//!   otherwise). Imports nothing from the crate.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod copy;
 pub mod corpus;
+pub mod logging;
+pub mod metrics;
 pub mod oci;
 pub mod registry;
+pub mod server;

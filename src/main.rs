@@ -2,17 +2,22 @@
 //! text on a terminal, JSON lines otherwise) and runs a command from
 //! [`ocimirror::cli`].
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use ocimirror::logging::{self, LogFormat};
 
 /// Mirrors OCI images between registries together with their signatures,
 /// SBOMs, attestations and other referrers.
 #[derive(Parser)]
 #[command(name = "ocimirror", version, about)]
 struct Cli {
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
+    #[arg(long, global = true, default_value = "auto")]
+    log_format: LogFormat,
+    /// Log level or filter (`RUST_LOG` wins when set).
+    #[arg(long, global = true, env = "OCIMIRROR_LOG", default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,24 +28,13 @@ enum Command {
     Copy(ocimirror::cli::copy::CopyArgs),
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("OCIMIRROR_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

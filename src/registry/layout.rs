@@ -13,24 +13,30 @@
 //!
 //! Writes are atomic: content goes to a temp file next to its destination and
 //! is renamed into place only once verified; `index.json` is rewritten the same
-//! way, last, under a per-directory lock shared by every instance in the
-//! process. Every read is verified against its digest.
+//! way, last, under a per-directory lock: a mutex shared by every instance in
+//! the process, plus an advisory lock on [`LOCK_FILE`] against other
+//! ocimirror processes (tools that do not take it, such as skopeo, are not
+//! excluded). Concurrent updates of one directory are committed together
+//! (one rewrite, one fsync) and the parsed `index.json` is cached per
+//! directory, so large layouts do not cost a full parse per request (see
+//! `layout/index.rs`). Every read is verified against its digest.
 //!
 //! References: image-spec `image-layout.md`; spec notes §7.
 
-use std::collections::{BTreeSet, HashMap};
+mod index;
+
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex as StdMutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use self::index::IndexFile;
 use super::stream::{StreamContext, verify};
 use super::{
     Blob, BlobStream, ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome,
@@ -38,19 +44,12 @@ use super::{
 };
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::media_type as mt;
-use crate::oci::{Descriptor, Digest, Digester, Manifest, Reference, RepoName, Tag};
+use crate::oci::{Descriptor, Digest, Digester, Manifest, ManifestError, Reference, RepoName, Tag};
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Content of the `oci-layout` file.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-/// The most bytes of `index.json` read (it lists every manifest).
-const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
-
-/// One lock per layout directory (canonical path), shared by every
-/// [`LayoutRegistry`] in the process, for `index.json` read-modify-write.
-static INDEX_LOCKS: LazyLock<StdMutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| StdMutex::new(HashMap::new()));
 
 /// An OCI image layout directory (or a tree of them), read and write.
 #[derive(Clone, Debug)]
@@ -59,66 +58,18 @@ pub struct LayoutRegistry {
     name: String,
 }
 
-/// `index.json`, with unknown fields and unparsable entries kept as they are
-/// so a rewrite loses nothing another tool wrote.
-#[derive(Serialize, Deserialize)]
-struct IndexFile {
-    #[serde(default)]
-    manifests: Vec<Value>,
-    #[serde(flatten)]
-    other: Map<String, Value>,
-}
-
-impl IndexFile {
-    fn empty() -> Self {
-        let mut other = Map::new();
-        other.insert("schemaVersion".into(), Value::from(2));
-        other.insert("mediaType".into(), Value::from(mt::OCI_INDEX));
-        IndexFile {
-            manifests: Vec::new(),
-            other,
-        }
-    }
-
-    /// Entries that parse as descriptors (unknown algorithms are skipped).
-    fn entries(&self) -> impl Iterator<Item = (usize, Descriptor)> + '_ {
-        self.manifests.iter().enumerate().filter_map(|(i, v)| {
-            serde_json::from_value::<Descriptor>(v.clone())
-                .ok()
-                .map(|d| (i, d))
-        })
-    }
-
-    /// The entry a tag names: an exact ref.name first, else one ending in
-    /// `:<tag>` (full references, as regclient accepts).
-    fn find_tag(&self, tag: &str) -> Option<Descriptor> {
-        let suffix = format!(":{tag}");
-        let mut fallback = None;
-        for (_, d) in self.entries() {
-            match d.annotations.get(REF_NAME) {
-                Some(name) if name == tag => return Some(d),
-                Some(name) if fallback.is_none() && name.ends_with(&suffix) => {
-                    fallback = Some(d);
-                }
-                _ => {}
-            }
-        }
-        fallback
-    }
-
-    fn find_digest(&self, digest: &Digest) -> Option<Descriptor> {
-        self.entries().map(|(_, d)| d).find(|d| &d.digest == digest)
-    }
-}
-
 /// The tag a ref.name stands for: the whole value when it is a valid tag,
-/// else the part after the last `:` of a full reference.
-fn tag_of_ref_name(name: &str) -> Option<String> {
+/// else the part after the last `:` of a full reference (`host/app:v1`);
+/// `None` for digest references (`app@sha256:...`) and anything else.
+fn tag_of_ref_name(name: &str) -> Option<&str> {
     if Tag::new(name).is_ok() {
-        return Some(name.to_string());
+        return Some(name);
     }
-    let (_, tail) = name.rsplit_once(':')?;
-    Tag::new(tail).ok().map(|t| t.as_str().to_string())
+    if name.contains('@') {
+        return None;
+    }
+    let (head, tail) = name.rsplit_once(':')?;
+    (!head.is_empty() && !tail.contains('/') && Tag::new(tail).is_ok()).then_some(tail)
 }
 
 /// Joins `parts` under `base`, refusing anything that is not a plain name
@@ -186,7 +137,8 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.persist(path).await
 }
 
-/// Reads at most `limit` bytes of a file; `Ok(None)` when it does not exist.
+/// Reads at most `limit + 1` bytes of a file (so callers can tell "too
+/// big"); `Ok(None)` when it does not exist.
 async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let f = match tokio::fs::File::open(path).await {
         Ok(f) => f,
@@ -195,20 +147,12 @@ async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
     };
     let mut buf = Vec::new();
     f.take(limit + 1).read_to_end(&mut buf).await?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is over {limit} bytes", path.display()),
-        ));
-    }
     Ok(Some(buf))
 }
 
-fn lock_for(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut map = INDEX_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    map.entry(key).or_default().clone()
-}
+/// Name of the lock file that serialises `index.json` updates between
+/// processes (an extra file, which the layout spec allows).
+pub const LOCK_FILE: &str = ".ocimirror-index.lock";
 
 impl LayoutRegistry {
     /// A layout registry rooted at `root`. Nothing is touched until the first
@@ -235,8 +179,6 @@ impl LayoutRegistry {
     }
 
     /// The layout directory of `repo`.
-    // RegistryError is the port's error type; boxing it here buys nothing.
-    #[allow(clippy::result_large_err)]
     fn dir(&self, repo: &RepoName, op: Operation) -> Result<PathBuf, RegistryError> {
         if repo.is_root() {
             return Ok(self.root.clone());
@@ -254,7 +196,6 @@ impl LayoutRegistry {
         })
     }
 
-    #[allow(clippy::result_large_err)]
     fn blob_path(
         &self,
         dir: &Path,
@@ -272,32 +213,17 @@ impl LayoutRegistry {
         })
     }
 
-    /// Reads `index.json`; `None` when it does not exist.
-    async fn read_index(
+    /// Reads `index.json` (cached); `None` when it does not exist.
+    async fn index(
         &self,
         dir: &Path,
         repo: &RepoName,
         op: Operation,
         target: Option<String>,
-    ) -> Result<Option<IndexFile>, RegistryError> {
-        let path = dir.join("index.json");
-        let bytes = read_limited(&path, MAX_INDEX_SIZE)
+    ) -> Result<Option<Arc<IndexFile>>, RegistryError> {
+        index::load(dir)
             .await
-            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
-        let Some(bytes) = bytes else { return Ok(None) };
-        serde_json::from_slice::<IndexFile>(&bytes)
-            .map(Some)
-            .map_err(|e| {
-                self.err(
-                    repo,
-                    op,
-                    target,
-                    ErrorKind::InvalidResponse(format!(
-                        "{} is not an OCI index: {e}",
-                        path.display()
-                    )),
-                )
-            })
+            .map_err(|f| self.err(repo, op, target, f.into_kind()))
     }
 
     /// Creates the layout skeleton (`blobs/<alg>`, `oci-layout`, an empty
@@ -312,16 +238,6 @@ impl LayoutRegistry {
         let layout = dir.join("oci-layout");
         if !tokio::fs::try_exists(&layout).await? {
             write_atomic(&layout, OCI_LAYOUT).await?;
-        }
-        Ok(())
-    }
-
-    /// Creates an empty `index.json` when missing; call under the index lock.
-    async fn ensure_index(&self, dir: &Path) -> io::Result<()> {
-        let index = dir.join("index.json");
-        if !tokio::fs::try_exists(&index).await? {
-            let bytes = serde_json::to_vec(&IndexFile::empty()).map_err(io::Error::other)?;
-            write_atomic(&index, &bytes).await?;
         }
         Ok(())
     }
@@ -342,6 +258,13 @@ impl LayoutRegistry {
             .await
             .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         let Some(bytes) = bytes else { return Ok(None) };
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            let kind = ErrorKind::Manifest(ManifestError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_MANIFEST_SIZE,
+            });
+            return Err(self.err(repo, op, target, kind));
+        }
         let actual = Digest::compute(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(self.err(
@@ -359,26 +282,25 @@ impl LayoutRegistry {
         Ok(Some(manifest))
     }
 
-    /// Resolves a reference to `(digest, media type from index.json)`.
+    /// Resolves a reference to the digest and, when `index.json` lists it,
+    /// its entry there.
     async fn resolve(
         &self,
         dir: &Path,
         repo: &RepoName,
         reference: &Reference,
         op: Operation,
-    ) -> Result<Option<(Digest, Option<String>)>, RegistryError> {
+    ) -> Result<Option<(Digest, Option<Descriptor>)>, RegistryError> {
         let index = self
-            .read_index(dir, repo, op, Some(reference.to_string()))
+            .index(dir, repo, op, Some(reference.to_string()))
             .await?;
         Ok(match reference {
             Reference::Tag(tag) => index
-                .and_then(|i| i.find_tag(tag.as_str()))
-                .map(|d| (d.digest, Some(d.media_type))),
+                .and_then(|i| i.find_tag(tag.as_str()).cloned())
+                .map(|d| (d.digest.clone(), Some(d))),
             Reference::Digest(digest) => {
-                let mt = index
-                    .and_then(|i| i.find_digest(digest))
-                    .map(|d| d.media_type);
-                Some((digest.clone(), mt))
+                let entry = index.and_then(|i| i.find_digest(digest).cloned());
+                Some((digest.clone(), entry))
             }
         })
     }
@@ -452,7 +374,8 @@ impl LayoutRegistry {
     /// Referrers of `subject` found by reading every manifest listed in
     /// `index.json` and keeping those whose `subject` is `subject`. Merge
     /// with the fallback tag's entries (spec notes §7). Listed manifests
-    /// whose blob is missing or not a manifest are skipped.
+    /// whose blob is missing or not a manifest are skipped. The scan is
+    /// done once per version of `index.json` and answers every subject.
     pub async fn referrers_by_scan(
         &self,
         repo: &RepoName,
@@ -461,14 +384,17 @@ impl LayoutRegistry {
         let op = Operation::Referrers;
         let dir = self.dir(repo, op)?;
         let Some(index) = self
-            .read_index(&dir, repo, op, Some(subject.to_string()))
+            .index(&dir, repo, op, Some(subject.to_string()))
             .await?
         else {
             return Ok(Vec::new());
         };
+        if let Some(map) = index::cached_subjects(&dir, &index).await {
+            return Ok(map.get(subject).cloned().unwrap_or_default());
+        }
         let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for (_, entry) in index.entries() {
+        let mut map = index::SubjectMap::new();
+        for entry in index.descriptors() {
             if !mt::is_manifest(&entry.media_type) || !seen.insert(entry.digest.clone()) {
                 continue;
             }
@@ -484,10 +410,14 @@ impl LayoutRegistry {
                 }
                 Err(e) => return Err(e),
             };
-            if manifest.subject().is_some_and(|s| &s.digest == subject) {
-                out.push(manifest.referrer_descriptor());
+            if let Some(s) = manifest.subject() {
+                map.entry(s.digest.clone())
+                    .or_default()
+                    .push(manifest.referrer_descriptor());
             }
         }
+        let out = map.get(subject).cloned().unwrap_or_default();
+        index::store_subjects(&dir, &index, Arc::new(map)).await;
         Ok(out)
     }
 }
@@ -516,12 +446,19 @@ impl Registry for LayoutRegistry {
     ) -> Result<Option<FetchedManifest>, RegistryError> {
         let op = Operation::ManifestGet;
         let dir = self.dir(repo, op)?;
-        let Some((digest, media_type)) = self.resolve(&dir, repo, reference, op).await? else {
+        let Some((digest, entry)) = self.resolve(&dir, repo, reference, op).await? else {
             return Ok(None);
         };
-        let manifest = self
-            .read_manifest(&dir, repo, op, &digest, media_type.as_deref())
-            .await?;
+        let media_type = entry.as_ref().map(|e| e.media_type.as_str());
+        let manifest = match self
+            .read_manifest(&dir, repo, op, &digest, media_type)
+            .await
+        {
+            // An unlisted blob that is not a manifest (a layer, a config) is
+            // no manifest, as a registry would answer; a listed one is broken.
+            Err(e) if entry.is_none() && matches!(e.kind, ErrorKind::Manifest(_)) => None,
+            other => other?,
+        };
         Ok(manifest.map(|manifest| FetchedManifest {
             etag: Some(manifest.digest().to_string()),
             manifest,
@@ -537,7 +474,6 @@ impl Registry for LayoutRegistry {
     ) -> Result<PutManifestOutcome, RegistryError> {
         let op = Operation::ManifestPut;
         let target = Some(reference.to_string());
-        let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
         let dir = self.dir(repo, op)?;
         // Stored under the digest it is addressed by (its own algorithm).
         let digest = match reference {
@@ -558,42 +494,21 @@ impl Registry for LayoutRegistry {
             }
             Reference::Tag(_) => manifest.digest().clone(),
         };
-        let mut desc = Descriptor::new(
+        let desc = Descriptor::new(
             manifest.media_type(),
             digest.clone(),
             manifest.bytes().len() as u64,
         );
 
-        tokio::fs::create_dir_all(&dir).await.map_err(io_err)?;
-        let lock = lock_for(&dir);
-        let _guard = lock.lock().await;
-        let mut index = self
-            .read_index(&dir, repo, op, target.clone())
-            .await?
-            .unwrap_or_else(IndexFile::empty);
-
-        let current = match reference {
-            Reference::Tag(tag) => index.find_tag(tag.as_str()).map(|d| d.digest),
-            Reference::Digest(d) => index.find_digest(d).map(|d| d.digest),
-        };
-        let ok = match (&precondition, &current) {
-            (Precondition::None, _) => true,
-            (Precondition::IfNoneMatch, cur) => cur.is_none(),
-            (Precondition::IfMatch(etag), Some(cur)) => {
-                etag.trim().trim_matches('"') == cur.to_string()
-            }
-            (Precondition::IfMatch(_), None) => false,
-        };
-        if !ok {
-            return Err(self.err(repo, op, target, ErrorKind::PreconditionFailed));
-        }
-
-        // The manifest blob lands first; index.json is the commit point.
+        // The manifest blob lands first; index.json is the commit point. A
+        // blob left by a failed precondition is unreferenced, which layouts
+        // allow.
         let path = self.blob_path(&dir, repo, op, &digest)?;
-        let present = match tokio::fs::metadata(&path).await {
-            Ok(m) => m.is_file() && m.len() == desc.size,
-            Err(_) => false,
-        };
+        // Manifests are small: compare, so a damaged copy gets replaced.
+        let present = matches!(
+            read_limited(&path, desc.size).await,
+            Ok(Some(b)) if b == manifest.bytes().as_ref()
+        );
         if !present {
             let body: BlobStream = Box::pin(futures::stream::iter([Ok::<_, RegistryError>(
                 manifest.bytes().clone(),
@@ -602,64 +517,16 @@ impl Registry for LayoutRegistry {
         } else {
             self.ensure_layout(&dir, Some(digest.algorithm().as_str()))
                 .await
-                .map_err(io_err)?;
+                .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         }
-
-        let has_digest =
-            |index: &IndexFile, d: &Digest| index.entries().any(|(_, e)| &e.digest == d);
-        match reference {
-            Reference::Tag(tag) => {
-                let tag = tag.as_str();
-                // Drop the tag's old entry and any untagged entry of this digest.
-                let drop: BTreeSet<usize> = index
-                    .entries()
-                    .filter(|(_, e)| match e.annotations.get(REF_NAME) {
-                        Some(name) => name == tag,
-                        None => e.digest == digest,
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                let mut i = 0;
-                index.manifests.retain(|_| {
-                    let keep = !drop.contains(&i);
-                    i += 1;
-                    keep
-                });
-                desc.annotations.insert(REF_NAME.into(), tag.into());
-                index
-                    .manifests
-                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
-                // The previous target stays discoverable as an untagged entry.
-                if let Some(old) = current
-                    && old != digest
-                    && !has_digest(&index, &old)
-                    && let Ok(Some(m)) = self.read_manifest(&dir, repo, op, &old, None).await
-                {
-                    index.manifests.push(
-                        serde_json::to_value(Descriptor::new(
-                            m.media_type(),
-                            old,
-                            m.bytes().len() as u64,
-                        ))
-                        .map_err(|e| io_err(io::Error::other(e)))?,
-                    );
-                }
-            }
-            Reference::Digest(_) => {
-                if has_digest(&index, &digest) {
-                    return Ok(PutManifestOutcome {
-                        subject_indexed: false,
-                    });
-                }
-                index
-                    .manifests
-                    .push(serde_json::to_value(&desc).map_err(|e| io_err(io::Error::other(e)))?);
-            }
-        }
-        let bytes = serde_json::to_vec(&index).map_err(|e| io_err(io::Error::other(e)))?;
-        write_atomic(&dir.join("index.json"), &bytes)
+        let update = index::IndexOp {
+            reference: reference.clone(),
+            desc,
+            precondition,
+        };
+        index::update(&dir, update)
             .await
-            .map_err(io_err)?;
+            .map_err(|f| self.err(repo, op, target, f.into_kind()))?;
         Ok(PutManifestOutcome {
             subject_indexed: false,
         })
@@ -740,11 +607,8 @@ impl Registry for LayoutRegistry {
             return Ok(());
         }
         self.write_blob(&dir, repo, desc, body).await?;
-        let lock = lock_for(&dir);
-        let _guard = lock.lock().await;
-        self.ensure_index(&dir)
-            .await
-            .map_err(|e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e)))
+        let io_err = |e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e));
+        index::ensure_exists(&dir).await.map_err(io_err)
     }
 
     async fn blob_mount(
@@ -780,21 +644,24 @@ impl Registry for LayoutRegistry {
             tokio::fs::copy(&src, &tmp.path).await.map_err(io_err)?;
         }
         tmp.persist(&dst).await.map_err(io_err)?;
-        let lock = lock_for(&dst_dir);
-        let _guard = lock.lock().await;
-        self.ensure_index(&dst_dir).await.map_err(io_err)?;
+        index::ensure_exists(&dst_dir).await.map_err(io_err)?;
         Ok(true)
     }
 
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         let op = Operation::TagList;
         let dir = self.dir(repo, op)?;
-        let Some(index) = self.read_index(&dir, repo, op, None).await? else {
+        let Some(index) = self.index(&dir, repo, op, None).await? else {
             return Err(self.err(repo, op, None, ErrorKind::NotFound));
         };
         let tags: BTreeSet<String> = index
-            .entries()
-            .filter_map(|(_, d)| d.annotations.get(REF_NAME).and_then(|n| tag_of_ref_name(n)))
+            .descriptors()
+            .filter_map(|d| {
+                d.annotations
+                    .get(REF_NAME)
+                    .and_then(|n| tag_of_ref_name(n))
+                    .map(str::to_string)
+            })
             .collect();
         Ok(tags.into_iter().collect())
     }
@@ -839,30 +706,16 @@ mod tests {
 
     #[test]
     fn ref_names_map_to_tags() {
-        assert_eq!(tag_of_ref_name("v1").as_deref(), Some("v1"));
-        assert_eq!(tag_of_ref_name("example.com/app:v2").as_deref(), Some("v2"));
+        assert_eq!(tag_of_ref_name("v1"), Some("v1"));
+        assert_eq!(tag_of_ref_name("example.com/app:v2"), Some("v2"));
+        assert_eq!(tag_of_ref_name("localhost:5000/app:v3"), Some("v3"));
+        assert_eq!(tag_of_ref_name("localhost:5000/app"), None);
+        assert_eq!(
+            tag_of_ref_name(&format!("app@{}", Digest::sha256(b"x"))),
+            None
+        );
+        assert_eq!(tag_of_ref_name(":v1"), None);
         assert_eq!(tag_of_ref_name("../../x"), None);
         assert_eq!(tag_of_ref_name(""), None);
-    }
-
-    #[test]
-    fn tag_lookup_prefers_exact_names() {
-        let d1 = Digest::sha256(b"1");
-        let d2 = Digest::sha256(b"2");
-        let entry = |d: &Digest, name: &str| {
-            let mut desc = Descriptor::new(mt::OCI_MANIFEST, d.clone(), 1);
-            desc.annotations.insert(REF_NAME.into(), name.into());
-            serde_json::to_value(desc).unwrap()
-        };
-        let mut index = IndexFile::empty();
-        index.manifests.push(entry(&d1, "example.com/app:v1"));
-        index.manifests.push(entry(&d2, "v1"));
-        index
-            .manifests
-            .push(serde_json::json!({"mediaType": "x", "digest": "blake3:00", "size": 1}));
-        assert_eq!(index.find_tag("v1").unwrap().digest, d2);
-        index.manifests.remove(1);
-        assert_eq!(index.find_tag("v1").unwrap().digest, d1);
-        assert!(index.find_tag("v2").is_none());
     }
 }

@@ -350,6 +350,54 @@ async fn retagging_keeps_the_old_manifest_discoverable() {
 }
 
 #[tokio::test]
+async fn re_pushing_is_idempotent_and_repairs_a_damaged_manifest_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let m = image(&reg, &root(), "x").await;
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    // Another tool annotated the entry; an identical re-push keeps that.
+    let mut index = index_json(tmp.path());
+    index["manifests"][0]["annotations"]["org.opencontainers.image.created"] =
+        json!("2026-01-01T00:00:00Z");
+    let written = serde_json::to_vec(&index).unwrap();
+    std::fs::write(tmp.path().join("index.json"), &written).unwrap();
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    reg.manifest_put(
+        &root(),
+        &Reference::Digest(m.digest().clone()),
+        &m,
+        Precondition::None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(tmp.path().join("index.json")).unwrap(),
+        written
+    );
+    // A damaged manifest blob is rewritten by the next push.
+    let path = blob_file(tmp.path(), m.digest());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(reg.manifest_get(&root(), &tag("v1")).await.is_err());
+    reg.manifest_put(&root(), &tag("v1"), &m, Precondition::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes(),
+        m.bytes()
+    );
+}
+
+#[tokio::test]
 async fn fallback_tags_and_subject_scan_find_referrers() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = LayoutRegistry::open(tmp.path());
@@ -413,6 +461,29 @@ async fn fallback_tags_and_subject_scan_find_referrers() {
             .await
             .unwrap()
             .is_empty()
+    );
+    // A referrer pushed after a scan shows up in the next one, also through
+    // another instance (the scan is cached per version of index.json).
+    let sig_on_sig = referrer(&reg, &root(), &sig, "application/vnd.example.sig").await;
+    LayoutRegistry::open(tmp.path())
+        .manifest_put(
+            &root(),
+            &Reference::Digest(sig_on_sig.digest().clone()),
+            &sig_on_sig,
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.referrers_by_scan(&root(), sig.digest()).await.unwrap(),
+        vec![sig_on_sig.referrer_descriptor()]
+    );
+    assert_eq!(
+        reg.referrers_by_scan(&root(), subject.digest())
+            .await
+            .unwrap()
+            .len(),
+        2
     );
     assert_eq!(
         reg.referrers_api(&root(), subject.digest()).await.unwrap(),
@@ -510,6 +581,48 @@ async fn put_by_digest_refuses_bytes_of_another_digest() {
         "{err}"
     );
     assert!(!blob_file(tmp.path(), a.digest()).exists());
+}
+
+#[tokio::test]
+async fn blobs_that_are_not_manifests_are_not_found_as_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let m = image(&reg, &root(), "x").await;
+    let big = noise(4 * 1024 * 1024 + 1, 9);
+    let big = put_blob(&reg, &root(), mt::OCI_LAYER_GZIP, &big).await;
+    for d in [&m.blobs()[0].digest, &m.blobs()[1].digest, &big.digest] {
+        let r = Reference::Digest(d.clone());
+        assert!(
+            reg.manifest_get(&root(), &r).await.unwrap().is_none(),
+            "{d}"
+        );
+        assert!(
+            reg.manifest_head(&root(), &r).await.unwrap().is_none(),
+            "{d}"
+        );
+    }
+    // Listed in index.json but not a manifest: that is a broken layout.
+    let config = m.blobs()[0].clone();
+    let mut entry = serde_json::to_value(Descriptor::new(
+        mt::OCI_MANIFEST,
+        config.digest.clone(),
+        config.size,
+    ))
+    .unwrap();
+    entry["annotations"] = json!({REF_NAME: "broken"});
+    let index = json!({"schemaVersion": 2, "mediaType": mt::OCI_INDEX, "manifests": [entry]});
+    std::fs::write(
+        tmp.path().join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    let err = reg.manifest_get(&root(), &tag("broken")).await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Manifest(_)), "{err}");
+    let err = reg
+        .manifest_get(&root(), &Reference::Digest(config.digest.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Manifest(_)), "{err}");
 }
 
 // ---------------------------------------------------------------- repos
@@ -773,6 +886,79 @@ async fn concurrent_tag_puts_all_land_in_a_valid_index() {
     assert!(temp_files(tmp.path()).is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_if_none_match_puts_on_one_tag_have_exactly_one_winner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Arc::new(LayoutRegistry::open(tmp.path()));
+    let mut manifests = Vec::new();
+    for i in 0..10 {
+        manifests.push(image(&reg, &root(), &format!("c{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for m in manifests {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            reg.manifest_put(&root(), &tag("race"), &m, Precondition::IfNoneMatch)
+                .await
+                .map(|_| m.digest().clone())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => winners.push(d),
+            Err(e) => assert!(matches!(e.kind, ErrorKind::PreconditionFailed), "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let got = reg
+        .manifest_get(&root(), &tag("race"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest(), &winners[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_updates_wait_for_another_process_holding_the_lock_file() {
+    use ocimirror::registry::layout::LOCK_FILE;
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Arc::new(LayoutRegistry::open(tmp.path()));
+    let a = image(&reg, &root(), "a").await;
+    // A separate open file stands for another process: flock locks conflict
+    // between open file descriptions even inside one process.
+    let other = std::fs::File::open(tmp.path().join(LOCK_FILE)).unwrap();
+    other.lock().unwrap();
+    let put = {
+        let reg = reg.clone();
+        tokio::spawn(async move {
+            reg.manifest_put(&root(), &tag("v1"), &a, Precondition::None)
+                .await
+                .unwrap();
+        })
+    };
+    // Showing that something does not happen needs a bound. It cannot make
+    // the test flaky: with the lock held the put never finishes; without a
+    // lock it finishes in milliseconds.
+    let mut put = put;
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut put).await;
+    assert!(early.is_err(), "manifest_put ignored the held lock file");
+    assert!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    other.unlock().unwrap();
+    put.await.unwrap();
+    assert!(
+        reg.manifest_get(&root(), &tag("v1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 // ---------------------------------------------------------------- safety
 
 #[tokio::test]
@@ -987,4 +1173,146 @@ async fn skopeo_reads_what_we_write_and_we_read_what_it_writes() {
         &["inspect", "--raw", &format!("oci:{}:v1", dst.display())],
     );
     assert_eq!(raw, m.bytes().as_ref());
+    // skopeo rewrites index.json behind our back: our cached view follows.
+    run_skopeo(
+        &bin,
+        &home,
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            &format!("oci:{}:v1", src.display()),
+            &format!("oci:{}:v3", dst.display()),
+        ],
+    );
+    assert_eq!(back.tags(&root()).await.unwrap(), vec!["v1", "v2", "v3"]);
+    let v3 = back
+        .manifest_get(&root(), &tag("v3"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v3.digest(), m.digest());
+}
+
+// ---------------------------------------------------------------- corpus
+
+/// Every manifest reachable from `root_digest` through index children, with
+/// every blob read back (verified) by the adapter.
+async fn walk(reg: &LayoutRegistry, repo: &RepoName, root_digest: &Digest) -> usize {
+    let mut todo = vec![root_digest.clone()];
+    let mut seen = BTreeSet::new();
+    while let Some(d) = todo.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let m = reg
+            .manifest_get(repo, &Reference::Digest(d.clone()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{d} missing"));
+        for b in m.blobs() {
+            assert_eq!(read_blob(reg, repo, &b.digest).await.len() as u64, b.size);
+        }
+        todo.extend(m.child_manifests().iter().map(|c| c.digest.clone()));
+        if let Some(s) = m.subject() {
+            todo.push(s.digest.clone());
+        }
+    }
+    seen.len()
+}
+
+#[tokio::test]
+async fn a_generated_corpus_reads_back_and_fallback_tags_agree_with_the_scan() {
+    use ocimirror::corpus::{CorpusSpec, ReferrerForm, generate};
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = LayoutRegistry::open(tmp.path());
+    let spec = CorpusSpec {
+        repo_prefix: String::new(),
+        tags: 2,
+        layer_size: 2048,
+        base_layer_size: 4096,
+        referrer_form: ReferrerForm::FallbackTag,
+        ..CorpusSpec::default()
+    };
+    let report = generate(&reg, &spec).await.unwrap();
+    assert_eq!(report.images.len(), 2);
+    let tags = reg.tags(&root()).await.unwrap();
+    for (repo, t, digest) in &report.images {
+        assert!(repo.is_root());
+        assert!(tags.contains(&t.to_string()), "{tags:?}");
+        let m = reg
+            .manifest_get(&root(), &Reference::Tag(t.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.digest(), digest);
+        assert!(walk(&reg, &root(), digest).await > 1);
+    }
+    // Every fallback tag lists exactly the referrers a subject scan finds.
+    let fallback: Vec<&String> = tags
+        .iter()
+        .filter(|t| ocimirror::oci::referrers::is_fallback_tag(t))
+        .collect();
+    assert!(!fallback.is_empty());
+    for ft in fallback {
+        let idx = reg.manifest_get(&root(), &tag(ft)).await.unwrap().unwrap();
+        let hex = ft.strip_prefix("sha256-").unwrap();
+        let subject: Digest = format!("sha256:{hex}").parse().unwrap();
+        let mut listed: Vec<Descriptor> = idx.child_manifests().to_vec();
+        listed.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let mut scanned = reg.referrers_by_scan(&root(), &subject).await.unwrap();
+        scanned.sort_by(|a, b| a.digest.cmp(&b.digest));
+        assert_eq!(listed, scanned, "{ft}");
+    }
+}
+
+#[tokio::test]
+async fn skopeo_copies_a_multi_platform_index_out_of_our_layout() {
+    use ocimirror::corpus::{CorpusSpec, generate};
+    let Some(bin) = skopeo() else {
+        eprintln!(
+            "SKIPPED skopeo_copies_a_multi_platform_index_out_of_our_layout: skopeo not installed"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst, home) = (
+        tmp.path().join("src"),
+        tmp.path().join("dst"),
+        tmp.path().join("home"),
+    );
+    std::fs::create_dir(&home).unwrap();
+    let reg = LayoutRegistry::open(&src);
+    let spec = CorpusSpec {
+        repo_prefix: String::new(),
+        referrer_depth: 0,
+        ..CorpusSpec::default()
+    };
+    let report = generate(&reg, &spec).await.unwrap();
+    let (_, t, digest) = &report.images[0];
+    run_skopeo(
+        &bin,
+        &home,
+        &[
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            &format!("oci:{}:{t}", src.display()),
+            &format!("oci:{}:{t}", dst.display()),
+        ],
+    );
+    let back = LayoutRegistry::open(&dst);
+    let got = back
+        .manifest_get(&root(), &Reference::Tag(t.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest(), digest);
+    assert_eq!(
+        walk(&back, &root(), digest).await,
+        walk(&reg, &root(), digest).await
+    );
 }

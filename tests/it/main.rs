@@ -6,5 +6,6 @@ mod copy_matrix;
 mod distribution;
 mod http_registry;
 mod layout;
+mod observability;
 mod support;
 mod test_registry;

@@ -162,6 +162,8 @@ async fn manifest_with_missing_blob_is_refused_then_accepted() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(h(&r, "content-length").unwrap(), m.len().to_string());
+    assert_eq!(h(&r, "docker-content-digest").unwrap(), sha(&m));
+    assert_eq!(h(&r, "content-type").unwrap(), OCI_MANIFEST);
     // An Accept that excludes the stored type hides it, like distribution.
     let r = c
         .get(format!("{}/v2/a/b/manifests/v1", reg.url()))
@@ -539,6 +541,14 @@ async fn monolithic_upload_commits_only_verified_content() {
         format!("bytes 5-11/{}", data.len())
     );
     assert_eq!(r.bytes().await.unwrap().to_vec(), data[5..].to_vec());
+    let r = c
+        .head(format!("{}/v2/r/blobs/{}", reg.url(), sha(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h(&r, "content-length").unwrap(), data.len().to_string());
+    assert_eq!(h(&r, "docker-content-digest").unwrap(), sha(&data));
     let r = c
         .head(format!("{}/v2/r/blobs/{}", reg.url(), sha(b"nope")))
         .send()
@@ -1120,5 +1130,117 @@ async fn single_post_upload_and_catalog() {
     assert_eq!(
         h(&r, "docker-distribution-api-version").unwrap(),
         "registry/2.0"
+    );
+}
+
+#[tokio::test]
+async fn large_bodies_and_docker_manifests() {
+    let reg = TestRegistry::start(Options::default()).await;
+    let c = client();
+    // Larger than axum's default 2 MiB body limit, both monolithic and streamed PATCH.
+    let data: Vec<u8> = (0..((2u32 << 20) + 4096))
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let r = post_upload(&c, &reg, "r", "").await;
+    let loc = h(&r, "location").unwrap();
+    let r = c
+        .put(format!("{}{loc}?digest={}", reg.url(), sha(&data)))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = post_upload(&c, &reg, "r2", "").await;
+    let loc = h(&r, "location").unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+    let r = c
+        .patch(format!("{}{loc}", reg.url()))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(h(&r, "range").unwrap(), format!("0-{}", data.len() - 1));
+    let loc = h(&r, "location").unwrap();
+    let r = c
+        .put(format!("{}{loc}?digest={}", reg.url(), sha(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(reg.blob("r2", &sha(&data)).unwrap().len(), data.len());
+
+    const DOCKER: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let config = reg.put_blob("r", b"{}");
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": DOCKER,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha(&data), "size": data.len()}],
+    }))
+    .unwrap();
+    let r = put_manifest(&c, &reg, "r", "d", DOCKER, &m).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let list = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": LIST,
+        "manifests": [{"mediaType": DOCKER, "digest": sha(&m), "size": m.len(), "platform": {"architecture": "amd64", "os": "linux"}}],
+    }))
+    .unwrap();
+    // Docker types need their mediaType in the body.
+    let mut no_mt: Value = serde_json::from_slice(&list).unwrap();
+    no_mt.as_object_mut().unwrap().remove("mediaType");
+    let r = put_manifest(
+        &c,
+        &reg,
+        "r",
+        "l",
+        LIST,
+        &serde_json::to_vec(&no_mt).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = put_manifest(&c, &reg, "r", "l", LIST, &list).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = c
+        .get(format!("{}/v2/r/manifests/l", reg.url()))
+        .header("accept", format!("{OCI_INDEX}, {LIST}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h(&r, "content-type").unwrap(), LIST);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), list);
+}
+
+#[tokio::test]
+async fn seeding_helpers_build_valid_content() {
+    let reg = TestRegistry::start(Options::default()).await;
+    let c = client();
+    let amd = reg.seed_image("r", "amd", &[b"a1", b"a2"]);
+    let arm = reg.seed_image("r", "arm", &[b"b1"]);
+    let idx = reg.seed_index(
+        "r",
+        "multi",
+        &[(&amd, "linux/amd64"), (&arm, "linux/arm64")],
+    );
+    let sig = reg.seed_referrer("r", &idx, "application/vnd.example.sig", b"signature");
+    assert_eq!(reg.tags("r"), ["amd", "arm", "multi"]);
+    assert_eq!(reg.referrers("r", &idx), vec![sig.clone()]);
+    // Everything the helpers stored passes the registry's own PUT validation.
+    for d in [&amd, &arm, &idx, &sig] {
+        let (mt, bytes) = reg.manifest("r", d).unwrap();
+        let r = put_manifest(&c, &reg, "r", d, &mt, &bytes).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{d}");
+        assert_eq!(sha(&bytes), **d);
+    }
+    let r = c
+        .get(format!("{}/v2/r/referrers/{idx}", reg.url()))
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(r).await;
+    assert_eq!(
+        v["manifests"][0]["artifactType"],
+        "application/vnd.example.sig"
     );
 }

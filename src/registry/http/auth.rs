@@ -285,6 +285,13 @@ impl TokenCache {
         );
     }
 
+    /// Makes `to` name the same token (and expiry) as `from`.
+    pub fn alias(&mut self, from: &str, to: String) {
+        if let Some(t) = self.tokens.get(from).cloned() {
+            self.tokens.insert(to, t);
+        }
+    }
+
     /// Forgets a token the registry refused.
     pub fn remove(&mut self, key: &str) {
         self.tokens.remove(key);

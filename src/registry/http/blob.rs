@@ -136,12 +136,17 @@ impl HttpRegistry {
                 }
             })
             .await?;
-        let size = resp.content_length().ok_or_else(|| {
-            self.err(
-                &ctx,
-                ErrorKind::InvalidResponse("blob GET without Content-Length".into()),
-            )
-        })?;
+        // Storage backends behind redirects may stream without a length;
+        // then the size comes from a HEAD (the digest is verified anyway).
+        let size = match resp.content_length() {
+            Some(n) => n,
+            None => self.blob_head_impl(repo, digest).await?.ok_or_else(|| {
+                self.err(
+                    &ctx,
+                    ErrorKind::InvalidResponse("blob GET without a size".into()),
+                )
+            })?,
+        };
         let registry = self.name.clone();
         let err_repo = ctx.repo.clone();
         let target = ctx.target.clone();
@@ -178,7 +183,8 @@ impl HttpRegistry {
             let resp = self
                 .send(ctx, Method::POST, url.clone(), headers, ReqBody::Empty)
                 .await?;
-            if resp.status() != StatusCode::ACCEPTED {
+            // 202 per spec; any success carrying a Location will do.
+            if !resp.status().is_success() {
                 return Err(self.status_error(ctx, resp).await);
             }
             self.location(ctx, &url, &resp)
@@ -285,7 +291,8 @@ impl HttpRegistry {
         session: &Url,
         desc: &Descriptor,
     ) -> Result<(), (RegistryError, Option<Url>)> {
-        if resp.status() != StatusCode::CREATED {
+        // 201 per spec; tolerate other successes (the digest is checked).
+        if !resp.status().is_success() {
             let e = self.status_error(ctx, resp).await;
             return Err((e, Some(session.clone())));
         }
@@ -387,7 +394,8 @@ impl HttpRegistry {
                     )
                     .await
                     .map_err(|e| (e, Some(session.clone())))?;
-                if resp.status() != StatusCode::ACCEPTED {
+                // 202 per spec; ECR answers 201 to intermediate PATCHes.
+                if !resp.status().is_success() {
                     let e = self.status_error(ctx, resp).await;
                     return Err((e, Some(session)));
                 }

@@ -4,9 +4,10 @@
 //! One [`HttpRegistry`] serves one registry host and shares its auth
 //! state, token cache, limits, referrers-support cache and counters between
 //! all repositories. Files: this one holds the settings and the request
-//! core (ping, auth, redirects, retries, limits, error mapping); `auth`,
-//! `credentials`, `retry`, `limits`, `stats` are the pure parts; `blob`,
-//! `manifest`, `tags`, `referrers` are the API families.
+//! core (redirects, retries, limits, counters, error mapping); `session`
+//! the auth flow (ping, tokens, re-auth on 401); `auth`, `credentials`,
+//! `retry`, `limits`, `stats` are the pure parts; `blob`, `manifest`,
+//! `tags`, `referrers` are the API families.
 //!
 //! Imports only [`crate::oci`] and [`crate::registry`]. reqwest types
 //! never leave this module.
@@ -20,6 +21,7 @@ pub mod stats;
 mod blob;
 mod manifest;
 mod referrers;
+mod session;
 mod tags;
 
 use std::collections::HashMap;
@@ -31,7 +33,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -39,8 +40,9 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use tracing::debug;
 
-use self::auth::{Challenge, Scope, TokenCache};
+use self::auth::{Scope, TokenCache};
 use self::limits::Limits;
+use self::session::AuthScheme;
 use super::{
     Blob, BlobStream, ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome,
     ReferrersSupport, Registry, RegistryError,
@@ -178,14 +180,6 @@ impl ReqBody {
             ReqBody::Stream(s) => s.take(),
         }
     }
-}
-
-/// The authentication scheme learned from the registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum AuthScheme {
-    Anonymous,
-    Basic,
-    Bearer { realm: String, service: String },
 }
 
 /// A registry reached over HTTP(S).
@@ -333,16 +327,6 @@ pub(crate) async fn read_limited(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    access_token: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
 }
 
 impl HttpRegistry {
@@ -551,255 +535,6 @@ impl HttpRegistry {
         }
     }
 
-    /// Pings `/v2/` once per registry and remembers its challenge.
-    async fn ensure_ping(&self, ctx: &Ctx) -> Result<(), RegistryError> {
-        self.ping
-            .get_or_try_init(|| async {
-                let pctx = Ctx {
-                    op: Operation::Ping,
-                    repo: ctx.repo.clone(),
-                    target: None,
-                    scopes: Vec::new(),
-                };
-                self.with_retry(|| self.ping_once(&pctx)).await
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn ping_once(&self, ctx: &Ctx) -> Result<(), RegistryError> {
-        let url = self.url(ctx, "/v2/")?;
-        let resp = self
-            .raw_send(Operation::Ping, self.client.get(url))
-            .await
-            .map_err(|k| self.err(ctx, k))?;
-        match resp.status() {
-            StatusCode::UNAUTHORIZED => {
-                let challenges = challenges_of(resp.headers());
-                if let Some(s) = self.scheme_from(&challenges) {
-                    *lock(&self.scheme) = s;
-                }
-                Ok(())
-            }
-            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(self.status_error(ctx, resp).await),
-        }
-    }
-
-    fn scheme_from(&self, challenges: &[Challenge]) -> Option<AuthScheme> {
-        if let Some(b) = challenges.iter().find(|c| c.is_bearer())
-            && let Some(realm) = b.param("realm")
-        {
-            return Some(AuthScheme::Bearer {
-                realm: realm.to_string(),
-                service: b.param("service").unwrap_or_default().to_string(),
-            });
-        }
-        challenges
-            .iter()
-            .any(Challenge::is_basic)
-            .then_some(AuthScheme::Basic)
-    }
-
-    fn basic_header(&self) -> Option<HeaderValue> {
-        match &self.credentials {
-            Some(Credentials::Basic { username, password }) => {
-                let raw = format!("{username}:{}", password.expose());
-                let enc = base64::engine::general_purpose::STANDARD.encode(raw);
-                let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            _ => None,
-        }
-    }
-
-    /// The `Authorization` value for a request in `ctx`, fetching a token
-    /// when needed.
-    async fn authorization(&self, ctx: &Ctx) -> Result<Option<HeaderValue>, RegistryError> {
-        let scheme = lock(&self.scheme).clone();
-        match scheme {
-            AuthScheme::Anonymous => Ok(None),
-            AuthScheme::Basic => Ok(self.basic_header()),
-            AuthScheme::Bearer { realm, service } => {
-                let token = self
-                    .token(ctx, &realm, &service, &ctx.scopes, false)
-                    .await?;
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                        self.err(
-                            ctx,
-                            ErrorKind::InvalidResponse("token is not a valid header value".into()),
-                        )
-                    })?;
-                v.set_sensitive(true);
-                Ok(Some(v))
-            }
-        }
-    }
-
-    /// A token for `scopes`, from the cache unless `refresh`.
-    async fn token(
-        &self,
-        ctx: &Ctx,
-        realm: &str,
-        service: &str,
-        scopes: &[Scope],
-        refresh: bool,
-    ) -> Result<Secret, RegistryError> {
-        let key = auth::token_key(realm, service, scopes);
-        if !refresh
-            && let Some(t) = lock(&self.tokens).get(&key, Instant::now(), auth::REFRESH_MARGIN)
-        {
-            return Ok(t);
-        }
-        // One fetch at a time, so a burst of requests shares one token.
-        let _guard = self.token_fetch.lock().await;
-        if !refresh
-            && let Some(t) = lock(&self.tokens).get(&key, Instant::now(), auth::REFRESH_MARGIN)
-        {
-            return Ok(t);
-        }
-        let tctx = Ctx {
-            op: Operation::Token,
-            ..ctx.clone()
-        };
-        let (token, expires_in) = self
-            .with_retry(|| self.fetch_token(&tctx, realm, service, scopes))
-            .await?;
-        lock(&self.tokens).insert(key, token.clone(), expires_in, Instant::now());
-        Ok(token)
-    }
-
-    async fn fetch_token(
-        &self,
-        ctx: &Ctx,
-        realm: &str,
-        service: &str,
-        scopes: &[Scope],
-    ) -> Result<(Secret, Option<u64>), RegistryError> {
-        let mut url = Url::parse(realm).map_err(|e| {
-            self.err(
-                ctx,
-                ErrorKind::InvalidResponse(format!("invalid token realm: {e}")),
-            )
-        })?;
-        let merged = auth::merge_scopes(scopes);
-        let req = match &self.credentials {
-            Some(Credentials::IdentityToken(refresh)) => {
-                // OAuth2 refresh-token grant (distribution auth/oauth.md).
-                let scope = merged
-                    .iter()
-                    .map(Scope::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let form = [
-                    ("grant_type", "refresh_token"),
-                    ("service", service),
-                    ("client_id", "ocimirror"),
-                    ("scope", scope.as_str()),
-                    ("refresh_token", refresh.expose()),
-                ];
-                self.client.post(url).form(&form)
-            }
-            _ => {
-                {
-                    let mut q = url.query_pairs_mut();
-                    if !service.is_empty() {
-                        q.append_pair("service", service);
-                    }
-                    for s in &merged {
-                        q.append_pair("scope", &s.to_string());
-                    }
-                }
-                let mut req = self.client.get(url);
-                if let Some(basic) = self.basic_header() {
-                    req = req.header(header::AUTHORIZATION, basic);
-                }
-                req
-            }
-        };
-        let resp = self
-            .raw_send(Operation::Token, req)
-            .await
-            .map_err(|k| self.err(ctx, k))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let mut e = self.status_error(ctx, resp).await;
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                e.kind = ErrorKind::Unauthorized(format!(
-                    "token endpoint refused the {} (HTTP {})",
-                    if self.credentials.is_some() {
-                        "credentials"
-                    } else {
-                        "anonymous request"
-                    },
-                    status.as_u16()
-                ));
-            }
-            return Err(e);
-        }
-        let body = self.read_body(ctx, resp, MAX_METADATA_BODY).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            self.err(
-                ctx,
-                ErrorKind::InvalidResponse("token response is not the expected JSON".into()),
-            )
-        })?;
-        let token = parsed
-            .token
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| {
-                self.err(
-                    ctx,
-                    ErrorKind::InvalidResponse("token response has no token".into()),
-                )
-            })?;
-        Ok((Secret::new(token), parsed.expires_in))
-    }
-
-    /// Reacts to a 401: learns the challenge and gets a fresh token (with
-    /// the scopes the challenge asks for). True when a retry may succeed.
-    async fn reauthenticate(
-        &self,
-        ctx: &Ctx,
-        headers: &HeaderMap,
-        sent_auth: bool,
-    ) -> Result<bool, RegistryError> {
-        let challenges = challenges_of(headers);
-        let Some(scheme) = self.scheme_from(&challenges) else {
-            return Ok(false);
-        };
-        let previous = std::mem::replace(&mut *lock(&self.scheme), scheme.clone());
-        match scheme {
-            AuthScheme::Basic => {
-                // Retry only when we have credentials we did not send yet.
-                Ok(self.credentials.is_some() && (previous != AuthScheme::Basic || !sent_auth))
-            }
-            AuthScheme::Bearer { realm, service } => {
-                let mut scopes = ctx.scopes.clone();
-                if let Some(b) = challenges.iter().find(|c| c.is_bearer())
-                    && let Some(s) = b.param("scope")
-                {
-                    scopes.extend(auth::parse_scope_list(s));
-                }
-                let error = challenges
-                    .iter()
-                    .find(|c| c.is_bearer())
-                    .and_then(|c| c.param("error"))
-                    .unwrap_or("");
-                debug!(registry = %self.name, repo = %ctx.repo, op = %ctx.op, error, "Re-authenticating.");
-                let token = self.token(ctx, &realm, &service, &scopes, true).await?;
-                // Requests of this context use the wider token from now on.
-                let key = auth::token_key(&realm, &service, &ctx.scopes);
-                lock(&self.tokens).insert(key, token, None, Instant::now());
-                Ok(true)
-            }
-            AuthScheme::Anonymous => Ok(false),
-        }
-    }
-
     /// Sends a request with auth, following redirects of GET/HEAD by hand
     /// (dropping `Authorization` across origins), and re-authenticating
     /// once on 401 when the body can be sent again. Returns the final
@@ -815,7 +550,7 @@ impl HttpRegistry {
         self.ensure_ping(ctx).await?;
         let mut reauthenticated = false;
         loop {
-            let auth = self.authorization(ctx).await?;
+            let (auth, sent_token) = self.authorization(ctx).await?;
             let sent_auth = auth.is_some();
             let resp = self
                 .send_following(
@@ -830,7 +565,9 @@ impl HttpRegistry {
             if resp.status() == StatusCode::UNAUTHORIZED
                 && !reauthenticated
                 && body.replayable()
-                && self.reauthenticate(ctx, resp.headers(), sent_auth).await?
+                && self
+                    .reauthenticate(ctx, resp.headers(), sent_auth, sent_token.as_ref())
+                    .await?
             {
                 reauthenticated = true;
                 continue;
@@ -944,15 +681,6 @@ impl HttpRegistry {
     fn cache_referrers(&self, repo: &str, verdict: ReferrersSupport) {
         lock(&self.referrers_cache).insert(repo.to_string(), (verdict, Instant::now()));
     }
-}
-
-fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
-    headers
-        .get_all(header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(auth::parse_challenges)
-        .collect()
 }
 
 #[async_trait]

@@ -12,13 +12,17 @@
 //!   not use them up.
 //! - Manifest GET/HEAD honours `Accept` like distribution: a stored type that is not accepted
 //!   (and no `*/*`) answers 404 `MANIFEST_UNKNOWN`. No `Accept` header accepts everything.
-//! - tags/list and referrers of a repository that holds nothing answer 404 `NAME_UNKNOWN`.
+//! - Every read of a repository that holds nothing (manifest, blob, tags/list, referrers)
+//!   answers 404 `NAME_UNKNOWN`; uploads and mounts create the repository.
 //! - The blob redirect target is logged with the path `/_blobstore/<digest>`.
 #![allow(dead_code)]
 
 mod auth;
+mod content;
 mod http;
+mod listing;
 mod store;
+mod uploads;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -296,6 +300,11 @@ impl TestRegistry {
         lock(&self.shared.faults).push_back(fault);
     }
 
+    /// Drop every pending fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
     /// Faults not used up yet.
     pub fn pending_faults(&self) -> usize {
         lock(&self.shared.faults).len()
@@ -341,6 +350,94 @@ impl TestRegistry {
             Bytes::copy_from_slice(bytes),
         );
         digest
+    }
+
+    /// Seed an OCI image: a config blob, one blob per layer, and the manifest under `tag`.
+    /// Returns the manifest digest. (Convenience over `put_blob`/`put_manifest`.)
+    pub fn seed_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> String {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
+        let config_digest = self.put_blob(repo, config.as_bytes());
+        let layers: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": self.put_blob(repo, l),
+                    "size": l.len(),
+                })
+            })
+            .collect();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": store::OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config.len(),
+            },
+            "layers": layers,
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        self.put_manifest(repo, tag, store::OCI_MANIFEST, &bytes)
+    }
+
+    /// Seed an OCI index under `tag` over existing manifests, given as `(digest, "os/arch")`.
+    /// Returns the index digest.
+    pub fn seed_index(&self, repo: &str, tag: &str, children: &[(&str, &str)]) -> String {
+        let manifests: Vec<serde_json::Value> = children
+            .iter()
+            .map(|(digest, platform)| {
+                let (media_type, bytes) = self
+                    .manifest(repo, digest)
+                    .unwrap_or_else(|| panic!("seed_index: {digest} is not in {repo}"));
+                let (os, arch) = platform.split_once('/').unwrap_or((platform, ""));
+                serde_json::json!({
+                    "mediaType": media_type,
+                    "digest": digest,
+                    "size": bytes.len(),
+                    "platform": {"os": os, "architecture": arch},
+                })
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": store::OCI_INDEX,
+            "manifests": manifests,
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        self.put_manifest(repo, tag, store::OCI_INDEX, &bytes)
+    }
+
+    /// Seed an artifact (OCI image manifest with `artifactType`, the empty config, one
+    /// `payload` layer and a `subject`) referring to the manifest `subject` already in `repo`.
+    /// Stored by digest only (no tag); returns its digest.
+    pub fn seed_referrer(
+        &self,
+        repo: &str,
+        subject: &str,
+        artifact_type: &str,
+        payload: &[u8],
+    ) -> String {
+        let (subject_type, subject_bytes) = self
+            .manifest(repo, subject)
+            .unwrap_or_else(|| panic!("seed_referrer: subject {subject} is not in {repo}"));
+        let empty = self.put_blob(repo, b"{}");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": store::OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{
+                "mediaType": "application/octet-stream",
+                "digest": self.put_blob(repo, payload),
+                "size": payload.len(),
+            }],
+            "subject": {"mediaType": subject_type, "digest": subject, "size": subject_bytes.len()},
+            "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"},
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let digest = store::sha256_digest(&bytes);
+        self.put_manifest(repo, &digest, store::OCI_MANIFEST, &bytes)
     }
 
     /// A blob's bytes.

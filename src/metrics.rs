@@ -1,0 +1,819 @@
+//! Every Prometheus metric of ocimirror, declared in one place.
+//!
+//! [`Metrics`] owns its own `prometheus::Registry` (never the process-global
+//! one), so tests and embedders can build as many independent instances as
+//! they like. Each metric is a typed field; call sites use the intent-named
+//! methods (`blob_copied`, `request_finished`, ...) and stay one line.
+//!
+//! Naming rules (after Vector's instrumentation spec):
+//! - names are `ocimirror_<name>_<unit>[_total]`, snake_case, base units
+//!   (`seconds`, `bytes`); counters end in `_total`, nothing else does;
+//! - labels carry bounded values only: the mirror job name, the registry
+//!   host, the operation, a result, an action, a referrers representation,
+//!   an error kind or an HTTP status class. Never a repository, tag or digest.
+//!   Operations and error kinds are `&'static str` so a runtime string (a
+//!   repository name in a format!) cannot become a label by accident;
+//! - counters move once per blob, manifest, request or run, never per chunk.
+//!
+//! The per-job label is `mirror_job`, not `job`: Prometheus attaches its own
+//! `job` label to every scraped series, and a clash would rename ours to
+//! `exported_job`.
+//!
+//! Imports nothing from the crate: every layer may import this module.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Label naming the mirror job (a name from the config file).
+pub const LABEL_JOB: &str = "mirror_job";
+
+/// The content type of [`Metrics::render`]'s output (text exposition 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Metric names, so tests can check dashboards and alerts against them.
+pub mod names {
+    /// Blobs handled, by action.
+    pub const BLOBS: &str = "ocimirror_blobs_total";
+    /// Blob bytes handled, by action.
+    pub const BLOB_BYTES: &str = "ocimirror_blob_bytes_total";
+    /// Manifests handled, by action.
+    pub const MANIFESTS: &str = "ocimirror_manifests_total";
+    /// Tags handled, by action.
+    pub const TAGS: &str = "ocimirror_tags_total";
+    /// Referrers handled, by action and representation.
+    pub const REFERRERS: &str = "ocimirror_referrers_total";
+    /// Referrers whose representation changed on the way.
+    pub const REFERRER_CONVERSIONS: &str = "ocimirror_referrer_conversions_total";
+    /// Errors by job, registry and kind.
+    pub const ERRORS: &str = "ocimirror_errors_total";
+    /// Registry request latency.
+    pub const REQUEST_DURATION: &str = "ocimirror_registry_request_duration_seconds";
+    /// Retried registry requests.
+    pub const RETRIES: &str = "ocimirror_registry_retries_total";
+    /// 429 responses.
+    pub const RATE_LIMITED: &str = "ocimirror_registry_rate_limited_total";
+    /// Time spent waiting for the local rate limiter.
+    pub const LIMITER_WAIT: &str = "ocimirror_rate_limiter_wait_seconds";
+    /// Docker Hub pulls remaining.
+    pub const DOCKER_HUB_REMAINING: &str = "ocimirror_docker_hub_pulls_remaining";
+    /// Docker Hub pull limit.
+    pub const DOCKER_HUB_LIMIT: &str = "ocimirror_docker_hub_pulls_limit";
+    /// Run duration by job and result.
+    pub const RUN_DURATION: &str = "ocimirror_job_run_duration_seconds";
+    /// Whether a run is in progress.
+    pub const RUNNING: &str = "ocimirror_job_running";
+    /// Last successful run end.
+    pub const LAST_SUCCESS: &str = "ocimirror_job_last_success_timestamp_seconds";
+    /// Last failed run end.
+    pub const LAST_FAILURE: &str = "ocimirror_job_last_failure_timestamp_seconds";
+    /// Items waiting to be copied.
+    pub const ITEMS_PENDING: &str = "ocimirror_job_items_pending";
+    /// Items whose last attempt failed.
+    pub const ITEMS_FAILING: &str = "ocimirror_job_items_failing";
+    /// Age of the oldest source change not yet on the target.
+    pub const MIRROR_LAG: &str = "ocimirror_job_mirror_lag_seconds";
+    /// The configured schedule interval.
+    pub const INTERVAL: &str = "ocimirror_job_interval_seconds";
+    /// Build information.
+    pub const BUILD_INFO: &str = "ocimirror_build_info";
+}
+
+/// Every metric name [`Metrics`] registers (histograms by their base name,
+/// without `_bucket`/`_sum`/`_count`).
+pub const METRIC_NAMES: &[&str] = &[
+    names::BLOBS,
+    names::BLOB_BYTES,
+    names::MANIFESTS,
+    names::TAGS,
+    names::REFERRERS,
+    names::REFERRER_CONVERSIONS,
+    names::ERRORS,
+    names::REQUEST_DURATION,
+    names::RETRIES,
+    names::RATE_LIMITED,
+    names::LIMITER_WAIT,
+    names::DOCKER_HUB_REMAINING,
+    names::DOCKER_HUB_LIMIT,
+    names::RUN_DURATION,
+    names::RUNNING,
+    names::LAST_SUCCESS,
+    names::LAST_FAILURE,
+    names::ITEMS_PENDING,
+    names::ITEMS_FAILING,
+    names::MIRROR_LAG,
+    names::INTERVAL,
+    names::BUILD_INFO,
+];
+
+/// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
+pub fn metric_names() -> &'static [&'static str] {
+    METRIC_NAMES
+}
+
+/// How a set of referrers is stored, on the source or the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReferrerRepr {
+    /// The registry's referrers API (`GET /v2/<name>/referrers/<digest>`).
+    Api,
+    /// The referrers tag schema: an index tagged `sha256-<hex>`.
+    FallbackTag,
+    /// cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags.
+    CosignTag,
+    /// An OCI image layout directory.
+    Layout,
+}
+
+impl ReferrerRepr {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferrerRepr::Api => "api",
+            ReferrerRepr::FallbackTag => "fallback_tag",
+            ReferrerRepr::CosignTag => "cosign_tag",
+            ReferrerRepr::Layout => "layout",
+        }
+    }
+}
+
+/// How a job run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunResult {
+    /// Every item was copied or already up to date.
+    Success,
+    /// The run aborted, or at least one item failed.
+    Failure,
+}
+
+impl RunResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+        }
+    }
+}
+
+/// The `status_class` label for a response status: `1xx` to `5xx`, or
+/// `error` when no response arrived (connection, TLS or timeout failure).
+pub fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        // A status outside 100..=599 is a broken response: count it with
+        // the failures that produced no usable status.
+        Some(_) | None => "error",
+    }
+}
+
+/// Registering a metric failed (a duplicate or invalid name: a bug).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+const ACTION: &str = "action";
+const REGISTRY: &str = "registry";
+const OPERATION: &str = "operation";
+const SOURCE_REPR: &str = "source_repr";
+const TARGET_REPR: &str = "target_repr";
+
+/// Request latencies: from a cached HEAD (milliseconds) to a large blob
+/// transfer (minutes).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Limiter waits: usually none or sub-second; minutes when a quota is spent.
+const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0];
+/// Job runs: a no-op run takes a second, a first full mirror hours.
+const RUN_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+];
+
+/// All of ocimirror's metrics and the registry they are exposed from.
+/// Clones share the same metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    blobs: IntCounterVec,
+    blob_bytes: IntCounterVec,
+    manifests: IntCounterVec,
+    tags: IntCounterVec,
+    referrers: IntCounterVec,
+    referrer_conversions: IntCounterVec,
+    errors: IntCounterVec,
+    request_duration: HistogramVec,
+    retries: IntCounterVec,
+    rate_limited: IntCounterVec,
+    limiter_wait: HistogramVec,
+    docker_hub_remaining: IntGaugeVec,
+    docker_hub_limit: IntGaugeVec,
+    run_duration: HistogramVec,
+    running: IntGaugeVec,
+    last_success: GaugeVec,
+    last_failure: GaugeVec,
+    items_pending: IntGaugeVec,
+    items_failing: IntGaugeVec,
+    mirror_lag: GaugeVec,
+    interval: GaugeVec,
+}
+
+impl Metrics {
+    /// Creates every metric in a fresh registry and sets
+    /// `ocimirror_build_info{version}` to 1.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let r = &registry;
+        let job_registry_action = &[LABEL_JOB, REGISTRY, ACTION];
+
+        let metrics = Metrics {
+            blobs: counter(
+                r,
+                names::BLOBS,
+                "Blobs handled for a job on its target registry. action=copied: \
+                 transferred; skipped: already present; mounted: mounted from \
+                 another repository of the target.",
+                job_registry_action,
+            )?,
+            blob_bytes: counter(
+                r,
+                names::BLOB_BYTES,
+                "Size in bytes of the blobs counted by ocimirror_blobs_total, \
+                 by the same action. rate() of action=\"copied\" is the \
+                 transfer throughput.",
+                job_registry_action,
+            )?,
+            manifests: counter(
+                r,
+                names::MANIFESTS,
+                "Manifests and indexes handled for a job on its target \
+                 registry. action=copied: pushed; skipped: already present.",
+                job_registry_action,
+            )?,
+            tags: counter(
+                r,
+                names::TAGS,
+                "Tags handled for a job on its target registry. \
+                 action=copied: the target tag was created or moved; \
+                 skipped: it already pointed at the source digest.",
+                job_registry_action,
+            )?,
+            referrers: counter(
+                r,
+                names::REFERRERS,
+                "Referrers (signatures, SBOMs, attestations) handled for a \
+                 job, by action (copied, skipped) and by how the source \
+                 listed them and the target stores them (source_repr, \
+                 target_repr: api, fallback_tag, cosign_tag, layout).",
+                &[LABEL_JOB, ACTION, SOURCE_REPR, TARGET_REPR],
+            )?,
+            referrer_conversions: counter(
+                r,
+                names::REFERRER_CONVERSIONS,
+                "Referrers copied whose representation changed between \
+                 source and target (source_repr != target_repr), e.g. \
+                 referrers API to fallback tag.",
+                &[LABEL_JOB, SOURCE_REPR, TARGET_REPR],
+            )?,
+            errors: counter(
+                r,
+                names::ERRORS,
+                "Errors that made an item of a job fail, by the registry \
+                 involved (empty when none) and a short error kind \
+                 (not_found, unauthorized, denied, rate_limited, status, \
+                 digest_mismatch, transport, ...).",
+                &[LABEL_JOB, REGISTRY, "kind"],
+            )?,
+            request_duration: histogram(
+                r,
+                names::REQUEST_DURATION,
+                "Duration in seconds of one HTTP request to a registry, from \
+                 sending to the end of the response body, by operation \
+                 (manifest_get, blob_put, ...) and status class (2xx..5xx, \
+                 error when no response arrived). _count is the request \
+                 count.",
+                &[REGISTRY, OPERATION, "status_class"],
+                REQUEST_BUCKETS,
+            )?,
+            retries: counter(
+                r,
+                names::RETRIES,
+                "Registry requests retried after a retryable failure (429, \
+                 5xx, connection error), by operation.",
+                &[REGISTRY, OPERATION],
+            )?,
+            rate_limited: counter(
+                r,
+                names::RATE_LIMITED,
+                "HTTP 429 Too Many Requests responses received from a \
+                 registry, by operation.",
+                &[REGISTRY, OPERATION],
+            )?,
+            limiter_wait: histogram(
+                r,
+                names::LIMITER_WAIT,
+                "Seconds a request waited for ocimirror's own per-registry \
+                 rate limiter and concurrency limit before being sent. \
+                 rate(_sum) is the waiting time per second.",
+                &[REGISTRY],
+                WAIT_BUCKETS,
+            )?,
+            docker_hub_remaining: int_gauge(
+                r,
+                names::DOCKER_HUB_REMAINING,
+                "Pulls left in the current Docker Hub rate-limit window, \
+                 from the last ratelimit-remaining response header.",
+                &[REGISTRY],
+            )?,
+            docker_hub_limit: int_gauge(
+                r,
+                names::DOCKER_HUB_LIMIT,
+                "Pulls allowed per Docker Hub rate-limit window, from the \
+                 last ratelimit-limit response header.",
+                &[REGISTRY],
+            )?,
+            run_duration: histogram(
+                r,
+                names::RUN_DURATION,
+                "Duration in seconds of one run of a mirror job, by result \
+                 (success: every item copied or up to date; failure: the run \
+                 aborted or an item failed). _count is the run count.",
+                &[LABEL_JOB, "result"],
+                RUN_BUCKETS,
+            )?,
+            running: int_gauge(
+                r,
+                names::RUNNING,
+                "1 while a run of the job is in progress, else 0.",
+                &[LABEL_JOB],
+            )?,
+            last_success: gauge(
+                r,
+                names::LAST_SUCCESS,
+                "Unix time in seconds when the last successful run of the \
+                 job ended; 0 if none since the daemon started.",
+                &[LABEL_JOB],
+            )?,
+            last_failure: gauge(
+                r,
+                names::LAST_FAILURE,
+                "Unix time in seconds when the last failed run of the job \
+                 ended; 0 if none since the daemon started.",
+                &[LABEL_JOB],
+            )?,
+            items_pending: int_gauge(
+                r,
+                names::ITEMS_PENDING,
+                "Images (tags) of the job whose source differs from the \
+                 target and that are not copied yet.",
+                &[LABEL_JOB],
+            )?,
+            items_failing: int_gauge(
+                r,
+                names::ITEMS_FAILING,
+                "Images (tags) of the job whose last copy attempt failed.",
+                &[LABEL_JOB],
+            )?,
+            mirror_lag: gauge(
+                r,
+                names::MIRROR_LAG,
+                "Age in seconds of the oldest source change the job has seen \
+                 and not yet copied to the target; 0 when the target is up \
+                 to date.",
+                &[LABEL_JOB],
+            )?,
+            interval: gauge(
+                r,
+                names::INTERVAL,
+                "The job's configured schedule interval in seconds (alerts \
+                 compare staleness to it).",
+                &[LABEL_JOB],
+            )?,
+            registry,
+        };
+
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                names::BUILD_INFO,
+                "Always 1; the version label is the ocimirror version.",
+            ),
+            &["version"],
+        )?;
+        metrics.registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Ok(metrics)
+    }
+
+    /// The registry holding every metric, e.g. to add a process collector.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders every metric in the Prometheus text exposition format
+    /// ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on a metric family that the
+        // registry itself would have refused; log rather than take the
+        // endpoint down.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "Cannot encode metrics.");
+        }
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    /// A job's configuration is known: records its schedule and creates its
+    /// per-job series at zero, so that dashboards and alerts see the job
+    /// before its first run ends.
+    pub fn job_configured(&self, job: &str, interval_seconds: f64) {
+        self.interval
+            .with_label_values(&[job])
+            .set(interval_seconds);
+        self.running.with_label_values(&[job]).set(0);
+        self.last_success.with_label_values(&[job]);
+        self.last_failure.with_label_values(&[job]);
+        self.items_pending.with_label_values(&[job]);
+        self.items_failing.with_label_values(&[job]);
+        self.mirror_lag.with_label_values(&[job]);
+    }
+
+    /// A blob of `bytes` was transferred to `registry` (the target host).
+    pub fn blob_copied(&self, job: &str, registry: &str, bytes: u64) {
+        self.blob(job, registry, "copied", bytes);
+    }
+
+    /// A blob of `bytes` was already on the target.
+    pub fn blob_skipped(&self, job: &str, registry: &str, bytes: u64) {
+        self.blob(job, registry, "skipped", bytes);
+    }
+
+    /// A blob of `bytes` was mounted from another repository of the target.
+    pub fn blob_mounted(&self, job: &str, registry: &str, bytes: u64) {
+        self.blob(job, registry, "mounted", bytes);
+    }
+
+    fn blob(&self, job: &str, registry: &str, action: &str, bytes: u64) {
+        let labels = [job, registry, action];
+        self.blobs.with_label_values(&labels).inc();
+        self.blob_bytes.with_label_values(&labels).inc_by(bytes);
+    }
+
+    /// A manifest or index was pushed to `registry` (the target host).
+    pub fn manifest_copied(&self, job: &str, registry: &str) {
+        self.manifests
+            .with_label_values(&[job, registry, "copied"])
+            .inc();
+    }
+
+    /// A manifest or index was already on the target.
+    pub fn manifest_skipped(&self, job: &str, registry: &str) {
+        self.manifests
+            .with_label_values(&[job, registry, "skipped"])
+            .inc();
+    }
+
+    /// A target tag was created or moved.
+    pub fn tag_copied(&self, job: &str, registry: &str) {
+        self.tags
+            .with_label_values(&[job, registry, "copied"])
+            .inc();
+    }
+
+    /// A target tag already pointed at the source digest.
+    pub fn tag_skipped(&self, job: &str, registry: &str) {
+        self.tags
+            .with_label_values(&[job, registry, "skipped"])
+            .inc();
+    }
+
+    /// A referrer was copied; also counts a conversion when the
+    /// representation changed.
+    pub fn referrer_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr) {
+        self.referrers_copied(job, source, target, 1);
+    }
+
+    /// `n` referrers were copied from `source` to `target` representation
+    /// (e.g. from a copy report's per-representation totals).
+    pub fn referrers_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr, n: u64) {
+        let (s, t) = (source.as_str(), target.as_str());
+        self.referrers
+            .with_label_values(&[job, "copied", s, t])
+            .inc_by(n);
+        if source != target {
+            self.referrer_conversions
+                .with_label_values(&[job, s, t])
+                .inc_by(n);
+        }
+    }
+
+    /// A referrer was already on the target.
+    pub fn referrer_skipped(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr) {
+        self.referrers
+            .with_label_values(&[job, "skipped", source.as_str(), target.as_str()])
+            .inc();
+    }
+
+    /// An item of `job` failed; `registry` is the host involved (empty when
+    /// none) and `kind` a short stable error kind such as `"transport"`.
+    pub fn error(&self, job: &str, registry: &str, kind: &'static str) {
+        self.errors.with_label_values(&[job, registry, kind]).inc();
+    }
+
+    /// One HTTP request to `registry` ended after `seconds`, with the
+    /// response `status` (`None`: no response arrived). Also counts a 429.
+    pub fn request_finished(
+        &self,
+        registry: &str,
+        operation: &'static str,
+        status: Option<u16>,
+        seconds: f64,
+    ) {
+        self.request_duration
+            .with_label_values(&[registry, operation, status_class(status)])
+            .observe(seconds);
+        if status == Some(429) {
+            self.rate_limited
+                .with_label_values(&[registry, operation])
+                .inc();
+        }
+    }
+
+    /// A request is about to be retried.
+    pub fn retry(&self, registry: &str, operation: &'static str) {
+        self.retries.with_label_values(&[registry, operation]).inc();
+    }
+
+    /// A request waited `seconds` for the local rate limiter (record zero
+    /// waits too, so the count is the number of requests).
+    pub fn rate_limiter_waited(&self, registry: &str, seconds: f64) {
+        self.limiter_wait
+            .with_label_values(&[registry])
+            .observe(seconds);
+    }
+
+    /// Docker Hub reported `n` pulls left in its window.
+    pub fn docker_hub_remaining(&self, registry: &str, n: u64) {
+        self.docker_hub_remaining
+            .with_label_values(&[registry])
+            .set(saturating_i64(n));
+    }
+
+    /// Docker Hub reported a limit of `n` pulls per window.
+    pub fn docker_hub_limit(&self, registry: &str, n: u64) {
+        self.docker_hub_limit
+            .with_label_values(&[registry])
+            .set(saturating_i64(n));
+    }
+
+    /// A run of `job` started.
+    pub fn run_started(&self, job: &str) {
+        self.running.with_label_values(&[job]).set(1);
+    }
+
+    /// A run of `job` ended now with `result` after `seconds`.
+    pub fn run_finished(&self, job: &str, result: RunResult, seconds: f64) {
+        self.run_finished_at(job, result, seconds, SystemTime::now());
+    }
+
+    /// A run of `job` ended at `at` with `result` after `seconds`.
+    pub fn run_finished_at(&self, job: &str, result: RunResult, seconds: f64, at: SystemTime) {
+        self.run_duration
+            .with_label_values(&[job, result.as_str()])
+            .observe(seconds);
+        self.running.with_label_values(&[job]).set(0);
+        let ts = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let gauge = match result {
+            RunResult::Success => &self.last_success,
+            RunResult::Failure => &self.last_failure,
+        };
+        gauge.with_label_values(&[job]).set(ts);
+    }
+
+    /// `n` images of `job` are waiting to be copied.
+    pub fn items_pending(&self, job: &str, n: u64) {
+        self.items_pending
+            .with_label_values(&[job])
+            .set(saturating_i64(n));
+    }
+
+    /// `n` images of `job` failed their last attempt.
+    pub fn items_failing(&self, job: &str, n: u64) {
+        self.items_failing
+            .with_label_values(&[job])
+            .set(saturating_i64(n));
+    }
+
+    /// The oldest source change of `job` not yet on the target is `seconds`
+    /// old (0 when up to date).
+    pub fn mirror_lag(&self, job: &str, seconds: f64) {
+        self.mirror_lag.with_label_values(&[job]).set(seconds);
+    }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let m = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
+fn int_gauge(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, MetricsError> {
+    let m = GaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, MetricsError> {
+    let m = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    r.register(Box::new(m.clone()))?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Calls every update method once with fixed labels.
+    fn exercised() -> Metrics {
+        let m = Metrics::new().unwrap();
+        m.job_configured("alpha", 300.0);
+        m.blob_copied("alpha", "reg.example", 100);
+        m.blob_skipped("alpha", "reg.example", 7);
+        m.blob_mounted("alpha", "reg.example", 5);
+        m.manifest_copied("alpha", "reg.example");
+        m.manifest_skipped("alpha", "reg.example");
+        m.tag_copied("alpha", "reg.example");
+        m.tag_skipped("alpha", "reg.example");
+        m.referrer_copied("alpha", ReferrerRepr::Api, ReferrerRepr::FallbackTag);
+        m.referrer_skipped("alpha", ReferrerRepr::Api, ReferrerRepr::Api);
+        m.error("alpha", "reg.example", "transport");
+        m.request_finished("reg.example", "blob_get", Some(429), 0.2);
+        m.retry("reg.example", "blob_get");
+        m.rate_limiter_waited("reg.example", 0.5);
+        m.docker_hub_remaining("registry-1.docker.io", 42);
+        m.docker_hub_limit("registry-1.docker.io", 100);
+        m.run_started("alpha");
+        m.run_finished("alpha", RunResult::Success, 3.0);
+        m.items_pending("alpha", 4);
+        m.items_failing("alpha", 1);
+        m.mirror_lag("alpha", 60.0);
+        m
+    }
+
+    #[test]
+    fn every_name_follows_the_naming_rule() {
+        let families = exercised().registry().gather();
+        let rule = regex::Regex::new(r"^ocimirror_[a-z][a-z0-9]*(_[a-z0-9]+)*$").unwrap();
+        let units_not_base = ["_ms", "_milliseconds", "_minutes", "_hours", "_kb", "_mb"];
+        for f in &families {
+            let name = f.name();
+            assert!(rule.is_match(name), "{name} breaks ocimirror_<name>_<unit>");
+            let is_counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(
+                name.ends_with("_total"),
+                is_counter,
+                "{name}: counters and only counters end in _total"
+            );
+            for bad in units_not_base {
+                assert!(!name.contains(bad), "{name} uses a non-base unit");
+            }
+            if f.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
+                assert!(
+                    name.ends_with("_seconds") || name.ends_with("_bytes"),
+                    "{name}: histograms carry their unit"
+                );
+            }
+            assert!(!f.help().is_empty(), "{name} has no help text");
+            for metric in f.get_metric() {
+                for l in metric.get_label() {
+                    assert!(
+                        !["repo", "repository", "tag", "digest", "job"].contains(&l.name()),
+                        "{name} has the unbounded or clashing label {}",
+                        l.name()
+                    );
+                }
+            }
+        }
+        // The exported list is exactly what is registered.
+        let registered: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
+        let listed: BTreeSet<&str> = metric_names().iter().copied().collect();
+        assert_eq!(registered, listed);
+    }
+
+    #[test]
+    fn rendering_contains_every_family_after_updates() {
+        let text = exercised().render();
+        for name in metric_names() {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains(&format!(
+            "ocimirror_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains(
+            r#"ocimirror_blob_bytes_total{action="copied",mirror_job="alpha",registry="reg.example"} 100"#
+        ));
+        assert!(text.contains(
+            r#"ocimirror_referrer_conversions_total{mirror_job="alpha",source_repr="api",target_repr="fallback_tag"} 1"#
+        ));
+        assert!(text.contains(
+            r#"ocimirror_registry_rate_limited_total{operation="blob_get",registry="reg.example"} 1"#
+        ));
+        assert!(text.contains(
+            r#"ocimirror_registry_request_duration_seconds_count{operation="blob_get",registry="reg.example",status_class="4xx"} 1"#
+        ));
+        assert!(text.contains(r#"ocimirror_job_running{mirror_job="alpha"} 0"#));
+    }
+
+    #[test]
+    fn same_representation_is_not_a_conversion() {
+        let m = Metrics::new().unwrap();
+        m.referrer_copied("j", ReferrerRepr::Api, ReferrerRepr::Api);
+        assert!(!m.render().contains("ocimirror_referrer_conversions_total{"));
+        m.referrer_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout);
+        m.referrers_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout, 4);
+        let text = m.render();
+        assert!(text.contains(
+            r#"ocimirror_referrer_conversions_total{mirror_job="j",source_repr="cosign_tag",target_repr="layout"} 5"#
+        ));
+        assert!(text.contains(
+            r#"ocimirror_referrers_total{action="copied",mirror_job="j",source_repr="api",target_repr="api"} 1"#
+        ));
+    }
+
+    #[test]
+    fn run_results_set_their_own_timestamp() {
+        let m = Metrics::new().unwrap();
+        m.job_configured("j", 60.0);
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        m.run_finished_at("j", RunResult::Failure, 2.0, at);
+        let text = m.render();
+        assert!(text.contains(
+            r#"ocimirror_job_last_failure_timestamp_seconds{mirror_job="j"} 1700000000"#
+        ));
+        assert!(text.contains(r#"ocimirror_job_last_success_timestamp_seconds{mirror_job="j"} 0"#));
+        assert!(text.contains(
+            r#"ocimirror_job_run_duration_seconds_count{mirror_job="j",result="failure"} 1"#
+        ));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(Some(200)), "2xx");
+        assert_eq!(status_class(Some(307)), "3xx");
+        assert_eq!(status_class(Some(429)), "4xx");
+        assert_eq!(status_class(Some(503)), "5xx");
+        assert_eq!(status_class(Some(999)), "error");
+        assert_eq!(status_class(None), "error");
+    }
+
+    #[test]
+    fn instances_are_independent() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.blob_copied("j", "r", 1);
+        assert!(a.render().contains("ocimirror_blobs_total{"));
+        assert!(!b.render().contains("ocimirror_blobs_total{"));
+    }
+}

@@ -1,0 +1,304 @@
+//! The authentication session with one registry: the `/v2/` ping and the
+//! scheme it reveals, `Authorization` values, token requests (GET with
+//! Basic credentials, or the OAuth2 refresh-token grant for identity
+//! tokens) and re-authentication after a 401 (spec-notes §6).
+
+use std::time::Instant;
+
+use base64::Engine;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use tracing::debug;
+
+use super::auth::{self, Challenge, Scope};
+use super::credentials::{Credentials, Secret};
+use super::{Ctx, HttpRegistry, MAX_METADATA_BODY, lock};
+use crate::registry::{ErrorKind, Operation, RegistryError};
+
+/// The authentication scheme learned from the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum AuthScheme {
+    Anonymous,
+    Basic,
+    Bearer { realm: String, service: String },
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl HttpRegistry {
+    /// Pings `/v2/` once per registry and remembers its challenge.
+    pub(super) async fn ensure_ping(&self, ctx: &Ctx) -> Result<(), RegistryError> {
+        self.ping
+            .get_or_try_init(|| async {
+                let pctx = Ctx {
+                    op: Operation::Ping,
+                    repo: ctx.repo.clone(),
+                    target: None,
+                    scopes: Vec::new(),
+                };
+                self.with_retry(|| self.ping_once(&pctx)).await
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn ping_once(&self, ctx: &Ctx) -> Result<(), RegistryError> {
+        let url = self.url(ctx, "/v2/")?;
+        let resp = self
+            .raw_send(Operation::Ping, self.client.get(url))
+            .await
+            .map_err(|k| self.err(ctx, k))?;
+        match resp.status() {
+            StatusCode::UNAUTHORIZED => {
+                let challenges = challenges_of(resp.headers());
+                if let Some(s) = self.scheme_from(&challenges) {
+                    *lock(&self.scheme) = s;
+                }
+                Ok(())
+            }
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.status_error(ctx, resp).await),
+        }
+    }
+
+    fn scheme_from(&self, challenges: &[Challenge]) -> Option<AuthScheme> {
+        if let Some(b) = challenges.iter().find(|c| c.is_bearer())
+            && let Some(realm) = b.param("realm")
+        {
+            return Some(AuthScheme::Bearer {
+                realm: realm.to_string(),
+                service: b.param("service").unwrap_or_default().to_string(),
+            });
+        }
+        challenges
+            .iter()
+            .any(Challenge::is_basic)
+            .then_some(AuthScheme::Basic)
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        match &self.credentials {
+            Some(Credentials::Basic { username, password }) => {
+                let raw = format!("{username}:{}", password.expose());
+                let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+                let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+
+    /// The `Authorization` value for a request in `ctx`, fetching a token
+    /// when needed.
+    /// Also returns the bearer token sent, to recognise it if refused.
+    pub(super) async fn authorization(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<(Option<HeaderValue>, Option<Secret>), RegistryError> {
+        let scheme = lock(&self.scheme).clone();
+        match scheme {
+            AuthScheme::Anonymous => Ok((None, None)),
+            AuthScheme::Basic => Ok((self.basic_header(), None)),
+            AuthScheme::Bearer { realm, service } => {
+                let (_, token) = self.token(ctx, &realm, &service, &ctx.scopes, None).await?;
+                let mut v =
+                    HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                        self.err(
+                            ctx,
+                            ErrorKind::InvalidResponse("token is not a valid header value".into()),
+                        )
+                    })?;
+                v.set_sensitive(true);
+                Ok((Some(v), Some(token)))
+            }
+        }
+    }
+
+    /// A token for `scopes`: a cached one unless it is the `rejected`
+    /// one, else a fresh one.
+    async fn token(
+        &self,
+        ctx: &Ctx,
+        realm: &str,
+        service: &str,
+        scopes: &[Scope],
+        rejected: Option<&Secret>,
+    ) -> Result<(String, Secret), RegistryError> {
+        let key = auth::token_key(realm, service, scopes);
+        let cached = || {
+            lock(&self.tokens)
+                .get(&key, Instant::now(), auth::REFRESH_MARGIN)
+                .filter(|t| Some(t) != rejected)
+        };
+        if let Some(t) = cached() {
+            return Ok((key, t));
+        }
+        // One fetch at a time, so a burst of requests (or of 401s for the
+        // same expired token) shares one new token.
+        let _guard = self.token_fetch.lock().await;
+        if let Some(t) = cached() {
+            return Ok((key, t));
+        }
+        let tctx = Ctx {
+            op: Operation::Token,
+            ..ctx.clone()
+        };
+        let (token, expires_in) = self
+            .with_retry(|| self.fetch_token(&tctx, realm, service, scopes))
+            .await?;
+        lock(&self.tokens).insert(key.clone(), token.clone(), expires_in, Instant::now());
+        Ok((key, token))
+    }
+
+    async fn fetch_token(
+        &self,
+        ctx: &Ctx,
+        realm: &str,
+        service: &str,
+        scopes: &[Scope],
+    ) -> Result<(Secret, Option<u64>), RegistryError> {
+        let mut url = Url::parse(realm).map_err(|e| {
+            self.err(
+                ctx,
+                ErrorKind::InvalidResponse(format!("invalid token realm: {e}")),
+            )
+        })?;
+        let merged = auth::merge_scopes(scopes);
+        let req = match &self.credentials {
+            Some(Credentials::IdentityToken(refresh)) => {
+                // OAuth2 refresh-token grant (distribution auth/oauth.md).
+                let scope = merged
+                    .iter()
+                    .map(Scope::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let form = [
+                    ("grant_type", "refresh_token"),
+                    ("service", service),
+                    ("client_id", "ocimirror"),
+                    ("scope", scope.as_str()),
+                    ("refresh_token", refresh.expose()),
+                ];
+                self.client.post(url).form(&form)
+            }
+            _ => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if !service.is_empty() {
+                        q.append_pair("service", service);
+                    }
+                    for s in &merged {
+                        q.append_pair("scope", &s.to_string());
+                    }
+                }
+                let mut req = self.client.get(url);
+                if let Some(basic) = self.basic_header() {
+                    req = req.header(header::AUTHORIZATION, basic);
+                }
+                req
+            }
+        };
+        let resp = self
+            .raw_send(Operation::Token, req)
+            .await
+            .map_err(|k| self.err(ctx, k))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let mut e = self.status_error(ctx, resp).await;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                e.kind = ErrorKind::Unauthorized(format!(
+                    "token endpoint refused the {} (HTTP {})",
+                    if self.credentials.is_some() {
+                        "credentials"
+                    } else {
+                        "anonymous request"
+                    },
+                    status.as_u16()
+                ));
+            }
+            return Err(e);
+        }
+        let body = self.read_body(ctx, resp, MAX_METADATA_BODY).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            self.err(
+                ctx,
+                ErrorKind::InvalidResponse("token response is not the expected JSON".into()),
+            )
+        })?;
+        let token = parsed
+            .token
+            .filter(|t| !t.is_empty())
+            .or(parsed.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| {
+                self.err(
+                    ctx,
+                    ErrorKind::InvalidResponse("token response has no token".into()),
+                )
+            })?;
+        Ok((Secret::new(token), parsed.expires_in))
+    }
+
+    /// Reacts to a 401: learns the challenge and gets a fresh token (with
+    /// the scopes the challenge asks for). True when a retry may succeed.
+    pub(super) async fn reauthenticate(
+        &self,
+        ctx: &Ctx,
+        headers: &HeaderMap,
+        sent_auth: bool,
+        sent_token: Option<&Secret>,
+    ) -> Result<bool, RegistryError> {
+        let challenges = challenges_of(headers);
+        let Some(scheme) = self.scheme_from(&challenges) else {
+            return Ok(false);
+        };
+        let previous = std::mem::replace(&mut *lock(&self.scheme), scheme.clone());
+        match scheme {
+            AuthScheme::Basic => {
+                // Retry only when we have credentials we did not send yet.
+                Ok(self.credentials.is_some() && (previous != AuthScheme::Basic || !sent_auth))
+            }
+            AuthScheme::Bearer { realm, service } => {
+                let mut scopes = ctx.scopes.clone();
+                if let Some(b) = challenges.iter().find(|c| c.is_bearer())
+                    && let Some(s) = b.param("scope")
+                {
+                    scopes.extend(auth::parse_scope_list(s));
+                }
+                let error = challenges
+                    .iter()
+                    .find(|c| c.is_bearer())
+                    .and_then(|c| c.param("error"))
+                    .unwrap_or("");
+                debug!(registry = %self.name, repo = %ctx.repo, op = %ctx.op, error, "Re-authenticating.");
+                let (wide_key, _) = self
+                    .token(ctx, &realm, &service, &scopes, sent_token)
+                    .await?;
+                // Requests of this context use the (possibly wider) token
+                // from now on.
+                let key = auth::token_key(&realm, &service, &ctx.scopes);
+                lock(&self.tokens).alias(&wide_key, key);
+                Ok(true)
+            }
+            AuthScheme::Anonymous => Ok(false),
+        }
+    }
+}
+
+fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(auth::parse_challenges)
+        .collect()
+}
