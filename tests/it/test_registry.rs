@@ -1244,3 +1244,57 @@ async fn seeding_helpers_build_valid_content() {
         "application/vnd.example.sig"
     );
 }
+
+#[tokio::test]
+async fn early_answers_to_large_bodies_arrive_as_statuses() {
+    let reg = TestRegistry::start(Options {
+        auth: Some(Auth::basic("u", "p")),
+        ..Options::default()
+    })
+    .await;
+    let c = client();
+    let data = vec![1u8; 4 << 20];
+    let r = c
+        .post(format!("{}/v2/r/blobs/uploads/", reg.url()))
+        .basic_auth("u", Some("p"))
+        .send()
+        .await
+        .unwrap();
+    let loc = format!(
+        "{}{}?digest={}",
+        reg.url(),
+        h(&r, "location").unwrap(),
+        sha(&data)
+    );
+    // No credentials: the 401 arrives although the body is not wanted.
+    let r = c.put(&loc).body(data.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // An injected 500 happens before the handler: the session survives.
+    reg.push_fault(Fault::once(
+        Some("PUT"),
+        "/blobs/uploads/",
+        FaultKind::Status(500),
+    ));
+    let r = c
+        .put(&loc)
+        .basic_auth("u", Some("p"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reg.open_uploads(), 1);
+    let r = c
+        .put(&loc)
+        .basic_auth("u", Some("p"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(reg.open_uploads(), 0);
+    assert_eq!(
+        reg.log().iter().map(|l| l.status).collect::<Vec<_>>(),
+        [202, 401, 500, 201]
+    );
+}

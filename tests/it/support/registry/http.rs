@@ -131,7 +131,10 @@ where
         _ => {}
     }
     let response = match response {
-        Some(r) => r,
+        Some(r) => {
+            drain(req).await;
+            r
+        }
         None => {
             let r = inner(sh.clone(), req).await;
             if r.status().is_success()
@@ -430,6 +433,7 @@ async fn handle(sh: Sh, req: Request) -> Response {
             &required,
         );
         if let Verdict::Challenge(c) = verdict {
+            drain(req).await;
             let detail: Vec<Value> = required
                 .iter()
                 .flat_map(|a| {
@@ -495,6 +499,12 @@ fn token(sh: &Shared, authorization: Option<&str>, q: &[(String, String)]) -> Re
         Ok(body) => reply(200, &[("content-type", "application/json".into())], body),
         Err(s) => err(s, "UNAUTHORIZED", "invalid credentials"),
     }
+}
+
+/// Read and discard the request body before answering early, so a client still sending a
+/// large body gets the status instead of a reset connection (deterministic tests).
+pub(super) async fn drain(req: Request) {
+    let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
 }
 
 pub(super) async fn read_body(req: Request) -> Result<Bytes, Response> {
