@@ -3,7 +3,10 @@
 //! It is the independent oracle the HTTP adapter and the copy engine are tested against, so it
 //! uses none of ocimirror's own code: hashing with `sha2`, JSON with `serde_json`, HTTP with
 //! axum. Storage is in memory; switches and fault injection are set through [`Options`] and the
-//! methods of [`TestRegistry`]. See `/work/wt/TESTREG_API.md` for the contract.
+//! methods of [`TestRegistry`].
+//!
+//! Beyond the agreed API: `TestRegistry::{url, clear_faults, pending_faults, referrers,
+//! repositories, seed_image, seed_index, seed_referrer}`, `Fault::once`, `Auth::{bearer, basic}`.
 //!
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
@@ -14,7 +17,13 @@
 //!   (and no `*/*`) answers 404 `MANIFEST_UNKNOWN`. No `Accept` header accepts everything.
 //! - Every read of a repository that holds nothing (manifest, blob, tags/list, referrers)
 //!   answers 404 `NAME_UNKNOWN`; uploads and mounts create the repository.
-//! - The blob redirect target is logged with the path `/_blobstore/<digest>`.
+//! - The blob redirect target is logged with the path `/_blobstore/<digest>`; blob HEAD is
+//!   answered directly (no redirect).
+//! - Uploads: a failed final PUT (bad digest) ends the session like distribution; a request
+//!   stopped by an injected fault or an auth challenge leaves it as it was.
+//! - DELETE of a manifest by digest untags every tag pointing at it; by tag it only untags.
+//! - Tokens grant the requested actions to the configured user; anonymous tokens get `pull`
+//!   (with `anonymous_pull`) or nothing, like real token servers (no error on partial grants).
 #![allow(dead_code)]
 
 mod auth;
