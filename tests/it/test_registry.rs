@@ -738,6 +738,14 @@ async fn bearer_auth_checks_scopes() {
             .unwrap()
             .contains("error=\"insufficient_scope\"")
     );
+    // The OAuth2 POST form is not offered.
+    let r = c
+        .post(format!("{}/token", reg.url()))
+        .body("grant_type=password")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Wrong credentials at the token server.
     let r = c
         .get(format!("{}/token?scope=repository:r:pull", reg.url()))

@@ -390,6 +390,11 @@ async fn handle(sh: Sh, req: Request) -> Response {
         return plain_404();
     }
     if matches!(route, Route::Token) {
+        // GET form only; a POST (OAuth2 form) answers 404 so clients fall back to GET.
+        if method != Method::GET {
+            drain(req).await;
+            return plain_404();
+        }
         return token(&sh, authorization.as_deref(), &q);
     }
     if let Some(name) = route.repo()
