@@ -1406,3 +1406,30 @@ async fn skopeo_round_trip_with_token_auth() {
     );
     assert_eq!(reg.open_uploads(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_requests_are_measured() {
+    let reg = TestRegistry::start(Options::default()).await;
+    let c = client();
+    let d = reg.put_blob("r", b"x");
+    let url = format!("{}/v2/r/blobs/{d}", reg.url());
+    let one = c.get(&url).send().await.unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    assert_eq!(reg.max_concurrent_requests(), 1);
+    // Three requests held by a delay overlap.
+    reg.push_fault(Fault {
+        times: 3,
+        ..Fault::once(
+            None,
+            "/blobs/",
+            FaultKind::Delay(Duration::from_millis(500)),
+        )
+    });
+    let (a, b, e) = tokio::join!(c.get(&url).send(), c.get(&url).send(), c.get(&url).send());
+    for r in [a, b, e] {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(reg.max_concurrent_requests(), 3);
+    reg.reset_max_concurrent_requests();
+    assert_eq!(reg.max_concurrent_requests(), 0);
+}

@@ -84,11 +84,29 @@ fn take_fault(sh: &Shared, method: &str, path: &str, pre: bool, peek: bool) -> O
     Some(kind)
 }
 
+/// Counts a request as in flight until dropped (also when the client goes away).
+struct InFlight(Sh);
+
+impl InFlight {
+    fn enter(sh: &Sh) -> InFlight {
+        let now = sh.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        sh.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(sh.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn with_log_and_faults<F, Fut>(sh: Sh, req: Request, inner: F) -> Response
 where
     F: FnOnce(Sh, Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    let _in_flight = InFlight::enter(&sh);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);

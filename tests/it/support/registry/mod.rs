@@ -6,7 +6,8 @@
 //! methods of [`TestRegistry`].
 //!
 //! Beyond the agreed API: `TestRegistry::{url, clear_faults, pending_faults, referrers,
-//! repositories, seed_image, seed_index, seed_referrer}`, `Fault::once`, `Auth::{bearer, basic}`.
+//! repositories, seed_image, seed_index, seed_referrer, max_concurrent_requests,
+//! reset_max_concurrent_requests}`, `Fault::once`, `Auth::{bearer, basic}`.
 //!
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
@@ -35,7 +36,7 @@ mod uploads;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -209,6 +210,9 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<VecDeque<Fault>>,
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
     pub(crate) tokens: Mutex<auth::Tokens>,
+    /// Requests being handled now, and the most seen at once.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_in_flight: AtomicUsize,
 }
 
 /// Lock a mutex, ignoring poisoning (a panicking test must not cascade into others).
@@ -254,6 +258,8 @@ impl TestRegistry {
             faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             tokens: Mutex::new(auth::Tokens::default()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let mut tasks = Vec::new();
         let app = http::router(shared.clone());
@@ -307,6 +313,18 @@ impl TestRegistry {
     /// Queue a fault (matched in push order).
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// The most requests handled at the same time (from arrival to the response head; the
+    /// `/token` endpoint and the blob redirect target included) since start or the last reset.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Restart [`TestRegistry::max_concurrent_requests`] from the current load.
+    pub fn reset_max_concurrent_requests(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.max_in_flight.store(now, Ordering::SeqCst);
     }
 
     /// Drop every pending fault.
