@@ -160,3 +160,54 @@ async fn usage_errors_exit_2() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn platform_filter_and_referrer_flags() {
+    let f = fixtures::image(Form::Api, "flags");
+    let src = registry(true).await;
+    fixtures::seed_registry(&src, REPO, &f);
+    let dst = registry(true).await;
+    let from = format!("{}/{REPO}:v1", src.host());
+    // One platform: the tag points at the amd64 manifest itself; the SBOM
+    // on it comes along, the attestation on the index does not.
+    let out = ocimirror(&[
+        "copy",
+        "--platform",
+        "linux/x86_64",
+        "--platform-mode",
+        "filter",
+        &from,
+        &format!("{}/{REPO}:amd64", dst.host()),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tagged = dst
+        .manifest(REPO, "amd64")
+        .map(|(_, b)| fixtures::sha256(&b));
+    assert_eq!(tagged, Some(f.amd.clone()));
+    assert_eq!(dst.referrers(REPO, &f.amd), vec![f.sbom.clone()]);
+    assert!(dst.manifest(REPO, &f.att).is_none());
+    assert!(dst.manifest(REPO, &f.index).is_none());
+    // Without referrers, and with a referrer type excluded.
+    let out = ocimirror(&[
+        "copy",
+        "--no-referrers",
+        &from,
+        &format!("{}/other:v1", dst.host()),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dst.referrers("other", &f.amd).is_empty());
+    assert!(dst.manifest("other", &f.index).is_some());
+    let out = ocimirror(&[
+        "copy",
+        "--exclude-artifact-type",
+        fixtures::SBOM,
+        &from,
+        &format!("{}/third:v1", dst.host()),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dst.referrers("third", &f.amd).is_empty());
+    assert_eq!(dst.referrers("third", &f.index), vec![f.att.clone()]);
+}
