@@ -399,13 +399,17 @@ impl fmt::Display for CopyEvent {
 /// A line of a dry-run plan.
 pub type PlanItem = CopyEvent;
 
+/// A source repository's tags, listed once (`None`: listing failed).
+type TagSet = Arc<OnceCell<Option<std::collections::HashSet<String>>>>;
+
 /// The shared outcome of one transfer in flight.
 type Flight = Arc<OnceCell<Result<transfer::Outcome, String>>>;
 
 /// Copies images with their referrer graphs from one registry to another.
 /// Use one `Copier` for the images of one run: blobs and manifests shared
-/// between them are copied (and checked) once. It remembers what it copied,
-/// so build a new one for the next run.
+/// between them are copied (and checked) once, and each source repository's
+/// tags are listed once. It remembers what it copied and saw, so build a
+/// new one for the next run.
 pub struct Copier {
     source: Arc<dyn Registry>,
     target: Arc<dyn Registry>,
@@ -419,6 +423,9 @@ pub struct Copier {
     /// copier's lifetime, so build one copier per run (or per sync tick):
     /// a later run must look at the target afresh.
     in_flight: Mutex<HashMap<(RepoName, Digest), Flight>>,
+    /// Tags of source repositories, listed once per copier: they tell
+    /// which fallback and cosign tags exist without probing each one.
+    source_tags: Mutex<HashMap<RepoName, TagSet>>,
     /// Referrers support of target repositories, asked once per repository.
     target_support: Mutex<HashMap<RepoName, ReferrersSupport>>,
     events: Option<mpsc::UnboundedSender<CopyEvent>>,
@@ -434,6 +441,7 @@ impl Copier {
             options,
             permits,
             in_flight: Mutex::new(HashMap::new()),
+            source_tags: Mutex::new(HashMap::new()),
             target_support: Mutex::new(HashMap::new()),
             events: None,
         }

@@ -543,6 +543,7 @@ async fn a_new_signature_is_the_only_thing_the_next_run_copies() {
         &mut blobs,
     );
     dst.clear_log();
+    let c = copier(&src, &dst, CopyOptions::default());
     let report = c.copy_image(&repo(), &v1(), &repo(), None).await.unwrap();
     assert_eq!(report.manifests_copied, 1);
     assert_eq!(report.blobs_copied, 1, "only the new signature layer");
@@ -1010,5 +1011,33 @@ async fn a_target_fallback_tag_that_is_not_an_index_is_reported() {
     assert_eq!(
         fallback_entries(&dst, &f.amd),
         Some(vec![f.sbom.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn one_copier_lists_each_source_repository_once() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let (_, amd_b) = src.manifest_bytes(REPO, &f.amd.to_string()).unwrap();
+    src.seed_manifest(REPO, Some("amd"), mt::OCI_MANIFEST, &amd_b);
+    src.clear_log();
+    let c = copier(&src, &dst, CopyOptions::default());
+    for t in ["v1", "amd"] {
+        let r = c
+            .copy_image(
+                &repo(),
+                &Reference::Tag(Tag::new(t).unwrap()),
+                &repo(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(r.is_success());
+    }
+    assert_eq!(src.count(Operation::TagList), 1);
+    assert_eq!(
+        dst.tag_list(REPO),
+        vec!["amd".to_string(), "v1".to_string()]
     );
 }

@@ -4,6 +4,7 @@
 //! once and kept in memory. Nothing is written.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -87,9 +88,10 @@ pub(crate) struct Pending {
 pub(crate) struct WalkCtx<'a> {
     pub copier: &'a Copier,
     pub repo: &'a RepoName,
-    /// The source repository's tags, listed once: fallback and cosign tags
-    /// are read only when listed. `None` when listing failed (then probed).
-    tags: OnceCell<Option<HashSet<String>>>,
+    /// The source repository's tags, listed once per copier (shared by the
+    /// images of one run): fallback and cosign tags are read only when
+    /// listed. `None` when listing failed (then probed).
+    tags: Arc<OnceCell<Option<HashSet<String>>>>,
 }
 
 impl WalkCtx<'_> {
@@ -138,7 +140,13 @@ pub(crate) async fn walk(
     let ctx = WalkCtx {
         copier,
         repo,
-        tags: OnceCell::new(),
+        tags: copier
+            .source_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo.clone())
+            .or_default()
+            .clone(),
     };
     let source = &copier.source;
     let fetched = source

@@ -116,7 +116,7 @@ async fn cell(src_kind: Src) {
     let src = source(src_kind, &f).await;
     let dist = Distribution::start();
     let target = Arc::new(HttpRegistry::new(&dist.host(), HttpSettings::default()).unwrap());
-    let copier = Copier::new(src.adapter(), target, CopyOptions::default());
+    let copier = Copier::new(src.adapter(), target.clone(), CopyOptions::default());
     let dst_repo = RepoName::new(REPO).unwrap();
     let v1 = Reference::Tag(Tag::new("v1").unwrap());
     let report = copier
@@ -134,6 +134,8 @@ async fn cell(src_kind: Src) {
 
     let late = f.add_referrer(form, &f.index.clone(), SIG, "late signature", "sig");
     src.seed(&f);
+    // The next run: a copier per run.
+    let copier = Copier::new(src.adapter(), target, CopyOptions::default());
     let next = copier
         .copy_image(&src.repo(), &v1, &dst_repo, None)
         .await

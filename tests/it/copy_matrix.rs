@@ -256,6 +256,8 @@ async fn cell(src_kind: Src, dst_kind: Dst) {
     let late = f.add_referrer(form, &f.index.clone(), SIG, "late signature", "sig");
     src.seed(&f);
     dst.clear_log();
+    // The next run (a copier per run: it caches the source's tag list).
+    let copier = Copier::new(src.adapter(), dst.adapter(), CopyOptions::default());
     let next: CopyReport = copier
         .copy_image(&src.repo(), &v1(), &dst.repo(), None)
         .await
