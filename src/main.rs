@@ -2,17 +2,24 @@
 //! text on a terminal, JSON lines otherwise) and runs a command from
 //! [`ocimirror::cli`].
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use ocimirror::logging::{self, LogFormat};
 
 /// Mirrors OCI images between registries together with their signatures,
 /// SBOMs, attestations and other referrers.
 #[derive(Parser)]
 #[command(name = "ocimirror", version, about)]
 struct Cli {
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json
+    /// [default: the config's log.format, else auto].
+    #[arg(long, global = true)]
+    log_format: Option<LogFormat>,
+    /// Log level or filter (`RUST_LOG` wins when set) [default: the config's
+    /// log.level, else info].
+    #[arg(long, global = true, env = "OCIMIRROR_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,24 +51,26 @@ enum ConfigCommand {
     Show(ocimirror::cli::jobs::ConfigArg),
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("OCIMIRROR_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Commands that read a config take its log settings unless flags say otherwise.
+    let configured = config_path(&cli.command)
+        .and_then(|p| ocimirror::config::load(p).ok())
+        .map(|c| (c.log.format, c.log.level));
+    let format = cli
+        .log_format
+        .or(configured.as_ref().map(|c| c.0))
+        .unwrap_or(LogFormat::Auto);
+    let level = cli
+        .log_level
+        .clone()
+        .or(configured.map(|c| c.1))
+        .unwrap_or_else(|| "info".to_string());
+    if let Err(e) = logging::init(format, &level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -126,4 +135,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn exit_code(ok: bool) -> ExitCode {
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn config_path(command: &Command) -> Option<&std::path::Path> {
+    match command {
+        Command::Serve(a) => Some(&a.config.config),
+        Command::Once(a) | Command::Plan(a) => Some(&a.config.config),
+        Command::Status(a) => Some(&a.config.config),
+        _ => None,
+    }
 }

@@ -109,6 +109,8 @@ pub struct CopyOutcome {
     pub failed_images: Vec<(String, String)>,
     /// Images copied (or planned).
     pub images: usize,
+    /// For `--plan`: planned items by action.
+    pub planned: std::collections::BTreeMap<String, usize>,
 }
 
 impl CopyOutcome {
@@ -208,6 +210,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
                     println!("{name} -> {}", destination(args, dst_tag.as_ref()));
                     for item in &items {
                         println!("  {item}");
+                        *outcome.planned.entry(item.action.to_string()).or_default() += 1;
                         if item.action == Action::Fail {
                             outcome.report.failures.push(item.reason.clone());
                         }
@@ -320,7 +323,16 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 /// The summary printed at the end of `copy`.
 pub fn summary(outcome: &CopyOutcome) -> String {
-    let mut s = format!("{} image(s): {}", outcome.images, outcome.report);
+    let mut s = if outcome.planned.is_empty() {
+        format!("{} image(s): {}", outcome.images, outcome.report)
+    } else {
+        let parts: Vec<String> = outcome
+            .planned
+            .iter()
+            .map(|(action, n)| format!("{n} {action}"))
+            .collect();
+        format!("plan for {} image(s): {}", outcome.images, parts.join(", "))
+    };
     for (image, why) in &outcome.failed_images {
         s.push_str(&format!("\nFAILED {image}: {why}"));
     }

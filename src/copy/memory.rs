@@ -208,6 +208,7 @@ impl Registry for MemoryRegistry {
         precondition: Precondition,
     ) -> Result<PutManifestOutcome, RegistryError> {
         self.record(Operation::ManifestPut);
+        tokio::task::yield_now().await;
         if precondition != Precondition::None
             && self
                 .fail_412
@@ -272,6 +273,7 @@ impl Registry for MemoryRegistry {
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
         self.record(Operation::BlobHead);
+        tokio::task::yield_now().await;
         Ok(self
             .state
             .lock()
@@ -304,6 +306,8 @@ impl Registry for MemoryRegistry {
         mut body: BlobStream,
     ) -> Result<(), RegistryError> {
         self.record(Operation::BlobPut);
+        // Let other tasks run mid-transfer, as a network would.
+        tokio::task::yield_now().await;
         let mut all = Vec::new();
         while let Some(chunk) = body.next().await {
             all.extend_from_slice(&chunk?);

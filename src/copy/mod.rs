@@ -322,7 +322,7 @@ pub enum NodeKind {
 
 impl fmt::Display for NodeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             NodeKind::Index => "index",
             NodeKind::Manifest => "manifest",
             NodeKind::Blob => "blob",
@@ -355,7 +355,7 @@ pub enum Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Action::Copy => "copy",
             Action::Mount => "mount",
             Action::Exists => "exists",
@@ -399,11 +399,17 @@ impl fmt::Display for CopyEvent {
 /// A line of a dry-run plan.
 pub type PlanItem = CopyEvent;
 
+/// A source repository's tags, listed once (`None`: listing failed).
+type TagSet = Arc<OnceCell<Option<std::collections::HashSet<String>>>>;
+
+/// The shared outcome of one transfer in flight.
 type Flight = Arc<OnceCell<Result<transfer::Outcome, String>>>;
 
 /// Copies images with their referrer graphs from one registry to another.
-/// Cheap to share: clone the `Arc`s, or use one `Copier` for many images
-/// (blobs shared between images are then copied once).
+/// Use one `Copier` for the images of one run: blobs and manifests shared
+/// between them are copied (and checked) once, and each source repository's
+/// tags are listed once. It remembers what it copied and saw, so build a
+/// new one for the next run.
 pub struct Copier {
     source: Arc<dyn Registry>,
     target: Arc<dyn Registry>,
@@ -412,9 +418,14 @@ pub struct Copier {
     /// copied concurrently through this copier). A permit is held only for
     /// one transfer, never while waiting on other nodes.
     permits: Arc<Semaphore>,
-    /// One owner per (target repository, digest) in flight; the others wait
-    /// for its outcome instead of transferring again.
+    /// One owner per (target repository, digest); the others wait for its
+    /// outcome instead of transferring again. Successes stay for the
+    /// copier's lifetime, so build one copier per run (or per sync tick):
+    /// a later run must look at the target afresh.
     in_flight: Mutex<HashMap<(RepoName, Digest), Flight>>,
+    /// Tags of source repositories, listed once per copier: they tell
+    /// which fallback and cosign tags exist without probing each one.
+    source_tags: Mutex<HashMap<RepoName, TagSet>>,
     /// Referrers support of target repositories, asked once per repository.
     target_support: Mutex<HashMap<RepoName, ReferrersSupport>>,
     events: Option<mpsc::UnboundedSender<CopyEvent>>,
@@ -430,6 +441,7 @@ impl Copier {
             options,
             permits,
             in_flight: Mutex::new(HashMap::new()),
+            source_tags: Mutex::new(HashMap::new()),
             target_support: Mutex::new(HashMap::new()),
             events: None,
         }

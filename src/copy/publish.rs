@@ -137,7 +137,7 @@ pub(crate) async fn publish(
             if written {
                 *report.referrers.entry((edge.via, target_rep)).or_default() += 1;
             }
-            if edge.via != target_rep {
+            if edge.via != target_rep && outcome != &Outcome::Exists {
                 rec.emit(CopyEvent {
                     digest: Some(edge.referrer.clone()),
                     kind: NodeKind::Referrer,
@@ -153,7 +153,7 @@ pub(crate) async fn publish(
             edge.via,
             written,
         ));
-        if edge.via != target_rep {
+        if edge.via != target_rep && outcome != &Outcome::Exists {
             rec.emit(CopyEvent {
                 digest: Some(edge.referrer.clone()),
                 kind: NodeKind::Referrer,

@@ -543,6 +543,7 @@ async fn a_new_signature_is_the_only_thing_the_next_run_copies() {
         &mut blobs,
     );
     dst.clear_log();
+    let c = copier(&src, &dst, CopyOptions::default());
     let report = c.copy_image(&repo(), &v1(), &repo(), None).await.unwrap();
     assert_eq!(report.manifests_copied, 1);
     assert_eq!(report.blobs_copied, 1, "only the new signature layer");
@@ -737,4 +738,306 @@ async fn plan_lists_nodes_and_conversions_without_writing() {
     assert!(plan.iter().any(|e| e.kind == NodeKind::Tag
         && e.action == Action::Write
         && e.digest.as_ref() == Some(&f.index)));
+}
+
+#[tokio::test]
+async fn docker_media_types_pass_through_unchanged() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let mut blobs = Vec::new();
+    let (c, cs) = seed_blob(
+        &src,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+        &mut blobs,
+    );
+    let (l, ls) = seed_blob(&src, b"docker layer", &mut blobs);
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::DOCKER_MANIFEST,
+        "config": desc(mt::DOCKER_CONFIG, &c, cs),
+        "layers": [desc("application/vnd.docker.image.rootfs.diff.tar.gzip", &l, ls)],
+    }))
+    .unwrap();
+    let md = src.seed_manifest(REPO, None, mt::DOCKER_MANIFEST, &m);
+    let mut entry = desc(mt::DOCKER_MANIFEST, &md, m.len());
+    entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    // Odd whitespace: the bytes must survive exactly.
+    let list = format!(
+        "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{}\",\n  \"manifests\": [{}]\n}}\n",
+        mt::DOCKER_MANIFEST_LIST,
+        entry
+    );
+    let ld = src.seed_manifest(REPO, Some("v1"), mt::DOCKER_MANIFEST_LIST, list.as_bytes());
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    for d in [&md, &ld] {
+        assert_eq!(
+            dst.manifest_bytes(REPO, &d.to_string()),
+            src.manifest_bytes(REPO, &d.to_string())
+        );
+    }
+    assert_eq!(
+        dst.manifest_bytes(REPO, "v1").unwrap().0,
+        mt::DOCKER_MANIFEST_LIST
+    );
+}
+
+#[tokio::test]
+async fn one_copier_copies_each_digest_once_across_concurrent_images() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let c = copier(&src, &dst, CopyOptions::default());
+    let (r, t) = (repo(), v1());
+    let (a, b) = tokio::join!(
+        c.copy_image(&r, &t, &r, None),
+        c.copy_image(&r, &t, &r, None)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_success() && b.is_success());
+    assert_eq!(dst.count(Operation::BlobPut), f.blobs.len());
+    assert_eq!(a.blobs_copied + b.blobs_copied, f.blobs.len() as u64);
+    assert_eq!(a.manifests_copied + b.manifests_copied, 6);
+}
+
+#[tokio::test]
+async fn oversized_manifests_and_absurd_indexes_fail_their_node_only() {
+    let src = Arc::new(MemoryRegistry::new("src", false));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, true);
+    // A referrer of arm64 listed in its fallback index but over the size cap.
+    let mut blobs = Vec::new();
+    let (e, es) = seed_blob(&src, b"{}", &mut blobs);
+    let big = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::OCI_MANIFEST, "artifactType": SIG,
+        "config": desc(mt::OCI_EMPTY, &e, es), "layers": [],
+        "subject": desc(mt::OCI_MANIFEST, &f.arm, 1),
+        "annotations": {"padding": "x".repeat(crate::oci::manifest::MAX_MANIFEST_SIZE)},
+    }))
+    .unwrap();
+    let big_d = src.seed_manifest(REPO, None, mt::OCI_MANIFEST, &big);
+    seed_fallback(&src, &f.arm, &[(&big_d, b"{}", SIG)]);
+    // The SBOM's fallback tag holds an index with too many entries.
+    let entry = desc(mt::OCI_MANIFEST, &f.sig, 1);
+    let absurd = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": mt::OCI_INDEX,
+        "manifests": vec![entry; crate::oci::manifest::MAX_ENTRIES + 1],
+    }))
+    .unwrap();
+    src.seed_manifest(REPO, Some(&fallback_tag(&f.sbom)), mt::OCI_INDEX, &absurd);
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 2, "{:#?}", report.failures);
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|e| e.contains(&big_d.to_string()) && e.contains("over the"))
+    );
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|e| e.contains(&f.sbom.to_string()) && e.contains("entries"))
+    );
+    // Everything else arrived: the image, the SBOM and the attestation.
+    for d in [&f.index, &f.amd, &f.arm, &f.sbom, &f.att] {
+        assert!(dst.manifest_bytes(REPO, &d.to_string()).is_some(), "{d}");
+    }
+    assert!(dst.manifest_bytes(REPO, &f.sig.to_string()).is_none());
+}
+
+#[tokio::test]
+async fn api_target_mode_never_writes_fallback_tags_and_tags_mode_always_does() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let f = fixture(&src, false);
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let opts = CopyOptions {
+        target_referrers: PublishMode::Api,
+        ..CopyOptions::default()
+    };
+    let r = copier(&src, &dst, opts)
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(r.is_success());
+    assert_eq!(dst.tag_list(REPO), vec!["v1".to_string()]);
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let opts = CopyOptions {
+        target_referrers: PublishMode::Tags,
+        ..CopyOptions::default()
+    };
+    let r = copier(&src, &dst, opts)
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.fallback_indexes_written, 3);
+    assert_eq!(
+        fallback_entries(&dst, &f.index),
+        Some(vec![f.att.to_string()])
+    );
+    // Source mode api on a registry without one: a clear error per node.
+    let tags_only = Arc::new(MemoryRegistry::new("old", false));
+    fixture(&tags_only, true);
+    let opts = CopyOptions {
+        source_referrers: DiscoveryMode::Api,
+        ..CopyOptions::default()
+    };
+    let r = copier(
+        &tags_only,
+        &Arc::new(MemoryRegistry::new("dst", true)),
+        opts,
+    )
+    .copy_image(&repo(), &v1(), &repo(), None)
+    .await
+    .unwrap();
+    assert!(!r.is_success());
+    assert!(
+        r.failures[0].contains("has no referrers API"),
+        "{}",
+        r.failures[0]
+    );
+}
+
+#[tokio::test]
+async fn listings_that_loop_back_or_lie_are_skipped_and_the_walk_ends() {
+    let src = Arc::new(MemoryRegistry::new("src", false));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, true);
+    let body = |d: &Digest| src.manifest_bytes(REPO, &d.to_string()).unwrap().1;
+    let (index_b, amd_b, att_b, sig_b) = (body(&f.index), body(&f.amd), body(&f.att), body(&f.sig));
+    // The index's fallback tag lists the index itself, its child and the
+    // signature of the SBOM (whose subject is the SBOM), before the real one.
+    seed_fallback(
+        &src,
+        &f.index,
+        &[
+            (&f.index, &index_b, "x"),
+            (&f.amd, &amd_b, "x"),
+            (&f.sig, &sig_b, SIG),
+            (&f.att, &att_b, ATT),
+        ],
+    );
+    // The SBOM's fallback tag lists the amd64 manifest (its own subject).
+    seed_fallback(
+        &src,
+        &f.sbom,
+        &[(&f.amd, &amd_b, "x"), (&f.sig, &sig_b, SIG)],
+    );
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert_identical(&src, &dst, &f);
+    assert_eq!(
+        fallback_entries(&dst, &f.index),
+        Some(vec![f.att.to_string()])
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.sbom),
+        Some(vec![f.sig.to_string()])
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.amd),
+        Some(vec![f.sbom.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn copy_by_digest_without_a_tag_writes_no_tag() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &Reference::Digest(f.amd.clone()), &repo(), None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert!(dst.tag_list(REPO).is_empty());
+    for d in [&f.amd, &f.sbom, &f.sig] {
+        assert!(dst.manifest_bytes(REPO, &d.to_string()).is_some());
+    }
+    assert!(dst.manifest_bytes(REPO, &f.index.to_string()).is_none());
+    let tag = Tag::new("pinned").unwrap();
+    copier(&src, &dst, CopyOptions::default())
+        .copy_image(
+            &repo(),
+            &Reference::Digest(f.amd.clone()),
+            &repo(),
+            Some(&tag),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dst.tag_list(REPO), vec!["pinned".to_string()]);
+}
+
+#[tokio::test]
+async fn a_target_fallback_tag_that_is_not_an_index_is_reported() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let f = fixture(&src, false);
+    let (_, amd_b) = src.manifest_bytes(REPO, &f.amd.to_string()).unwrap();
+    dst.seed_manifest(
+        REPO,
+        Some(&fallback_tag(&f.index)),
+        mt::OCI_MANIFEST,
+        &amd_b,
+    );
+    let report = copier(&src, &dst, CopyOptions::default())
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(
+        report.failures[0].contains("target"),
+        "{}",
+        report.failures[0]
+    );
+    assert!(
+        report.failures[0].contains("not an OCI image index"),
+        "{}",
+        report.failures[0]
+    );
+    // Left alone, and the other subjects' indexes were written.
+    assert_eq!(
+        dst.manifest_bytes(REPO, &fallback_tag(&f.index)).unwrap().1,
+        amd_b
+    );
+    assert_eq!(
+        fallback_entries(&dst, &f.amd),
+        Some(vec![f.sbom.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn one_copier_lists_each_source_repository_once() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let (_, amd_b) = src.manifest_bytes(REPO, &f.amd.to_string()).unwrap();
+    src.seed_manifest(REPO, Some("amd"), mt::OCI_MANIFEST, &amd_b);
+    src.clear_log();
+    let c = copier(&src, &dst, CopyOptions::default());
+    for t in ["v1", "amd"] {
+        let r = c
+            .copy_image(
+                &repo(),
+                &Reference::Tag(Tag::new(t).unwrap()),
+                &repo(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(r.is_success());
+    }
+    assert_eq!(src.count(Operation::TagList), 1);
+    assert_eq!(
+        dst.tag_list(REPO),
+        vec!["amd".to_string(), "v1".to_string()]
+    );
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::OnceCell;
 
+use super::Flight;
 use super::walk::Graph;
 use super::{
     Action, Copier, CopyError, CopyEvent, CopyReport, NodeKind, Recorder, Representation, publish,
@@ -38,9 +38,10 @@ pub(crate) enum Outcome {
 }
 
 impl Copier {
-    /// Runs `work` unless another task is already doing it for the same
-    /// (repository, digest); then waits for that task's outcome. Returns the
-    /// outcome and whether this call did the work.
+    /// Runs `work` unless another task is already doing (or did) it for the
+    /// same (repository, digest); then takes that task's outcome instead. If
+    /// the task doing it is cancelled, the next waiter does the work itself.
+    /// Returns the outcome and whether this call did the work.
     async fn single_flight<F, Fut>(
         &self,
         repo: &RepoName,
@@ -52,40 +53,50 @@ impl Copier {
         Fut: Future<Output = Result<Outcome, CopyError>>,
     {
         let key = (repo.clone(), digest.clone());
-        let (cell, owner) = {
-            let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            match map.get(&key) {
-                Some(c) => (c.clone(), false),
-                None => {
-                    let c: Arc<OnceCell<Result<Outcome, String>>> = Arc::new(OnceCell::new());
-                    map.insert(key.clone(), c.clone());
-                    (c, true)
+        let cell: Flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Set only when this call ran `work`: keeps its typed error.
+        let mine: std::sync::Mutex<Option<Result<Outcome, CopyError>>> =
+            std::sync::Mutex::new(None);
+        let shared = cell
+            .get_or_init(|| async {
+                let result = work().await;
+                let shared = match &result {
+                    Ok(o) => Ok(o.clone()),
+                    Err(e) => Err(e.to_string()),
+                };
+                *mine.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                shared
+            })
+            .await
+            .clone();
+        let mine = mine.into_inner().unwrap_or_else(|e| e.into_inner());
+        match mine {
+            Some(result) => {
+                // A success is remembered for the copier's lifetime (later
+                // images sharing the digest skip it); a failure is forgotten
+                // so the next attempt tries again.
+                if result.is_err() {
+                    self.in_flight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
                 }
+                (result, true)
             }
-        };
-        if !owner {
-            let r = cell
-                .get_or_init(|| async { Err("the owning task was cancelled".to_string()) })
-                .await;
-            return (
-                r.clone().map_err(|message| CopyError::InFlight {
+            None => (
+                shared.map_err(|message| CopyError::InFlight {
                     digest: digest.clone(),
                     message,
                 }),
                 false,
-            );
+            ),
         }
-        let result = work().await;
-        let shared = match &result {
-            Ok(o) => Ok(o.clone()),
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = cell.set(shared);
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        (result, true)
     }
 
     fn same_registry(&self) -> bool {
@@ -148,23 +159,32 @@ impl Copier {
         Ok(Outcome::Copied(desc.size))
     }
 
+    /// Whether the target has manifest `d` (a failed check counts as absent:
+    /// the write that follows reports the real problem).
+    async fn has_manifest(&self, dst_repo: &RepoName, d: &Digest) -> bool {
+        let _permit = self.permits.acquire().await;
+        match self
+            .target
+            .manifest_head(dst_repo, &Reference::Digest(d.clone()))
+            .await
+        {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                tracing::debug!(error = %e, "manifest check failed; treating as absent");
+                false
+            }
+        }
+    }
+
     async fn copy_manifest(
         &self,
         dst_repo: &RepoName,
         manifest: &Manifest,
         dry_run: bool,
     ) -> Result<Outcome, CopyError> {
+        // The caller checked that the target lacks it.
         let d = manifest.digest();
         let _permit = self.permits.acquire().await;
-        if self
-            .target
-            .manifest_head(dst_repo, &Reference::Digest(d.clone()))
-            .await
-            .map_err(|e| CopyError::target("check manifest", Some(d), e))?
-            .is_some()
-        {
-            return Ok(Outcome::Exists);
-        }
         if dry_run {
             return Ok(Outcome::Planned { mount: false });
         }
@@ -239,10 +259,22 @@ pub(crate) async fn execute(
         fail(rec, &mut report, d.clone(), NodeKind::Manifest, e);
     }
 
-    // 1. Blobs, deduplicated, in discovery order.
+    let width = copier.options.concurrency.max(1) * 2;
+
+    // 0. Manifests the target already has. A registry stores a manifest only
+    // once its blobs are there, so their blobs need no check (this makes a
+    // no-op re-copy one HEAD per manifest).
+    let probes: Vec<_> = graph
+        .order
+        .iter()
+        .map(|d| async move { copier.has_manifest(dst_repo, d).await.then(|| d.clone()) })
+        .collect();
+    let present: HashSet<Digest> = bounded(probes, width).await.into_iter().flatten().collect();
+
+    // 1. Blobs of the missing manifests, deduplicated, in discovery order.
     let mut blobs: Vec<&Descriptor> = Vec::new();
     let mut seen = HashSet::new();
-    for d in &graph.order {
+    for d in graph.order.iter().filter(|d| !present.contains(*d)) {
         if let Some(n) = graph.nodes.get(d) {
             for b in n.manifest.blobs() {
                 if seen.insert(b.digest.clone()) {
@@ -251,7 +283,15 @@ pub(crate) async fn execute(
             }
         }
     }
-    let width = copier.options.concurrency.max(1) * 2;
+    for d in graph.order.iter().filter(|d| present.contains(*d)) {
+        if let Some(n) = graph.nodes.get(d) {
+            for b in n.manifest.blobs() {
+                if seen.insert(b.digest.clone()) {
+                    report.blobs_skipped += 1;
+                }
+            }
+        }
+    }
     let tasks: Vec<_> = blobs
         .into_iter()
         .map(|b| async move {
@@ -326,6 +366,18 @@ pub(crate) async fn execute(
                     needs,
                 };
                 fail(rec, &mut report, Some(d.clone()), node.kind, &e);
+                continue;
+            }
+            if present.contains(d) {
+                report.manifests_skipped += 1;
+                outcomes.insert(d.clone(), Outcome::Exists);
+                rec.emit(CopyEvent {
+                    digest: Some(d.clone()),
+                    kind: node.kind,
+                    action: Action::Exists,
+                    size: node.manifest.bytes().len() as u64,
+                    reason: String::new(),
+                });
                 continue;
             }
             batch.push((d, node));
@@ -515,8 +567,9 @@ fn heights(graph: &Graph) -> BTreeMap<Digest, usize> {
 }
 
 /// Runs `tasks` with at most `width` in flight; outputs in completion order.
-/// The futures are built before the first await (no closure is held across
-/// it), which keeps the whole copy future `Send` for spawned runs.
+/// The futures are built before the first await (no closure over borrowed
+/// arguments is held across it), which keeps the copy future `Send` for
+/// every lifetime, so scheduled runs can be spawned.
 async fn bounded<F: std::future::Future>(tasks: Vec<F>, width: usize) -> Vec<F::Output> {
     let mut queue = tasks.into_iter();
     let mut in_flight = FuturesUnordered::new();

@@ -4,6 +4,7 @@
 //! once and kept in memory. Nothing is written.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -87,9 +88,10 @@ pub(crate) struct Pending {
 pub(crate) struct WalkCtx<'a> {
     pub copier: &'a Copier,
     pub repo: &'a RepoName,
-    /// The source repository's tags, listed once: fallback and cosign tags
-    /// are read only when listed. `None` when listing failed (then probed).
-    tags: OnceCell<Option<HashSet<String>>>,
+    /// The source repository's tags, listed once per copier (shared by the
+    /// images of one run): fallback and cosign tags are read only when
+    /// listed. `None` when listing failed (then probed).
+    tags: Arc<OnceCell<Option<HashSet<String>>>>,
 }
 
 impl WalkCtx<'_> {
@@ -138,7 +140,13 @@ pub(crate) async fn walk(
     let ctx = WalkCtx {
         copier,
         repo,
-        tags: OnceCell::new(),
+        tags: copier
+            .source_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo.clone())
+            .or_default()
+            .clone(),
     };
     let source = &copier.source;
     let fetched = source
@@ -192,7 +200,8 @@ pub(crate) async fn walk(
                     .join(","),
             });
         }
-        let why = "the platform filter replaces the index, so its referrers no longer apply";
+        // The platform filter replaces the index (new digest or a platform
+        // manifest), so the index's own referrers no longer apply.
         graph.events.push(CopyEvent {
             digest: Some(root_manifest.digest().clone()),
             kind: NodeKind::Index,
@@ -201,7 +210,6 @@ pub(crate) async fn walk(
             reason: "index narrowed by --platform-mode filter; its referrers are not copied".into(),
         });
         visited.insert(root_manifest.digest().clone());
-        tracing::debug!(index = %root_manifest.digest(), why);
         if platforms_only.len() == 1 {
             // One platform: the tag points at it, digest-exact.
             let only = platforms_only[0].clone();
@@ -268,6 +276,9 @@ pub(crate) async fn walk(
         visited.insert(p.digest.clone());
     }
 
+    // A referrer candidate is fetched once per subject claiming it: a wrong
+    // listing (rejected by the subject check) must not hide the right one.
+    let mut claimed: HashSet<(Digest, Digest)> = HashSet::new();
     while !frontier.is_empty() {
         let visits: Vec<Visit> = futures::stream::iter(std::mem::take(&mut frontier))
             .map(|p| visit(&ctx, p))
@@ -283,49 +294,46 @@ pub(crate) async fn walk(
                     next,
                     discovery_error,
                 } => {
-                    match origin {
-                        Origin::Referrer { subject, via } => graph.referrers.push(ReferrerEdge {
+                    if let Origin::Referrer { subject, via } = origin {
+                        // The walker checked that `subject` is its subject.
+                        graph.referrers.push(ReferrerEdge {
                             subject,
                             referrer: digest.clone(),
                             via,
-                        }),
-                        Origin::Cosign { tag } => graph.cosign.push(CosignEdge {
-                            tag,
-                            digest: digest.clone(),
-                        }),
-                        Origin::Root | Origin::Child => {}
+                        });
                     }
                     if let Some(e) = discovery_error {
                         graph.failures.push((Some(digest.clone()), e));
                     }
+                    visited.insert(digest.clone());
+                    if graph.nodes.contains_key(&digest) {
+                        // Reached twice in one round: expanded already.
+                        continue;
+                    }
                     for p in next {
-                        if let Origin::Referrer { subject, via } = &p.origin
-                            && !visited.insert(p.digest.clone())
-                        {
-                            // Already in the graph: still record that it
-                            // refers to this subject too.
-                            if graph.nodes.contains_key(&p.digest) {
-                                graph.referrers.push(ReferrerEdge {
-                                    subject: subject.clone(),
-                                    referrer: p.digest.clone(),
-                                    via: *via,
-                                });
+                        match &p.origin {
+                            Origin::Referrer { subject, .. } => {
+                                if graph.nodes.contains_key(&p.digest)
+                                    || !claimed.insert((p.digest.clone(), subject.clone()))
+                                {
+                                    continue;
+                                }
                             }
-                            continue;
-                        }
-                        if let Origin::Cosign { tag } = &p.origin
-                            && !visited.insert(p.digest.clone())
-                        {
-                            graph.cosign.push(CosignEdge {
-                                tag: tag.clone(),
-                                digest: p.digest.clone(),
-                            });
-                            continue;
-                        }
-                        if matches!(p.origin, Origin::Child | Origin::Root)
-                            && !visited.insert(p.digest.clone())
-                        {
-                            continue;
+                            Origin::Cosign { tag } => {
+                                // The tag is recreated whenever its manifest is copied.
+                                graph.cosign.push(CosignEdge {
+                                    tag: tag.clone(),
+                                    digest: p.digest.clone(),
+                                });
+                                if !visited.insert(p.digest.clone()) {
+                                    continue;
+                                }
+                            }
+                            Origin::Root | Origin::Child => {
+                                if !visited.insert(p.digest.clone()) {
+                                    continue;
+                                }
+                            }
                         }
                         frontier.push(p);
                     }

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use ocimirror::copy::{Copier, CopyOptions, CopyReport};
+use ocimirror::oci::Location;
 use ocimirror::oci::{Reference, RepoName, Tag};
 use ocimirror::registry::Registry;
 use ocimirror::registry::http::{HttpRegistry, HttpSettings};
-use ocimirror::registry::layout::LayoutRegistry;
+use ocimirror::registry::open::open;
 use tempfile::TempDir;
 
 use crate::support::fixtures::{
@@ -27,6 +28,9 @@ pub enum Src {
     Both,
     Cosign,
     Layout,
+    /// A layout listing every manifest but keeping no fallback tags
+    /// (as oras-go writes them): referrers found by the subject scan.
+    LayoutScan,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +65,11 @@ impl Place {
             Place::Reg(r) => {
                 Arc::new(HttpRegistry::new(&r.host(), HttpSettings::default()).unwrap())
             }
-            Place::Dir(d) => Arc::new(LayoutRegistry::open(d.path().to_path_buf())),
+            Place::Dir(d) => open(
+                &Location::Layout(d.path().to_path_buf()),
+                &HttpSettings::default(),
+            )
+            .unwrap(),
         }
     }
 
@@ -133,7 +141,7 @@ pub async fn source(kind: Src, f: &Fixture) -> Place {
     let p = match kind {
         Src::Api | Src::Both => Place::registry(true).await,
         Src::Tags | Src::Cosign => Place::registry(false).await,
-        Src::Layout => Place::dir(),
+        Src::Layout | Src::LayoutScan => Place::dir(),
     };
     p.seed(f);
     p
@@ -149,7 +157,7 @@ pub async fn target(kind: Dst) -> Place {
 
 pub fn form(kind: Src) -> Form {
     match kind {
-        Src::Api => Form::Api,
+        Src::Api | Src::LayoutScan => Form::Api,
         Src::Tags | Src::Both | Src::Layout => Form::Tags,
         Src::Cosign => Form::Cosign,
     }
@@ -248,6 +256,8 @@ async fn cell(src_kind: Src, dst_kind: Dst) {
     let late = f.add_referrer(form, &f.index.clone(), SIG, "late signature", "sig");
     src.seed(&f);
     dst.clear_log();
+    // The next run (a copier per run: it caches the source's tag list).
+    let copier = Copier::new(src.adapter(), dst.adapter(), CopyOptions::default());
     let next: CopyReport = copier
         .copy_image(&src.repo(), &v1(), &dst.repo(), None)
         .await
@@ -297,6 +307,9 @@ matrix! {
     layout_to_api: Layout -> Api;
     layout_to_tag_schema: Layout -> TagSchema;
     layout_to_layout: Layout -> Layout;
+    layout_scan_to_api: LayoutScan -> Api;
+    layout_scan_to_tag_schema: LayoutScan -> TagSchema;
+    layout_scan_to_layout: LayoutScan -> Layout;
 }
 
 #[tokio::test]
@@ -373,15 +386,60 @@ async fn request_counts_of_a_cold_copy_and_a_noop_recopy() {
         "6 manifests by digest + the tag: {:#?}",
         t.log()
     );
+    // A new run: fresh adapters and copier, as the daemon's next tick.
+    let copier = Copier::new(src.adapter(), dst.adapter(), CopyOptions::default());
     s.clear_log();
     t.clear_log();
-    copier
+    let report = copier
         .copy_image(&src.repo(), &v1(), &dst.repo(), None)
         .await
         .unwrap();
+    assert!(report.wrote_nothing() && report.is_success(), "{report}");
     println!("no-op copy:  source {} | target {}", count(s), count(t));
+    for (side, r) in [("source", s), ("target", t)] {
+        for l in r.log() {
+            println!("  no-op {side}: {} {} -> {}", l.method, l.path, l.status);
+        }
+    }
     assert_eq!(
         t.count("PUT", "") + t.count("POST", "") + t.count("PATCH", ""),
         0
     );
+}
+
+#[tokio::test]
+async fn transfers_stay_within_the_concurrency_bound() {
+    let src = TestRegistry::start(Options::default()).await;
+    let dst = TestRegistry::start(Options::default()).await;
+    let layers: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 64 * 1024]).collect();
+    let refs: Vec<&[u8]> = layers.iter().map(|l| &l[..]).collect();
+    src.seed_image(REPO, "v1", &refs);
+    // Slow transfers, so that they overlap as much as the engine lets them.
+    let slow = |path: &str, method: &str| Fault {
+        method: Some(method.to_string()),
+        path_contains: path.to_string(),
+        kind: FaultKind::Delay(std::time::Duration::from_millis(80)),
+        times: 13,
+    };
+    src.push_fault(slow("/blobs/sha256:", "GET"));
+    dst.push_fault(slow("/blobs/uploads/", "PUT"));
+    let adapter = |r: &TestRegistry| -> Arc<dyn Registry> {
+        Arc::new(HttpRegistry::new(&r.host(), HttpSettings::default()).unwrap())
+    };
+    let opts = CopyOptions {
+        concurrency: 3,
+        ..CopyOptions::default()
+    };
+    let repo = RepoName::new(REPO).unwrap();
+    let report = Copier::new(adapter(&src), adapter(&dst), opts)
+        .copy_image(&repo, &v1(), &repo, None)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{:?}", report.failures);
+    assert_eq!(report.blobs_copied, 13);
+    for (side, r) in [("source", &src), ("target", &dst)] {
+        let peak = r.max_concurrent_requests();
+        assert!(peak <= 3, "{side}: {peak} requests at once");
+        assert!(peak >= 2, "{side}: transfers did not overlap ({peak})");
+    }
 }

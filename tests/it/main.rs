@@ -1,5 +1,7 @@
 //! Integration tests (one binary; one module per area).
 
+mod copy_cli;
+mod copy_distribution;
 mod copy_matrix;
 mod distribution;
 mod http_registry;

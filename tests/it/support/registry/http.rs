@@ -84,11 +84,29 @@ fn take_fault(sh: &Shared, method: &str, path: &str, pre: bool, peek: bool) -> O
     Some(kind)
 }
 
+/// Counts a request as in flight until dropped (also when the client goes away).
+struct InFlight(Sh);
+
+impl InFlight {
+    fn enter(sh: &Sh) -> InFlight {
+        let now = sh.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        sh.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(sh.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn with_log_and_faults<F, Fut>(sh: Sh, req: Request, inner: F) -> Response
 where
     F: FnOnce(Sh, Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    let _in_flight = InFlight::enter(&sh);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -131,7 +149,10 @@ where
         _ => {}
     }
     let response = match response {
-        Some(r) => r,
+        Some(r) => {
+            drain(req).await;
+            r
+        }
         None => {
             let r = inner(sh.clone(), req).await;
             if r.status().is_success()
@@ -387,6 +408,11 @@ async fn handle(sh: Sh, req: Request) -> Response {
         return plain_404();
     }
     if matches!(route, Route::Token) {
+        // GET form only; a POST (OAuth2 form) answers 404 so clients fall back to GET.
+        if method != Method::GET {
+            drain(req).await;
+            return plain_404();
+        }
         return token(&sh, authorization.as_deref(), &q);
     }
     if let Some(name) = route.repo()
@@ -430,6 +456,7 @@ async fn handle(sh: Sh, req: Request) -> Response {
             &required,
         );
         if let Verdict::Challenge(c) = verdict {
+            drain(req).await;
             let detail: Vec<Value> = required
                 .iter()
                 .flat_map(|a| {
@@ -495,6 +522,12 @@ fn token(sh: &Shared, authorization: Option<&str>, q: &[(String, String)]) -> Re
         Ok(body) => reply(200, &[("content-type", "application/json".into())], body),
         Err(s) => err(s, "UNAUTHORIZED", "invalid credentials"),
     }
+}
+
+/// Read and discard the request body before answering early, so a client still sending a
+/// large body gets the status instead of a reset connection (deterministic tests).
+pub(super) async fn drain(req: Request) {
+    let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
 }
 
 pub(super) async fn read_body(req: Request) -> Result<Bytes, Response> {

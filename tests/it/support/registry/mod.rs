@@ -3,7 +3,11 @@
 //! It is the independent oracle the HTTP adapter and the copy engine are tested against, so it
 //! uses none of ocimirror's own code: hashing with `sha2`, JSON with `serde_json`, HTTP with
 //! axum. Storage is in memory; switches and fault injection are set through [`Options`] and the
-//! methods of [`TestRegistry`]. See `/work/wt/TESTREG_API.md` for the contract.
+//! methods of [`TestRegistry`].
+//!
+//! Beyond the agreed API: `TestRegistry::{url, clear_faults, pending_faults, referrers,
+//! repositories, seed_image, seed_index, seed_referrer, max_concurrent_requests,
+//! reset_max_concurrent_requests}`, `Fault::once`, `Auth::{bearer, basic}`.
 //!
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
@@ -14,7 +18,13 @@
 //!   (and no `*/*`) answers 404 `MANIFEST_UNKNOWN`. No `Accept` header accepts everything.
 //! - Every read of a repository that holds nothing (manifest, blob, tags/list, referrers)
 //!   answers 404 `NAME_UNKNOWN`; uploads and mounts create the repository.
-//! - The blob redirect target is logged with the path `/_blobstore/<digest>`.
+//! - The blob redirect target is logged with the path `/_blobstore/<digest>`; blob HEAD is
+//!   answered directly (no redirect).
+//! - Uploads: a failed final PUT (bad digest) ends the session like distribution; a request
+//!   stopped by an injected fault or an auth challenge leaves it as it was.
+//! - DELETE of a manifest by digest untags every tag pointing at it; by tag it only untags.
+//! - Tokens grant the requested actions to the configured user; anonymous tokens get `pull`
+//!   (with `anonymous_pull`) or nothing, like real token servers (no error on partial grants).
 #![allow(dead_code)]
 
 mod auth;
@@ -26,7 +36,7 @@ mod uploads;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -200,6 +210,9 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<VecDeque<Fault>>,
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
     pub(crate) tokens: Mutex<auth::Tokens>,
+    /// Requests being handled now, and the most seen at once.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) max_in_flight: AtomicUsize,
 }
 
 /// Lock a mutex, ignoring poisoning (a panicking test must not cascade into others).
@@ -245,6 +258,8 @@ impl TestRegistry {
             faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             tokens: Mutex::new(auth::Tokens::default()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let mut tasks = Vec::new();
         let app = http::router(shared.clone());
@@ -298,6 +313,18 @@ impl TestRegistry {
     /// Queue a fault (matched in push order).
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.shared.faults).push_back(fault);
+    }
+
+    /// The most requests handled at the same time (from arrival to the response head; the
+    /// `/token` endpoint and the blob redirect target included) since start or the last reset.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Restart [`TestRegistry::max_concurrent_requests`] from the current load.
+    pub fn reset_max_concurrent_requests(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.max_in_flight.store(now, Ordering::SeqCst);
     }
 
     /// Drop every pending fault.

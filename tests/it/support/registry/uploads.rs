@@ -137,13 +137,6 @@ fn check_range(h: &HeaderMap, offset: usize, len: usize) -> Result<(), u16> {
 
 pub(super) async fn upload_patch(sh: &Shared, name: &str, id: &str, req: Request) -> Response {
     let h = req.headers().clone();
-    if lock(&sh.store)
-        .uploads
-        .get(id)
-        .is_none_or(|u| u.repo != name)
-    {
-        return unknown_upload();
-    }
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -182,13 +175,6 @@ pub(super) async fn upload_put(
     req: Request,
 ) -> Response {
     let h = req.headers().clone();
-    if lock(&sh.store)
-        .uploads
-        .get(id)
-        .is_none_or(|u| u.repo != name)
-    {
-        return unknown_upload();
-    }
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(r) => return r,
