@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Copy one image (or every tag with --all-tags) with its referrers.
-    Copy(ocimirror::cli::copy::CopyArgs),
+    Copy(Box<ocimirror::cli::copy::CopyArgs>),
     /// Run every job of a config file on its schedule, with /metrics, /healthz and /readyz.
     Serve(ocimirror::cli::serve::ServeArgs),
     /// Run the jobs of a config file once, then exit (non-zero if anything failed).
@@ -134,7 +134,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn exit_code(ok: bool) -> ExitCode {
-    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn config_path(command: &Command) -> Option<&std::path::Path> {

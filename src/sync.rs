@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::{BoxFuture, FutureExt};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{
     Config, Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings, Source,
 };
-use crate::metrics::Metrics;
-use crate::observe::{record_referrers, target_label};
 use crate::copy::{
     Copier, CopyEvent, CopyOptions, CopyReport, DiscoveryMode, PlanItem, PlatformSpec, PublishMode,
 };
+use crate::metrics::Metrics;
+use crate::observe::{record_referrers, target_label};
 use crate::oci::referrers::fallback_tag;
 use crate::oci::{Digest, ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::http::{
@@ -394,7 +394,8 @@ impl Syncer {
             }
         }
         if let Some(m) = metrics {
-            self.record_run_metrics(m, job, &report, store, started.elapsed()).await;
+            self.record_run_metrics(m, job, &report, store, started.elapsed())
+                .await;
         }
         report
     }
@@ -429,7 +430,14 @@ impl Syncer {
                 }
                 Err(_) => (pending, 0.0),
             },
-            None => (pending, if pending > 0 { elapsed.as_secs_f64() } else { 0.0 }),
+            None => (
+                pending,
+                if pending > 0 {
+                    elapsed.as_secs_f64()
+                } else {
+                    0.0
+                },
+            ),
         };
         m.items_failing(&job.name, failing);
         m.mirror_lag(&job.name, lag);
@@ -575,7 +583,10 @@ impl Syncer {
                 let Some((item, copier)) = queue.next() else {
                     break;
                 };
-                in_flight.push(self.run_one(job, item, copier, options, store, cancel).boxed());
+                in_flight.push(
+                    self.run_one(job, item, copier, options, store, cancel)
+                        .boxed(),
+                );
             }
             match in_flight.next().await {
                 Some(done) => results.push(done),
@@ -596,7 +607,11 @@ impl Syncer {
                 ItemResult::Planned(plan) => report.plan.push((item.name, plan)),
                 ItemResult::Deferred => report.deferred.push(item.name),
                 ItemResult::Cancelled => {}
-                ItemResult::Failed { error, kind, report: copy } => {
+                ItemResult::Failed {
+                    error,
+                    kind,
+                    report: copy,
+                } => {
                     if let Some(m) = &self.metrics {
                         m.error(&job.name, &target_label(job), kind);
                     }
@@ -652,11 +667,14 @@ impl Syncer {
             let recorded = match &result {
                 ItemResult::Failed { error: e, .. } => s
                     .record_failure(&job.name, &item.name, e, now)
-                    .boxed().await
+                    .boxed()
+                    .await
                     .map(|_| ()),
-                ItemResult::Copied(_) | ItemResult::Unchanged => {
-                    s.clear_failure(&job.name, &item.name).boxed().await.map(|_| ())
-                }
+                ItemResult::Copied(_) | ItemResult::Unchanged => s
+                    .clear_failure(&job.name, &item.name)
+                    .boxed()
+                    .await
+                    .map(|_| ()),
                 _ => Ok(()),
             };
             if let Err(e) = recorded {
@@ -725,7 +743,8 @@ impl Syncer {
             && !options.full
             && let Ok(Some(state)) = s
                 .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
-                .boxed().await
+                .boxed()
+                .await
             && state.source_digest == digest
             && fingerprint.is_some()
             && state.referrers_fingerprint == fingerprint

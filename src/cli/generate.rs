@@ -46,7 +46,9 @@ fn parse_form(s: &str) -> Result<ReferrerForm, String> {
         "api" => Ok(ReferrerForm::Api),
         "fallback-tag" => Ok(ReferrerForm::FallbackTag),
         "cosign-tags" => Ok(ReferrerForm::CosignTags),
-        other => Err(format!("invalid referrer form {other:?}: expected api, fallback-tag or cosign-tags")),
+        other => Err(format!(
+            "invalid referrer form {other:?}: expected api, fallback-tag or cosign-tags"
+        )),
     }
 }
 
@@ -75,12 +77,27 @@ pub async fn run(args: &GenerateArgs) -> Result<CorpusReport, GenerateError> {
     // `<registry>/<prefix>` parses as a repository reference whose path is the prefix.
     let (location, prefix) = if args.dest.starts_with("oci:") {
         let r: ImageReference = args.dest.parse().map_err(bad)?;
-        let prefix = if args.repos > 1 { "app-".to_string() } else { String::new() };
+        let prefix = if args.repos > 1 {
+            "app-".to_string()
+        } else {
+            String::new()
+        };
         (r.location, prefix)
     } else {
-        let r: ImageReference = format!("{}/x", args.dest.trim_end_matches('/')).parse().map_err(bad)?;
-        let path = r.repo.as_str().strip_suffix('x').unwrap_or("").trim_end_matches('/');
-        let prefix = if path.is_empty() { "app-".to_string() } else { format!("{path}/app-") };
+        let r: ImageReference = format!("{}/x", args.dest.trim_end_matches('/'))
+            .parse()
+            .map_err(bad)?;
+        let path = r
+            .repo
+            .as_str()
+            .strip_suffix('x')
+            .unwrap_or("")
+            .trim_end_matches('/');
+        let prefix = if path.is_empty() {
+            "app-".to_string()
+        } else {
+            format!("{path}/app-")
+        };
         (r.location, prefix)
     };
     let registry = open(&location, &HttpSettings::default()).map_err(CorpusError::Registry)?;

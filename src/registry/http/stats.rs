@@ -105,6 +105,25 @@ pub fn parse_ratelimit(limit: Option<&str>, remaining: Option<&str>) -> Option<R
     })
 }
 
+/// Receives every request's outcome as it happens (metrics hook). The
+/// registry layer stays free of any metrics library.
+pub trait RequestObserver: Send + Sync {
+    /// One HTTP exchange ended after `elapsed`; `status` is `None` when no
+    /// response arrived. `waited` is the time spent on the rate limiter.
+    fn request(
+        &self,
+        registry: &str,
+        op: Operation,
+        status: Option<u16>,
+        elapsed: Duration,
+        waited: Duration,
+    );
+    /// A request is about to be retried.
+    fn retry(&self, registry: &str, op: Operation);
+    /// Docker Hub announced its pull limit.
+    fn docker_hub(&self, registry: &str, status: &RateLimitStatus);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,16 +161,4 @@ mod tests {
         assert_eq!(s.requests(Operation::Ping), 1);
         assert_eq!(s.total_requests(), 4);
     }
-}
-
-/// Receives every request's outcome as it happens (metrics hook). The
-/// registry layer stays free of any metrics library.
-pub trait RequestObserver: Send + Sync {
-    /// One HTTP exchange ended after `elapsed`; `status` is `None` when no
-    /// response arrived. `waited` is the time spent on the rate limiter.
-    fn request(&self, registry: &str, op: Operation, status: Option<u16>, elapsed: Duration, waited: Duration);
-    /// A request is about to be retried.
-    fn retry(&self, registry: &str, op: Operation);
-    /// Docker Hub announced its pull limit.
-    fn docker_hub(&self, registry: &str, status: &RateLimitStatus);
 }
