@@ -1,0 +1,54 @@
+# Shared helpers for the benchmark scripts: loopback registries and timing.
+# Sourced, not run.
+
+# A free TCP port on loopback.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_distribution NAME: starts Debian's docker-registry (distribution 2.8)
+# with storage under $WORK/NAME; prints host:port. Killed by the EXIT trap.
+start_distribution() {
+  local name=$1 port dir
+  port=$(free_port)
+  dir="$WORK/$name"
+  mkdir -p "$dir/data"
+  cat >"$dir/config.yml" <<YML
+version: 0.1
+log: { level: error, accesslog: { disabled: true } }
+storage:
+  filesystem: { rootdirectory: $dir/data }
+  delete: { enabled: true }
+http: { addr: 127.0.0.1:$port }
+YML
+  "${OCIMIRROR_DISTRIBUTION_BIN:-/usr/bin/docker-registry}" serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { echo "127.0.0.1:$port"; return; }
+    sleep 0.1
+  done
+  echo "docker-registry $name did not start: $(cat "$dir/log")" >&2
+  return 1
+}
+
+# measure LABEL CMD...: runs CMD under GNU time; appends "LABEL wall_s peak_rss_kib"
+# to $RESULTS and echoes it.
+measure() {
+  local label=$1; shift
+  local out="$WORK/time.$RANDOM"
+  /usr/bin/time -f '%e %M' -o "$out" "$@" >"$WORK/$label.stdout" 2>"$WORK/$label.stderr" || {
+    echo "$label failed:" >&2; tail -20 "$WORK/$label.stderr" >&2; return 1; }
+  read -r wall rss <"$out"
+  echo "$label $wall $rss" | tee -a "$RESULTS"
+}
+
+setup_bench() {
+  WORK=$(mktemp -d)
+  RESULTS="$WORK/results"
+  PIDS=()
+  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+  command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
+  [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
+  cargo build --release --locked --quiet
+  BIN="${CARGO_TARGET_DIR:-target}/release/ocimirror"
+}
