@@ -44,8 +44,9 @@ pub struct CopyArgs {
     /// --platform-mode filter.
     #[arg(long = "platform", value_delimiter = ',')]
     pub platforms: Vec<PlatformSpec>,
-    /// all: copy indexes whole (default); filter: copy only the --platform manifests.
-    #[arg(long, default_value = "all")]
+    /// whole: copy indexes whole, digest-exact (default); filter: copy only the
+    /// --platform manifests.
+    #[arg(long, default_value = "whole")]
     pub platform_mode: PlatformMode,
     /// Do not copy referrers.
     #[arg(long)]

@@ -104,10 +104,11 @@ impl FromStr for PlatformMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "all" => Ok(PlatformMode::All),
+            // `whole` is the config file's word; `all` is kept as an alias.
+            "whole" | "all" => Ok(PlatformMode::All),
             "filter" => Ok(PlatformMode::Filter),
             other => Err(format!(
-                "invalid platform mode {other:?}: expected all or filter"
+                "invalid platform mode {other:?}: expected whole or filter"
             )),
         }
     }
