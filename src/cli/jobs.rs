@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigErrors, Job};
 use crate::copy::{Action, CopyEvent};
+use crate::registry::http::RequestStats;
 use crate::scheduler::{JobTimer, SystemClock};
 use crate::store::{Store, StoreError};
 use crate::sync::{JobReport, Registries, SyncOptions, Syncer};
@@ -23,7 +24,12 @@ use super::copy::human_bytes;
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConfigArg {
     /// Configuration file (TOML or YAML).
-    #[arg(long, short, env = "OCIMIRROR_CONFIG", default_value = "ocimirror.toml")]
+    #[arg(
+        long,
+        short,
+        env = "OCIMIRROR_CONFIG",
+        default_value = "ocimirror.toml"
+    )]
     pub config: PathBuf,
 }
 
@@ -80,7 +86,12 @@ pub fn load_jobs(path: &Path, names: &[String]) -> Result<(Config, Vec<Job>), Jo
                 return Err(JobsError::UnknownJob {
                     name: name.clone(),
                     path: path.display().to_string(),
-                    known: config.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", "),
+                    known: config
+                        .jobs
+                        .iter()
+                        .map(|j| j.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 });
             }
         }
@@ -107,20 +118,43 @@ pub async fn open_store(config: &Config) -> Result<Store, JobsError> {
         })
 }
 
+/// What `once` or `plan` did: the job reports, and the HTTP requests sent
+/// to each registry. Derefs to the reports.
+#[derive(Debug, Default)]
+pub struct RunOutput {
+    /// One report per job run, in run order.
+    pub reports: Vec<JobReport>,
+    /// Per registry host, the adapter's request counters for the whole run.
+    pub requests: Vec<(String, RequestStats)>,
+}
+
+impl std::ops::Deref for RunOutput {
+    type Target = [JobReport];
+
+    fn deref(&self) -> &[JobReport] {
+        &self.reports
+    }
+}
+
 /// Runs the selected jobs once, one after another (each job bounds its own
 /// concurrency; blobs are bounded globally). `dry_run` plans instead.
-pub async fn run(args: &RunArgs, dry_run: bool) -> Result<Vec<JobReport>, JobsError> {
+pub async fn run(args: &RunArgs, dry_run: bool) -> Result<RunOutput, JobsError> {
     let (config, jobs) = load_jobs(&args.config.config, &args.jobs)?;
-    let store = if dry_run { None } else { Some(open_store(&config).await?) };
+    let store = if dry_run {
+        None
+    } else {
+        Some(open_store(&config).await?)
+    };
     let registries = Arc::new(Registries::new(&config));
     let (tx, rx) = mpsc::unbounded_channel();
-    let syncer = Syncer::new(&config, registries, store, Arc::new(SystemClock)).with_events(tx);
+    let syncer =
+        Syncer::new(&config, registries.clone(), store, Arc::new(SystemClock)).with_events(tx);
     let tty = std::io::stderr().is_terminal() && !args.no_progress && !dry_run;
     let progress = tokio::spawn(show_progress(rx, tty));
     let options = SyncOptions {
         full: args.full,
         dry_run,
-        ..SyncOptions::default()
+        verify_after: config.state.verify_after,
     };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
@@ -141,18 +175,28 @@ pub async fn run(args: &RunArgs, dry_run: bool) -> Result<Vec<JobReport>, JobsEr
     signal.abort();
     drop(syncer);
     let _ = progress.await;
-    Ok(reports)
+    let mut requests: Vec<(String, RequestStats)> = registries
+        .opened()
+        .into_iter()
+        .map(|(host, r)| (host, r.stats()))
+        .collect();
+    requests.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(RunOutput { reports, requests })
 }
 
 /// True when every job ran without failures.
 pub fn all_succeeded(reports: &[JobReport]) -> bool {
-    reports.iter().all(|r| r.fatal.is_none() && r.failures.is_empty())
+    reports
+        .iter()
+        .all(|r| r.fatal.is_none() && r.failures.is_empty())
 }
 
-/// The summary printed by `once`.
-pub fn summary(reports: &[JobReport]) -> String {
+/// The summary printed by `once`: per job its result and counts, then per
+/// registry the HTTP requests of the run, e.g.
+/// `requests: 127.0.0.1:5000 14 (manifest_head 6, referrers 6, ping 1, tag_list 1)`.
+pub fn summary(output: &RunOutput) -> String {
     let mut out = String::new();
-    for r in reports {
+    for r in &output.reports {
         let c = &r.counts;
         out.push_str(&format!(
             "job {}: {} — {} repositories, {} images selected: {} copied, {} unchanged, {} failed, {} deferred; \
@@ -178,7 +222,10 @@ pub fn summary(reports: &[JobReport]) -> String {
                 .iter()
                 .map(|((s, t), n)| format!("{s}->{t}: {n}"))
                 .collect();
-            out.push_str(&format!("  referrers by representation: {}\n", by.join(", ")));
+            out.push_str(&format!(
+                "  referrers by representation: {}\n",
+                by.join(", ")
+            ));
         }
         if let Some(f) = &r.fatal {
             out.push_str(&format!("  FAILED: {f}\n"));
@@ -187,7 +234,27 @@ pub fn summary(reports: &[JobReport]) -> String {
             out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
         }
     }
+    for (host, stats) in &output.requests {
+        out.push_str(&format!("requests: {}\n", request_line(host, stats)));
+    }
     out
+}
+
+/// `<host> <total> (<operation> <n>, ...)`, busiest operation first.
+fn request_line(host: &str, stats: &RequestStats) -> String {
+    let mut ops: Vec<(&str, u64)> = stats
+        .operations
+        .iter()
+        .filter(|(_, s)| s.requests > 0)
+        .map(|(op, s)| (op.as_str(), s.requests))
+        .collect();
+    ops.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let by: Vec<String> = ops.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    let mut line = format!("{host} {} ({})", stats.total_requests(), by.join(", "));
+    if stats.retries > 0 {
+        line.push_str(&format!(", {} retries", stats.retries));
+    }
+    line
 }
 
 /// The plan printed by `plan`: every node, what would happen, and why.
@@ -214,7 +281,10 @@ pub fn plan_text(reports: &[JobReport]) -> String {
 async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty: bool) {
     let bar = tty.then(|| {
         let b = ProgressBar::new_spinner();
-        b.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         b.enable_steady_tick(Duration::from_millis(120));
         b
     });
@@ -229,11 +299,18 @@ async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty
                 if e.action == Action::Fail {
                     b.println(format!("{job}: {e}"));
                 }
-                b.set_message(format!("{job}: {nodes} nodes, {} copied — {} {}", human_bytes(bytes), e.action, e.kind));
+                b.set_message(format!(
+                    "{job}: {nodes} nodes, {} copied — {} {}",
+                    human_bytes(bytes),
+                    e.action,
+                    e.kind
+                ));
             }
             None => match e.action {
                 Action::Fail => tracing::warn!(job = %job, event = %e, "Copy step failed."),
-                Action::Copy | Action::Mount => tracing::debug!(job = %job, event = %e, "Copy step."),
+                Action::Copy | Action::Mount => {
+                    tracing::debug!(job = %job, event = %e, "Copy step.")
+                }
                 _ => {}
             },
         }
@@ -259,10 +336,13 @@ pub async fn status(args: &StatusArgs) -> Result<String, JobsError> {
     let now = chrono::Utc::now();
     let mut out = String::new();
     for job in &jobs {
-        let s = store.job_status(&job.name).await.map_err(|source| JobsError::Store {
-            path: config.state.database.display().to_string(),
-            source,
-        })?;
+        let s = store
+            .job_status(&job.name)
+            .await
+            .map_err(|source| JobsError::Store {
+                path: config.state.database.display().to_string(),
+                source,
+            })?;
         out.push_str(&format!("job {}\n", job.name));
         match &s.last_run {
             Some(run) => {
@@ -291,16 +371,25 @@ pub async fn status(args: &StatusArgs) -> Result<String, JobsError> {
             None => out.push_str("  last run:     never\n"),
         }
         if let Some(ok) = &s.last_success {
-            out.push_str(&format!("  last success: {}\n", ok.started_at.format("%Y-%m-%d %H:%M:%S UTC")));
+            out.push_str(&format!(
+                "  last success: {}\n",
+                ok.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
         }
         out.push_str(&format!("  tags synced:  {}\n", s.tags_synced));
         out.push_str(&format!("  failing:      {}", s.failing_items));
         if let Some(t) = s.next_retry_at {
-            out.push_str(&format!(" (next retry {})", t.format("%Y-%m-%d %H:%M:%S UTC")));
+            out.push_str(&format!(
+                " (next retry {})",
+                t.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
         }
         out.push('\n');
         if let Some(next) = JobTimer::new(&job.name, &job.schedule, now).next_fire() {
-            out.push_str(&format!("  next run:     {} (when serving)\n", next.format("%Y-%m-%d %H:%M:%S UTC")));
+            out.push_str(&format!(
+                "  next run:     {} (when serving)\n",
+                next.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
         }
     }
     Ok(out)

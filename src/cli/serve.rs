@@ -85,7 +85,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Se
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     for job in &config.jobs {
-        metrics.job_configured(&job.name, interval_seconds(&job.schedule.timing, clock.as_ref()));
+        metrics.job_configured(
+            &job.name,
+            interval_seconds(&job.schedule.timing, clock.as_ref()),
+        );
     }
     let registries = Arc::new(Registries::new(&config).with_observer(metrics.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
@@ -103,15 +106,20 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Se
     health.set_scheduler_running(true);
     let jobs = Arc::new(config.jobs.clone());
     let run_token = shutdown.clone();
+    let verify_after = config.state.verify_after;
     scheduler
         .run(
             move |name: String| {
                 let (syncer, jobs, token) = (syncer.clone(), jobs.clone(), run_token.clone());
+                let options = SyncOptions {
+                    verify_after,
+                    ..SyncOptions::default()
+                };
                 async move {
                     let Some(job) = jobs.iter().find(|j| j.name == name) else {
                         return;
                     };
-                    let report = syncer.run_job(job, &SyncOptions::default(), &token).await;
+                    let report = syncer.run_job(job, &options, &token).await;
                     tracing::info!(
                         job = %name,
                         result = %report.result(),
@@ -140,7 +148,10 @@ fn interval_seconds(timing: &Timing, clock: &dyn Clock) -> f64 {
         Timing::Interval(d) => d.as_secs_f64(),
         Timing::Cron(c) => {
             let now = clock.now();
-            match c.next_after(now).and_then(|a| c.next_after(a).map(|b| (a, b))) {
+            match c
+                .next_after(now)
+                .and_then(|a| c.next_after(a).map(|b| (a, b)))
+            {
                 Some((a, b)) => b.signed_duration_since(a).num_seconds().max(0) as f64,
                 None => 0.0,
             }
@@ -152,7 +163,10 @@ async fn wait_for_signal(token: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::warn!("Cannot install signal handlers; stop with SIGKILL.");
             return;
         };

@@ -121,6 +121,11 @@ pub struct FileState {
     /// relative to the working directory). It is a cache: deleting it only
     /// costs extra HEAD requests on the next run. Default `"ocimirror.db"`.
     pub database: Option<PathBuf>,
+    /// How long an item whose source is unchanged is trusted without
+    /// checking the target again; after that the next run verifies it
+    /// against the target (repairing what was changed behind our back).
+    /// `"0s"` verifies every run. Default `"24h"`.
+    pub verify_after: Option<String>,
 }
 
 /// `[server]`: the metrics and health endpoint.

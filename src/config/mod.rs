@@ -300,6 +300,10 @@ pub struct Limits {
 pub struct StateSettings {
     /// sqlite database path.
     pub database: PathBuf,
+    /// An unchanged item is trusted this long after its last verified copy;
+    /// then the next run checks it against the target again.
+    #[serde(serialize_with = "ser_duration")]
+    pub verify_after: Duration,
 }
 
 /// `[server]`, resolved.

@@ -181,9 +181,7 @@ impl Resolver<'_> {
         let log: Option<FileLog> = self.table(top.log.as_ref(), &root.key("log"));
 
         let limits = limits.and_then(|l| self.limits(l));
-        let state = state.map(|s| StateSettings {
-            database: s.database.unwrap_or_else(|| PathBuf::from("ocimirror.db")),
-        });
+        let state = state.and_then(|s| self.state(s));
         let server = server.and_then(|s| self.server(s));
         let log = log.and_then(|l| self.log(l));
 
@@ -319,6 +317,17 @@ impl Resolver<'_> {
             concurrent_jobs,
             concurrent_blobs,
             drain_timeout,
+        })
+    }
+
+    fn state(&mut self, s: FileState) -> Option<StateSettings> {
+        let verify_after = match &s.verify_after {
+            Some(v) => self.duration(v, &KeyPath::root().key("state").key("verify_after"))?,
+            None => Duration::from_secs(24 * 3600),
+        };
+        Some(StateSettings {
+            database: s.database.unwrap_or_else(|| PathBuf::from("ocimirror.db")),
+            verify_after,
         })
     }
 

@@ -8,4 +8,5 @@ mod http_registry;
 mod layout;
 mod observability;
 mod support;
+mod sync_jobs;
 mod test_registry;

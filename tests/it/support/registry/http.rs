@@ -107,6 +107,7 @@ where
     Fut: std::future::Future<Output = Response>,
 {
     let _in_flight = InFlight::enter(&sh);
+    let at = std::time::Instant::now();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -171,6 +172,7 @@ where
         query,
         status: response.status().as_u16(),
         auth_scheme,
+        at,
     });
     response
 }

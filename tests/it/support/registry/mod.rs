@@ -195,6 +195,8 @@ pub struct LoggedRequest {
     pub status: u16,
     /// `Bearer` / `Basic` when an `Authorization` header was sent.
     pub auth_scheme: Option<String>,
+    /// When the request arrived (before any injected delay).
+    pub at: std::time::Instant,
 }
 
 /// State shared by the listeners and the test.
@@ -494,6 +496,22 @@ impl TestRegistry {
     /// Repositories holding anything, sorted.
     pub fn repositories(&self) -> Vec<String> {
         lock(&self.shared.store).repositories()
+    }
+
+    /// Delete a manifest by digest behind the client's back (untags every tag
+    /// pointing at it, unindexes it as a referrer). False when it was absent.
+    pub fn delete_manifest(&self, repo: &str, digest: &str) -> bool {
+        assert!(
+            store::is_digest_like(digest),
+            "delete_manifest takes a digest"
+        );
+        lock(&self.shared.store).delete_manifest(repo, digest)
+    }
+
+    /// Remove a tag behind the client's back (the manifest stays). False when it was absent.
+    pub fn delete_tag(&self, repo: &str, tag: &str) -> bool {
+        assert!(!store::is_digest_like(tag), "delete_tag takes a tag");
+        lock(&self.shared.store).delete_manifest(repo, tag)
     }
 
     /// Upload sessions neither committed nor cancelled.

@@ -1,0 +1,1 @@
+//! Processes: serve, concurrent once, the demo.

@@ -1,0 +1,1 @@
+//! A killed run resumed.
