@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
+use tracing::Instrument;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -333,7 +334,10 @@ impl Syncer {
         // Boxed as `Send` here, where the lifetimes are concrete: the
         // scheduler spawns runs, and the compiler cannot prove the sqlx
         // futures inside `Send` for every lifetime otherwise.
-        self.run_job_inner(job, options, cancel).boxed()
+        let span = tracing::info_span!("job", job = %job.name);
+        self.run_job_inner(job, options, cancel)
+            .instrument(span)
+            .boxed()
     }
 
     async fn run_job_inner(
@@ -375,6 +379,9 @@ impl Syncer {
             }
             Err(e) => {
                 tracing::error!(job = %job.name, error = %e, "Job could not list its source.");
+                if let Some(m) = metrics {
+                    crate::observe::record_run_error(m, &job.name, &e);
+                }
                 report.fatal = Some(e.to_string());
             }
         }
@@ -641,7 +648,16 @@ impl Syncer {
         if cancel.is_cancelled() {
             return (item, ItemResult::Cancelled);
         }
-        let result = self.run_item(job, &item, &copier, options, store).await;
+        let span = tracing::info_span!(
+            "image",
+            repository = %item.src.repo,
+            reference = %item.reference,
+            target = %item.dst,
+        );
+        let result = self
+            .run_item(job, &item, &copier, options, store)
+            .instrument(span)
+            .await;
         (item, result)
     }
 
