@@ -291,3 +291,21 @@ target = "{dst}/team/b"
     );
     assert!(worst <= RATE + BURST, "{worst} requests in one second");
 }
+
+#[tokio::test]
+async fn verify_after_is_validated_and_shown() {
+    let (src, dst) = registries().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_config(dir.path(), &src, &dst, r#"verify_after = "soon""#, "");
+    let errors = ocimirror::config::load(&bad).unwrap_err().to_string();
+    assert!(
+        errors.contains(r#"state.verify_after: invalid duration "soon""#),
+        "{errors}"
+    );
+    let good = write_config(dir.path(), &src, &dst, r#"verify_after = "90m""#, "");
+    let shown = ocimirror::config::show(&good).unwrap();
+    assert!(shown.contains(r#"verify_after = "1h 30m""#), "{shown}");
+    let default = write_config(dir.path(), &src, &dst, "", "");
+    let config = ocimirror::config::load(&default).unwrap();
+    assert_eq!(config.state.verify_after, Duration::from_secs(24 * 3600));
+}

@@ -164,7 +164,7 @@ concurrency = 2
         );
         assert!(dst.referrers(REPO, image).contains(sig), "{tag}");
     }
-    for (d, _) in &sizes {
+    for d in sizes.keys() {
         assert_eq!(dst.blob(REPO, d), src.blob(REPO, d), "{d}");
     }
     assert!(incomplete_tags(&dst, REPO).is_empty());
