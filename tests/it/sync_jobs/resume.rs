@@ -147,6 +147,7 @@ concurrency = 2
     let out = ocimirror(dir.path(), &["once", "-c", &config]).await;
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("second run:\n{stdout}");
     assert!(
         stdout.contains(&format!("requests: {} ", src.host()))
             && stdout.contains(&format!("requests: {} ", dst.host())),
