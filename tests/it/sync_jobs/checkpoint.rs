@@ -117,6 +117,13 @@ async fn a_deleted_database_costs_reads_only() {
     // everything, so nothing was written and nothing counted as copied data.
     assert_eq!(writes(&dst), Vec::<String>::new());
     assert!(!dst.log().is_empty(), "the target was not even checked");
+    println!(
+        "3 tags without a database: {} source requests, {} target requests (HEAD {}, GET {}), 0 writes",
+        src.log().len(),
+        dst.log().len(),
+        dst.count("HEAD", ""),
+        dst.count("GET", "")
+    );
     assert_eq!(again.counts.blobs_copied, 0);
     assert_eq!(again.counts.bytes_copied, 0);
     let after: Vec<_> = images
