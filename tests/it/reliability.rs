@@ -8,6 +8,8 @@
 //! through ocimirror.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +18,9 @@ use ocimirror::corpus::{self, CorpusSpec, ReferrerForm};
 use ocimirror::oci::{Reference, RepoName, Tag};
 use ocimirror::registry::Registry;
 use ocimirror::registry::http::{HttpRegistry, HttpSettings, RetryPolicy};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::support::fixtures::{self, sha256};
+use crate::support::fixtures::{self, Form, OCI_INDEX, OCI_MANIFEST, fallback_tag, sha256};
 use crate::support::registry::{Fault, FaultKind, Options, RetryAfter, TestRegistry};
 
 // ------------------------------------------------------------ helpers
@@ -418,4 +420,327 @@ async fn faults_at_ten_percent_converge_to_an_identical_target_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_at_ten_percent_converge_to_an_identical_target_fallback_tags() {
     faults_converge(false, 11).await;
+}
+
+// ------------------------------------------------------------ hostile content
+
+const HOSTILE: &str = "hostile/app";
+
+async fn ocimirror(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
+        .args(args)
+        .env("OCIMIRROR_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A config mirroring `source` to `target` (repository references) once.
+fn job_config(dir: &Path, source: &str, target: &str) -> std::path::PathBuf {
+    let path = dir.join("ocimirror.toml");
+    let toml = format!(
+        "version = 1\n[state]\ndatabase = \"{}\"\n[[jobs]]\nname = \"hostile\"\nsource = \"{source}\"\ntarget = \"{target}\"\n",
+        dir.join("state.db").display()
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// A descriptor of `n` bytes at a made-up digest (`i` varies it).
+fn fake_entry(i: usize) -> Value {
+    json!({"mediaType": OCI_MANIFEST, "digest": format!("sha256:{i:064x}"), "size": 1})
+}
+
+/// The line `FAILED <registry>/<repo>:<item>: ...` of the summary.
+fn failure_of<'a>(stdout: &'a str, item: &str) -> Option<&'a str> {
+    let needle = format!("/{HOSTILE}:{item}: ");
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("FAILED ") && l.contains(&needle))
+}
+
+/// Broken and hostile content next to a healthy image in one repository:
+/// each broken tag fails on its own with an error naming registry,
+/// repository and digest, and the healthy image (with its referrers) is
+/// still copied by the same job.
+#[tokio::test]
+async fn hostile_source_content_fails_per_item_and_the_rest_is_copied() {
+    let src = TestRegistry::start(Options::default()).await;
+    let dst = TestRegistry::start(Options::default()).await;
+    let good = fixtures::image(Form::Api, "healthy");
+    fixtures::seed_registry(&src, HOSTILE, &good);
+
+    // Not JSON at all.
+    let bad_json = src.put_manifest(
+        HOSTILE,
+        "bad-json",
+        OCI_MANIFEST,
+        b"{\"schemaVersion\": 2, ",
+    );
+    // An index served as an image manifest.
+    let index_body = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [fake_entry(1)]
+    }))
+    .unwrap();
+    let bad_type = src.put_manifest(HOSTILE, "bad-type", OCI_MANIFEST, &index_body);
+    // Over the 4 MiB manifest cap.
+    let huge_body = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": fixtures::OCI_CONFIG, "digest": format!("sha256:{:064x}", 9), "size": 2},
+        "layers": [],
+        "annotations": {"padding": "x".repeat(4 << 20)},
+    }))
+    .unwrap();
+    let huge = src.put_manifest(HOSTILE, "huge", OCI_MANIFEST, &huge_body);
+    // 100 000 entries: refused by the size cap before anything is parsed.
+    let wide_body = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": (0..100_000).map(fake_entry).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    assert!(wide_body.len() > 4 << 20);
+    let wide = src.put_manifest(HOSTILE, "wide", OCI_INDEX, &wide_body);
+    // 20 000 entries fit in 4 MiB: refused by the entry cap.
+    let many_body = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": (0..20_000).map(fake_entry).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    assert!(many_body.len() < 4 << 20);
+    let many = src.put_manifest(HOSTILE, "many", OCI_INDEX, &many_body);
+    // A fallback tag holding an image manifest instead of an index.
+    let fb_image = src.seed_image(HOSTILE, "fallback-image", &[b"fallback image layer"]);
+    let (_, not_an_index) = src.manifest(HOSTILE, &good.amd).unwrap();
+    src.put_manifest(
+        HOSTILE,
+        &fallback_tag(&fb_image),
+        OCI_MANIFEST,
+        &not_an_index,
+    );
+    // A layer the source does not have.
+    let missing_layer = b"this layer was never uploaded";
+    let missing_digest = sha256(missing_layer);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let config_digest = src.put_blob(HOSTILE, config);
+    let no_blob_body = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": fixtures::OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": fixtures::LAYER, "digest": missing_digest, "size": missing_layer.len()}],
+    }))
+    .unwrap();
+    let no_blob = src.put_manifest(HOSTILE, "missing-blob", OCI_MANIFEST, &no_blob_body);
+    // A referrer loop: R refers to L, and R's fallback index claims L
+    // refers to R.
+    let looped = src.seed_image(HOSTILE, "loop", &[b"loop layer"]);
+    let r = src.seed_referrer(HOSTILE, &looped, fixtures::SIG, b"loop signature");
+    let (_, l_bytes) = src.manifest(HOSTILE, &looped).unwrap();
+    let back = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": looped, "size": l_bytes.len()}],
+    }))
+    .unwrap();
+    src.put_manifest(HOSTILE, &fallback_tag(&r), OCI_INDEX, &back);
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = job_config(
+        dir.path(),
+        &format!("{}/{HOSTILE}", src.host()),
+        &format!("{}/{HOSTILE}", dst.host()),
+    );
+    let out = ocimirror(&["once", "-c", cfg.to_str().unwrap()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{}", text(&out));
+    // The two sound images were copied, the seven others failed.
+    assert!(
+        stdout.contains("9 images selected: 2 copied, 0 unchanged, 7 failed"),
+        "{}",
+        text(&out)
+    );
+
+    // Each broken item failed on its own, named.
+    for (item, digest) in [
+        ("bad-json", &bad_json),
+        ("bad-type", &bad_type),
+        ("huge", &huge),
+        ("wide", &wide),
+        ("many", &many),
+        ("missing-blob", &missing_digest),
+        // Named by its fallback tag, `sha256-<hex>`.
+        ("fallback-image", &fallback_tag(&fb_image)),
+    ] {
+        let line = failure_of(&stdout, item)
+            .unwrap_or_else(|| panic!("no failure for {item}:\n{}", text(&out)));
+        assert!(
+            line.contains(&src.host()),
+            "{item}: registry not named: {line}"
+        );
+        assert!(
+            line.contains(HOSTILE),
+            "{item}: repository not named: {line}"
+        );
+        assert!(
+            line.contains(digest.as_str()),
+            "{item}: digest not named: {line}"
+        );
+    }
+    // The manifest left out for lack of its layer is named too.
+    assert!(
+        failure_of(&stdout, "missing-blob")
+            .unwrap()
+            .contains(&no_blob)
+    );
+
+    // The healthy image is on the target with its referrers, byte for byte.
+    for m in &good.manifests {
+        assert_eq!(
+            dst.manifest(HOSTILE, &m.digest).map(|(_, b)| b),
+            Some(m.bytes.clone()),
+            "{}",
+            m.digest
+        );
+    }
+    assert_eq!(
+        dst.manifest(HOSTILE, "v1").unwrap().1,
+        good.manifest(&good.index).bytes
+    );
+    // The loop ended: the image and its referrer are there.
+    assert_eq!(dst.manifest(HOSTILE, "loop").unwrap().1, l_bytes);
+    assert!(dst.manifest(HOSTILE, &r).is_some());
+    // Nothing of the broken items reached the target.
+    for tag in [
+        "bad-json",
+        "bad-type",
+        "huge",
+        "wide",
+        "many",
+        "missing-blob",
+    ] {
+        assert!(dst.manifest(HOSTILE, tag).is_none(), "{tag} was copied");
+    }
+}
+
+// ------------------------------------------------------------ layout containment
+
+/// Every path under `root`, relative to it.
+fn listing(root: &Path) -> BTreeSet<std::path::PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.insert(p.strip_prefix(root).unwrap().to_path_buf());
+            if p.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// A registry source whose tag list, fallback index and manifests carry
+/// path-like names and digests, copied by a job into an OCI layout: nothing
+/// is written outside the layout directory, the hostile items fail or are
+/// skipped, and the sound image is copied.
+#[tokio::test]
+async fn a_layout_target_stays_inside_its_directory_whatever_the_source_names() {
+    let src = TestRegistry::start(Options::default()).await;
+    let good = fixtures::image(Form::Api, "contained");
+    fixtures::seed_registry(&src, HOSTILE, &good);
+    let (mt, amd) = src.manifest(HOSTILE, &good.amd).unwrap();
+    // Tags no registry should list; the test registry stores them as given.
+    let hostile_tags = [
+        "../../escape",
+        "..",
+        "/etc/passwd",
+        "a/../../b",
+        "..%2F..%2Fx",
+        ".hidden",
+    ];
+    for t in hostile_tags {
+        src.put_manifest(HOSTILE, t, &mt, &amd);
+    }
+    // A fallback index whose entries point outside a layout's blob store.
+    let evil_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": "sha256:../../../../x", "size": 2},
+            {"mediaType": OCI_MANIFEST, "digest": "../x", "size": 2},
+            {"mediaType": OCI_MANIFEST, "digest": format!("sha256:{}/../../x", "0".repeat(64)), "size": 2},
+        ],
+    }))
+    .unwrap();
+    let evil_fb = src.seed_image(HOSTILE, "evil-fallback", &[b"evil fallback layer"]);
+    src.put_manifest(HOSTILE, &fallback_tag(&evil_fb), OCI_INDEX, &evil_index);
+    // A manifest whose layer digest is a path.
+    let evil_manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": fixtures::OCI_CONFIG, "digest": "sha256:../../config", "size": 2},
+        "layers": [{"mediaType": fixtures::LAYER, "digest": "sha256:../../../../etc/x", "size": 2}],
+    }))
+    .unwrap();
+    src.put_manifest(HOSTILE, "evil-digests", OCI_MANIFEST, &evil_manifest);
+
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::write(parent.path().join("sentinel"), b"s").unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let layout = parent.path().join("mirror");
+    let cfg = job_config(
+        state_dir.path(),
+        &format!("{}/{HOSTILE}", src.host()),
+        &format!("oci:{}", layout.display()),
+    );
+    let before = listing(parent.path());
+    let out = ocimirror(&["once", "-c", cfg.to_str().unwrap()]).await;
+
+    let after = listing(parent.path());
+    let outside: Vec<_> = after
+        .difference(&before)
+        .filter(|p| !p.starts_with("mirror"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "written outside: {outside:?}\n{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read(parent.path().join("sentinel")).unwrap(), b"s");
+    // The sound image is there with its referrers.
+    let view = fixtures::LayoutView::read(&layout);
+    assert_eq!(view.tags().get("v1"), Some(&good.index), "{}", text(&out));
+    for m in &good.manifests {
+        assert_eq!(
+            view.blob(&m.digest),
+            Some(m.bytes.clone()),
+            "{}\n{}",
+            m.digest,
+            text(&out)
+        );
+    }
+    for t in view.tags().keys() {
+        assert!(
+            !t.contains('/') && !t.starts_with('.'),
+            "tag {t:?} in the layout"
+        );
+    }
+    // The manifest with path digests and the image with the path-like
+    // fallback index were refused, by name; the path-like tags skipped.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for item in ["evil-digests", "evil-fallback"] {
+        let line = failure_of(&stdout, item).unwrap_or_else(|| panic!("{item}: {}", text(&out)));
+        assert!(line.contains("invalid"), "{line}");
+    }
+    assert!(
+        stdout.contains("3 images selected: 1 copied"),
+        "{}",
+        text(&out)
+    );
 }
