@@ -1,6 +1,7 @@
 //! Wires the metrics to the engine: the HTTP adapter's request observer,
 //! and the copy engine's events, each turned into one metric update per
-//! item (never per chunk). Imports `metrics`, `copy`, `config`, `registry`.
+//! item (never per chunk). Imports `metrics`, `copy`, `config`, `registry`,
+//! and `sync` (for the error of a run that could not start).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +15,17 @@ use crate::metrics::{Metrics, ReferrerRepr};
 use crate::oci::Location;
 use crate::registry::Operation;
 use crate::registry::http::{RateLimitStatus, RequestObserver};
+use crate::sync::SyncError;
 
 impl RequestObserver for Metrics {
-    fn request(&self, registry: &str, op: Operation, status: Option<u16>, elapsed: Duration, waited: Duration) {
+    fn request(
+        &self,
+        registry: &str,
+        op: Operation,
+        status: Option<u16>,
+        elapsed: Duration,
+        waited: Duration,
+    ) {
         self.request_finished(registry, op.as_str(), status, elapsed.as_secs_f64());
         self.rate_limiter_waited(registry, waited.as_secs_f64());
     }
@@ -59,8 +68,28 @@ pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
     }
 }
 
+/// A run of `job` could not start (source not listable, bad reference,
+/// database): counted in `ocimirror_errors_total` like a failed item, by the
+/// registry involved and the error kind, so a job whose source is gone
+/// shows on the error panels and not only in its failure timestamp.
+pub fn record_run_error(metrics: &Metrics, job: &str, error: &SyncError) {
+    let (registry, kind) = match error {
+        SyncError::Registry { source, .. } if source.registry.starts_with("oci:") => {
+            ("oci-layout", source.kind.label())
+        }
+        SyncError::Registry { source, .. } => (source.registry.as_str(), source.kind.label()),
+        SyncError::Reference { .. } => ("", "invalid_reference"),
+        SyncError::Store { .. } => ("", "store"),
+    };
+    metrics.error(job, registry, kind);
+}
+
 /// Turns copy events into per-item counter updates until the senders close.
-pub async fn feed_events(metrics: Arc<Metrics>, config: &Config, mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>) {
+pub async fn feed_events(
+    metrics: Arc<Metrics>,
+    config: &Config,
+    mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>,
+) {
     let registries: HashMap<String, String> = config
         .jobs
         .iter()
@@ -80,12 +109,14 @@ pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent)
         (NodeKind::Blob, Action::Exists) => metrics.blob_skipped(job, registry, e.size),
         (NodeKind::Tag, Action::Write) => metrics.tag_copied(job, registry),
         (NodeKind::Tag, Action::Exists) => metrics.tag_skipped(job, registry),
-        (NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign, Action::Copy) => {
-            metrics.manifest_copied(job, registry)
-        }
-        (NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign, Action::Exists) => {
-            metrics.manifest_skipped(job, registry)
-        }
+        (
+            NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign,
+            Action::Copy,
+        ) => metrics.manifest_copied(job, registry),
+        (
+            NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign,
+            Action::Exists,
+        ) => metrics.manifest_skipped(job, registry),
         (_, Action::Fail) => metrics.error(job, registry, "copy_step"),
         _ => {}
     }

@@ -7,6 +7,7 @@ mod distribution;
 mod http_registry;
 mod layout;
 mod observability;
+mod observability_daemon;
 mod reliability;
 mod support;
 mod sync_jobs;

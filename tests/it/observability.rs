@@ -1,28 +1,24 @@
 //! Observability: the operator endpoints over real HTTP, the dashboard and
-//! alerting rules checked against the metrics `Metrics` defines, promtool,
-//! and a real Prometheus that scrapes a metrics server and answers every
-//! dashboard query.
+//! alerting rules checked against the metrics `Metrics` defines, and
+//! promtool. `observability_daemon` runs the real daemon, scrapes it, and
+//! points a real Prometheus at it.
+
+pub mod shared;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use figment::providers::{Format, Yaml};
 use ocimirror::metrics::{self, Metrics, ReferrerRepr, RunResult};
 use ocimirror::server::{self, Health};
-use serde::Deserialize;
 use tokio::sync::oneshot;
+
+use shared::{Rule, alert_rules, all_queries, dashboard, dashboard_queries, repo_file};
 
 const JOBS: [&str; 2] = ["alpha", "beta"];
 const REGISTRY: &str = "reg.example";
 const HUB: &str = "registry-1.docker.io";
-
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
 
 /// Calls every update method of `Metrics`: job `alpha` succeeds, `beta`
 /// fails, requests see 2xx, 429, 5xx and transport errors. Called
@@ -158,56 +154,6 @@ async fn endpoints_serve_metrics_liveness_and_readiness() {
 // Dashboard and alerting rules
 // ---------------------------------------------------------------------------
 
-fn dashboard() -> serde_json::Value {
-    let text = std::fs::read_to_string(repo_file("dashboards/ocimirror.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The panel queries of the dashboard: (panel title, expr).
-fn dashboard_queries(d: &serde_json::Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().unwrap() {
-        let nested = p["panels"].as_array().into_iter().flatten();
-        for panel in std::iter::once(p).chain(nested) {
-            for t in panel["targets"].as_array().into_iter().flatten() {
-                let title = panel["title"].as_str().unwrap().to_string();
-                out.push((title, t["expr"].as_str().unwrap().to_string()));
-            }
-        }
-    }
-    out
-}
-
-#[derive(Debug, Deserialize)]
-struct RuleFile {
-    groups: Vec<RuleGroup>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RuleGroup {
-    name: String,
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    alert: String,
-    expr: String,
-    #[serde(rename = "for")]
-    for_: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-fn alert_rules() -> RuleFile {
-    let text = std::fs::read_to_string(repo_file("dashboards/alerts.yml")).unwrap();
-    figment::Figment::from(Yaml::string(&text))
-        .extract()
-        .unwrap()
-}
-
 /// Metric families `Metrics` exposes, with their type, read from `# TYPE`.
 fn defined_metrics() -> BTreeMap<String, String> {
     let m = Metrics::new().unwrap();
@@ -230,12 +176,10 @@ fn defined_metrics() -> BTreeMap<String, String> {
 /// Checks every `ocimirror_*` identifier in `expr` against the defined
 /// metrics, allowing the `_bucket`/`_sum`/`_count` series of histograms.
 fn undefined_names(expr: &str, defined: &BTreeMap<String, String>) -> Vec<String> {
-    let ident = regex::Regex::new(r"ocimirror_[a-z0-9_]+").unwrap();
-    ident
-        .find_iter(expr)
-        .map(|m| m.as_str())
+    shared::metric_names_in(expr)
+        .into_iter()
         .filter(|name| {
-            if defined.contains_key(*name) {
+            if defined.contains_key(name) {
                 return false;
             }
             let base = ["_bucket", "_sum", "_count"]
@@ -243,35 +187,23 @@ fn undefined_names(expr: &str, defined: &BTreeMap<String, String>) -> Vec<String
                 .find_map(|s| name.strip_suffix(s));
             !matches!(base.and_then(|b| defined.get(b)), Some(k) if k == "histogram")
         })
-        .map(str::to_string)
         .collect()
 }
 
 #[test]
 fn dashboard_and_alerts_use_only_defined_metrics() {
     let defined = defined_metrics();
-    let d = dashboard();
+    let panels = dashboard_queries(&dashboard()).len();
+    assert!(panels >= 20, "dashboard has {panels} queries");
 
-    let mut exprs: Vec<(String, String)> = dashboard_queries(&d);
-    assert!(exprs.len() >= 20, "dashboard has {} queries", exprs.len());
-    for v in d["templating"]["list"].as_array().unwrap() {
-        if let Some(q) = v["definition"].as_str() {
-            exprs.push((format!("variable {}", v["name"]), q.to_string()));
-        }
-    }
-    for r in alert_rules().groups.iter().flat_map(|g| &g.rules) {
-        exprs.push((format!("alert {}", r.alert), r.expr.clone()));
-    }
-
-    let ident = regex::Regex::new(r"ocimirror_[a-z0-9_]+").unwrap();
     let mut used = BTreeSet::new();
-    for (what, expr) in &exprs {
-        let bad = undefined_names(expr, &defined);
+    for (what, expr) in all_queries() {
+        let bad = undefined_names(&expr, &defined);
         assert!(
             bad.is_empty(),
             "{what}: {bad:?} not defined by Metrics in {expr}"
         );
-        used.extend(ident.find_iter(expr).map(|m| m.as_str().to_string()));
+        used.extend(shared::metric_names_in(&expr));
     }
     // The checker itself rejects what it should.
     assert_eq!(
@@ -407,233 +339,4 @@ fn promtool_checks_and_unit_tests_the_alerting_rules() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-// ---------------------------------------------------------------------------
-// A real Prometheus
-// ---------------------------------------------------------------------------
-
-/// A Prometheus process in a temp dir, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 rule_files: [{:?}]\n\
-                 scrape_configs:\n  - job_name: ocimirror\n    \
-                 static_configs: [{{targets: [\"{target}\"]}}]\n",
-                repo_file("dashboards/alerts.yml")
-            ),
-        )
-        .unwrap();
-        // Prometheus cannot report a port it picked, so take a free one and
-        // release it just before the start.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.path().join("prometheus.log");
-        let bin = std::env::var("OCIMIRROR_PROMETHEUS_BIN")
-            .unwrap_or_else(|_| "/usr/bin/prometheus".into());
-        let child = Command::new(&bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin}: {e} (tests/run installs prometheus)"));
-        Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics with the log when the process has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("prometheus exited with {status}:\n{}", self.log());
-        }
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Ok`, or panics at
-/// `deadline` with its last `Err`.
-async fn poll<T, F, Fut>(prom: &mut Prometheus, deadline: Instant, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    loop {
-        prom.assert_running();
-        let last = match check().await {
-            Ok(v) => return v,
-            Err(e) => e,
-        };
-        if Instant::now() > deadline {
-            panic!(
-                "{what}: gave up waiting: {last}\nprometheus log:\n{}",
-                prom.log()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn query(http: &reqwest::Client, base: &str, q: &str) -> Result<serde_json::Value, String> {
-    get_json(http, &format!("{base}/api/v1/query"), &[("query", q)]).await
-}
-
-async fn get_json(
-    http: &reqwest::Client,
-    url: &str,
-    params: &[(&str, &str)],
-) -> Result<serde_json::Value, String> {
-    let r = http
-        .get(url)
-        .query(params)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let body = r.text().await.map_err(|e| e.to_string())?;
-    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_answers_every_dashboard_query() {
-    let metrics = Arc::new(Metrics::new().unwrap());
-    feed(&metrics);
-    let srv = start_server(metrics.clone()).await;
-    // Keep counters moving so that rate() over the last minute is not zero.
-    let feeder = {
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                feed(&metrics);
-            }
-        })
-    };
-
-    let mut prom = Prometheus::start(srv.addr);
-    let base = prom.url.clone();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-
-    poll(&mut prom, deadline, "scrape target up", || async {
-        let v = query(&http, &base, "up{job=\"ocimirror\"} == 1").await?;
-        let n = v["data"]["result"].as_array().map_or(0, Vec::len);
-        if n == 1 { Ok(()) } else { Err(v.to_string()) }
-    })
-    .await;
-
-    // The variables' label_values() queries, as Grafana runs them.
-    for (label, metric, want) in [
-        ("mirror_job", "ocimirror_job_interval_seconds", "alpha"),
-        (
-            "registry",
-            "ocimirror_registry_request_duration_seconds_count",
-            REGISTRY,
-        ),
-    ] {
-        let url = format!("{base}/api/v1/label/{label}/values");
-        let v = get_json(&http, &url, &[("match[]", metric)]).await.unwrap();
-        let values: Vec<&str> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|x| x.as_str())
-            .collect();
-        assert!(values.contains(&want), "{label}: {values:?}");
-    }
-
-    let queries = dashboard_queries(&dashboard());
-    for (title, expr) in &queries {
-        let q = expr
-            .replace("$__rate_interval", "1m")
-            .replace("$job", ".*")
-            .replace("$registry", ".*");
-        let result = poll(&mut prom, deadline, title, || async {
-            let v = query(&http, &base, &q).await?;
-            if v["status"] != "success" {
-                // A query Prometheus refuses will not get better: fail now.
-                panic!("{title}: {q}: {v}");
-            }
-            match v["data"]["result"].as_array() {
-                Some(r) if !r.is_empty() => Ok(r.clone()),
-                _ => Err(format!("{q}: empty result")),
-            }
-        })
-        .await;
-        // Every series carries a number (NaN would mean a 0/0 ratio or an
-        // empty histogram: the feed should avoid both).
-        for s in &result {
-            let value = s["value"][1].as_str().unwrap();
-            assert!(
-                value.parse::<f64>().is_ok_and(|x| x.is_finite()),
-                "{title}: {q}: value {value} in {s}"
-            );
-        }
-    }
-
-    // Every alerting rule is loaded and evaluates without error.
-    poll(&mut prom, deadline, "rules evaluated", || async {
-        let v = get_json(&http, &format!("{base}/api/v1/rules"), &[]).await?;
-        let rules: Vec<&serde_json::Value> = v["data"]["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
-            .collect();
-        for r in &rules {
-            if r["health"] == "err" {
-                panic!("rule {} fails: {}", r["name"], r["lastError"]);
-            }
-        }
-        let expected = alert_rules()
-            .groups
-            .iter()
-            .map(|g| g.rules.len())
-            .sum::<usize>();
-        if rules.len() == expected && rules.iter().all(|r| r["health"] == "ok") {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    })
-    .await;
-
-    feeder.abort();
 }
