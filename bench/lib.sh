@@ -6,16 +6,19 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_distribution NAME: starts Debian's docker-registry (distribution 2.8)
-# with storage under $WORK/NAME; prints host:port. Killed by the EXIT trap.
+# start_distribution NAME [accesslog]: starts Debian's docker-registry
+# (distribution 2.8) with storage under $WORK/NAME; prints host:port. Killed
+# by the EXIT trap. With "accesslog", every request is logged to
+# $WORK/NAME/log (combined log format; see requests_since).
 start_distribution() {
-  local name=$1 port dir
+  local name=$1 access=true port dir
+  [ "${2:-}" = accesslog ] && access=false
   port=$(free_port)
   dir="$WORK/$name"
   mkdir -p "$dir/data"
   cat >"$dir/config.yml" <<YML
 version: 0.1
-log: { level: error, accesslog: { disabled: true } }
+log: { level: error, accesslog: { disabled: $access } }
 storage:
   filesystem: { rootdirectory: $dir/data }
   delete: { enabled: true }
@@ -49,6 +52,46 @@ setup_bench() {
   trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
   command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
   [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
-  cargo build --release --locked --quiet
-  BIN="${CARGO_TARGET_DIR:-target}/release/ocimirror"
+  # OCIMIRROR_BIN: use this binary instead of building a release one
+  # (for trying a script out; figures come from release builds).
+  if [ -n "${OCIMIRROR_BIN:-}" ]; then
+    BIN=$OCIMIRROR_BIN
+  else
+    cargo build --release --locked --quiet
+    BIN="${CARGO_TARGET_DIR:-target}/release/ocimirror"
+  fi
+}
+
+# log_mark NAME: the number of lines in NAME's log now (a point to count
+# requests from).
+log_mark() {
+  wc -l <"$WORK/$1/log"
+}
+
+# requests_since NAME MARK: the requests in NAME's access log after MARK,
+# as "<total> (<type> <n>, ...)", busiest type first. Types: ping, catalog,
+# tags, referrers, manifest_<method>, blob_<method>, upload_<method>.
+requests_since() {
+  tail -n +"$(($2 + 1))" "$WORK/$1/log" | awk '
+    match($0, /"[A-Z]+ [^ ]+ HTTP/) {
+      split(substr($0, RSTART + 1, RLENGTH - 1), r, " ")
+      m = tolower(r[1]); p = r[2]; sub(/\?.*/, "", p)
+      if (p == "/v2/" || p == "/v2") t = "ping"
+      else if (p ~ /\/_catalog$/) t = "catalog"
+      else if (p ~ /\/tags\/list$/) t = "tags"
+      else if (p ~ /\/referrers\//) t = "referrers"
+      else if (p ~ /\/blobs\/uploads\//) t = "upload_" m
+      else if (p ~ /\/blobs\//) t = "blob_" m
+      else if (p ~ /\/manifests\//) t = "manifest_" m
+      else t = "other"
+      n[t]++; total++
+    }
+    END {
+      out = ""
+      while (length(n) > 0) {
+        best = ""; for (k in n) if (best == "" || n[k] > n[best] || (n[k] == n[best] && k < best)) best = k
+        out = out (out == "" ? "" : ", ") best " " n[best]; delete n[best]
+      }
+      printf "%d (%s)\n", total, out
+    }'
 }

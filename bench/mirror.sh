@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Mirror benchmark: ocimirror against skopeo and against the raw upload
+# limit, registry -> registry over loopback (distribution 2.8, which has no
+# referrers API, so referrers travel as sha256-<hex> fallback tags).
+#
+# Corpus (ocimirror generate): REPOS repositories x TAGS tags, each a
+# 2-platform index; per platform LAYERS unique layers of LAYER_SIZE bytes
+# plus a base layer (BASE_SIZE) shared by all repositories; referrers 3 deep
+# (signature + attestation on the index, SBOM on a platform manifest, a
+# signature on the SBOM, a timestamp on that signature).
+#
+# Steps, each timed (wall, peak RSS) with its requests per registry counted
+# from distribution's access log:
+#   ocimirror cold / no-op / incremental (one new tag in one repository),
+#   ocimirror images only (referrers off) cold / no-op,
+#   skopeo sync cold / no-op (skopeo copies no referrers: compare it with
+#   the images-only runs),
+#   raw: the corpus's blobs and manifests uploaded as blobs with curl
+#   (POST + PUT each, xargs -P), nothing read over HTTP: the transfer limit.
+# Prints a Markdown table.
+#
+# Usage: bench/mirror.sh    (env: REPOS TAGS LAYERS LAYER_SIZE BASE_SIZE PAR)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+REPOS=${REPOS:-10}
+TAGS=${TAGS:-5}
+LAYERS=${LAYERS:-2}
+LAYER_SIZE=${LAYER_SIZE:-1048576}
+BASE_SIZE=${BASE_SIZE:-1048576}
+PAR=${PAR:-8}
+command -v skopeo >/dev/null || { echo "skopeo is needed" >&2; exit 1; }
+setup_bench
+
+src=$(start_distribution src accesslog)
+dst=$(start_distribution dst accesslog)
+img=$(start_distribution img accesslog)
+sko=$(start_distribution sko accesslog)
+raw=$(start_distribution raw accesslog)
+
+GEN=("$BIN" generate "$src/bench" --seed 42 --platforms 2 --layers "$LAYERS"
+  --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE"
+  --referrer-depth 3 --referrer-form fallback-tag)
+
+# config NAME TARGET REFERRERS: a config with one catalog job mirroring
+# every bench/ repository of the source to the same path on TARGET.
+config() {
+  local file="$WORK/$1.toml"
+  cat >"$file" <<TOML
+version = 1
+[state]
+database = "$WORK/$1.db"
+[log]
+level = "warn"
+[defaults.referrers]
+enabled = $3
+depth = 3
+[registries."$src"]
+referrers = "tags"
+[registries."$2"]
+referrers = "tags"
+[[jobs]]
+name = "bench"
+source = { registry = "$src", namespace = "bench/" }
+target = { registry = "$2" }
+TOML
+  echo "$file"
+}
+
+# step LABEL CMD...: measure CMD, then record the requests each registry
+# saw during it.
+declare -A REQ_SRC REQ_DST
+step() {
+  local label=$1 target=$2; shift 2
+  local ms mt
+  ms=$(log_mark src); mt=$(log_mark "$target")
+  measure "$label" "$@" >/dev/null
+  REQ_SRC[$label]=$(requests_since src "$ms")
+  REQ_DST[$label]=$(requests_since "$target" "$mt")
+}
+
+measure generate "${GEN[@]}" --repos "$REPOS" --tags "$TAGS" >/dev/null
+full=$(config full "$dst" true)
+images=$(config images "$img" false)
+
+step ocimirror-cold dst "$BIN" once -c "$full"
+step ocimirror-noop dst "$BIN" once -c "$full"
+step ocimirror-images-cold img "$BIN" once -c "$images"
+step ocimirror-images-noop img "$BIN" once -c "$images"
+
+# skopeo: the image tags (v*) of every repository, all platforms, digests
+# kept; fallback tags left out (they are ocimirror's referrers).
+{
+  echo "$src:"
+  echo "  tls-verify: false"
+  echo "  images-by-tag-regex:"
+  for r in $(seq 0 $((REPOS - 1))); do echo "    bench/app-$r: '^v'"; done
+} >"$WORK/skopeo.yaml"
+# Unscoped: bench/app-<n> lands at s/app-<n>.
+SK=(skopeo sync --src yaml --dest docker --dest-tls-verify=false --all
+  --preserve-digests "$WORK/skopeo.yaml" "$sko/s")
+step skopeo-cold sko "${SK[@]}"
+step skopeo-noop sko "${SK[@]}"
+
+# Raw limit: everything in the source store (distribution keeps manifests
+# as blobs too, so this is the corpus's blobs and manifests: what the cold
+# mirror moves), uploaded with curl.
+cat >"$WORK/raw-put.sh" <<'SH'
+#!/usr/bin/env bash
+# raw-put.sh HOST FILE: POST an upload, PUT the file as its blob.
+set -euo pipefail
+host=$1 file=$2
+hex=$(basename "$(dirname "$file")")
+loc=$(curl -fsS -o /dev/null -D - -X POST "http://$host/v2/raw/blobs/uploads/" |
+  tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+case $loc in http*) ;; *) loc="http://$host$loc" ;; esac
+sep='?'; case $loc in *\?*) sep='&' ;; esac
+curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+  --data-binary @"$file" "$loc${sep}digest=sha256:$hex"
+SH
+chmod +x "$WORK/raw-put.sh"
+find "$WORK/src/data/docker/registry/v2/blobs/sha256" -name data >"$WORK/blobs.txt"
+blob_bytes=$(xargs -a "$WORK/blobs.txt" du -cb | tail -1 | cut -f1)
+step raw-upload raw xargs -a "$WORK/blobs.txt" -P "$PAR" -n 1 "$WORK/raw-put.sh" "$raw"
+
+# One new tag (v1.0.$TAGS) in the first repository, with its referrers.
+"${GEN[@]}" --repos 1 --tags $((TAGS + 1)) >/dev/null
+step ocimirror-incremental dst "$BIN" once -c "$full"
+
+# The copies really happened: the incremental tag is on the target with its
+# fallback index; skopeo's copy of one image is there.
+curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
+  "http://$dst/v2/bench/app-0/manifests/v1.0.$TAGS"
+curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
+  "http://$sko/v2/s/app-0/manifests/v1.0.0"
+
+wall() { awk -v l="$1" '$1 == l { print $2 }' "$RESULTS"; }
+rss() { awk -v l="$1" '$1 == l { printf "%.1f", $3 / 1024 }' "$RESULTS"; }
+echo "Corpus: $REPOS repositories x $TAGS tags, 2 platforms, $LAYERS x $LAYER_SIZE B layers" \
+  "per platform + $BASE_SIZE B shared base, referrers 3 deep (fallback tags);" \
+  "$(wc -l <"$WORK/blobs.txt") blobs and manifests, $blob_bytes bytes in the source store."
+echo
+echo "| step | wall s | peak RSS MiB | source requests | target requests |"
+echo "|---|---:|---:|---|---|"
+echo "| generate (source) | $(wall generate) | $(rss generate) | | |"
+for l in ocimirror-cold ocimirror-noop ocimirror-incremental ocimirror-images-cold \
+  ocimirror-images-noop skopeo-cold skopeo-noop raw-upload; do
+  echo "| $l | $(wall "$l") | $(rss "$l") | ${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
+done
+echo
+cold=$(wall ocimirror-cold) rawt=$(wall raw-upload)
+echo "Raw upload of the same objects ($PAR curl pipelines in parallel): ${rawt}s;" \
+  "ocimirror cold mirror (with referrers): ${cold}s: ocimirror runs at" \
+  "$(awk -v a="$rawt" -v b="$cold" 'BEGIN { printf "%.0f", 100 * a / b }')% of the raw rate."
+echo
+echo "ocimirror's own summary of the cold run:"
+sed 's/^/    /' "$WORK/ocimirror-cold.stdout"
