@@ -121,3 +121,39 @@ pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent)
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ErrorKind, RegistryError};
+
+    #[test]
+    fn run_errors_are_labelled_by_registry_and_kind() {
+        let m = Metrics::new().unwrap();
+        let registry_error = |registry: &str, kind| SyncError::Registry {
+            job: "j".into(),
+            source: RegistryError::new(registry, "team/app", Operation::TagList, None, kind),
+        };
+        record_run_error(&m, "j", &registry_error("reg.example", ErrorKind::NotFound));
+        // A layout path is not a bounded label value: it becomes `oci-layout`.
+        record_run_error(
+            &m,
+            "j",
+            &registry_error("oci:/srv/mirror", ErrorKind::NotFound),
+        );
+        let reference = SyncError::Reference {
+            job: "j".into(),
+            message: "bad".into(),
+        };
+        record_run_error(&m, "j", &reference);
+        let text = m.render();
+        for series in [
+            r#"ocimirror_errors_total{kind="not_found",mirror_job="j",registry="reg.example"} 1"#,
+            r#"ocimirror_errors_total{kind="not_found",mirror_job="j",registry="oci-layout"} 1"#,
+            r#"ocimirror_errors_total{kind="invalid_reference",mirror_job="j",registry=""} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        assert!(!text.contains("/srv/mirror"));
+    }
+}
