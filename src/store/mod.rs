@@ -47,28 +47,28 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file could not be opened or created.
-    #[error("cannot open state database {path}: {source}")]
+    #[error("cannot open state database {path}: {cause}")]
     Open {
         /// The database path.
         path: PathBuf,
         /// Why.
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// The database's directory could not be created.
-    #[error("cannot create the directory of state database {path}: {source}")]
+    #[error("cannot create the directory of state database {path}: {cause}")]
     CreateDir {
         /// The database path.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Applying the embedded migrations failed.
-    #[error("cannot migrate state database {path}: {source}")]
+    #[error("cannot migrate state database {path}: {cause}")]
     Migrate {
         /// The database path.
         path: PathBuf,
         /// Why.
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
     /// A row that must exist does not (e.g. finishing an unknown run).
     #[error("state database has no {what}")]
@@ -86,7 +86,34 @@ pub enum StoreError {
     },
     /// Any other database error.
     #[error("state database query failed: {0}")]
-    Query(#[from] sqlx::Error),
+    Query(sqlx::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the error its
+// `source` and print the cause twice in an error chain.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e)
+    }
+}
+
+/// Applies the embedded migrations. Two processes creating the same new
+/// database race here (sqlx's sqlite migrator takes no lock, so both may try
+/// the first `CREATE TABLE`); each migration commits atomically with its
+/// record, so a retry sees the winner's work as applied and goes on.
+async fn migrate(pool: &SqlitePool) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+    let mut attempt = 0;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "Migration raced another process; retrying.");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Result alias for store operations.
@@ -107,9 +134,9 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|source| StoreError::CreateDir {
+                .map_err(|cause| StoreError::CreateDir {
                     path: path.to_path_buf(),
-                    source,
+                    cause,
                 })?;
         }
         let options = SqliteConnectOptions::new()
@@ -125,17 +152,14 @@ impl Store {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open {
+            .map_err(|cause| StoreError::Open {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        migrate(&pool).await.map_err(|cause| StoreError::Migrate {
+            path: path.to_path_buf(),
+            cause,
+        })?;
         Ok(Store {
             pool,
             backoff: Backoff::default(),

@@ -226,7 +226,6 @@ async fn concurrent_once_processes_share_one_database() {
 /// first migration ("table runs already exists"): sqlx's sqlite migrator
 /// takes no lock. Fix belongs in `Store::open`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Store::open: concurrent first opens race on migration 1 (reported)"]
 async fn concurrent_once_processes_create_one_database() {
     concurrent_once(true).await;
 }
