@@ -284,10 +284,11 @@ impl Metrics {
             errors: counter(
                 r,
                 names::ERRORS,
-                "Errors that made an item of a job fail, by the registry \
-                 involved (empty when none) and a short error kind \
-                 (not_found, unauthorized, denied, rate_limited, status, \
-                 digest_mismatch, transport, ...).",
+                "Errors that made an item or a whole run of a job fail, by \
+                 the registry involved (empty when none) and a short error \
+                 kind (not_found, unauthorized, denied, rate_limited, \
+                 server_error, client_error, digest_mismatch, transport, \
+                 copy_step, ...).",
                 &[LABEL_JOB, REGISTRY, "kind"],
             )?,
             request_duration: histogram(

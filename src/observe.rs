@@ -74,14 +74,23 @@ pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
 /// shows on the error panels and not only in its failure timestamp.
 pub fn record_run_error(metrics: &Metrics, job: &str, error: &SyncError) {
     let (registry, kind) = match error {
-        SyncError::Registry { source, .. } if source.registry.starts_with("oci:") => {
-            ("oci-layout", source.kind.label())
+        SyncError::Registry { source, .. } => {
+            (registry_label(&source.registry), source.kind.label())
         }
-        SyncError::Registry { source, .. } => (source.registry.as_str(), source.kind.label()),
         SyncError::Reference { .. } => ("", "invalid_reference"),
         SyncError::Store { .. } => ("", "store"),
     };
     metrics.error(job, registry, kind);
+}
+
+/// The `registry` label of a registry name: the host, or `oci-layout` for
+/// any layout directory (a path must never become a label value).
+pub fn registry_label(name: &str) -> &str {
+    if name.starts_with("oci:") {
+        "oci-layout"
+    } else {
+        name
+    }
 }
 
 /// Turns copy events into per-item counter updates until the senders close.

@@ -18,10 +18,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
-use tracing::Instrument;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{
     Config, Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings, Source,
@@ -30,7 +30,7 @@ use crate::copy::{
     Copier, CopyEvent, CopyOptions, CopyReport, DiscoveryMode, PlanItem, PlatformSpec, PublishMode,
 };
 use crate::metrics::Metrics;
-use crate::observe::{record_referrers, target_label};
+use crate::observe::{record_referrers, registry_label, target_label};
 use crate::oci::referrers::fallback_tag;
 use crate::oci::{Digest, ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::http::{
@@ -617,10 +617,14 @@ impl Syncer {
                 ItemResult::Failed {
                     error,
                     kind,
+                    registry,
                     report: copy,
                 } => {
                     if let Some(m) = &self.metrics {
-                        m.error(&job.name, &target_label(job), kind);
+                        let registry = registry
+                            .as_deref()
+                            .map_or_else(|| target_label(job), |r| registry_label(r).to_string());
+                        m.error(&job.name, &registry, kind);
                     }
                     report.counts.images_failed += 1;
                     if let Some(copy) = copy {
@@ -711,7 +715,7 @@ impl Syncer {
     ) -> ItemResult {
         let source = match self.open(job, &item.src.location) {
             Ok(s) => s,
-            Err(e) => return failed(e, "registry"),
+            Err(e) => return failed(&e, "registry", None),
         };
         // One manifest HEAD on the source resolves the tag.
         let digest = match source.manifest_head(&item.src.repo, &item.reference).await {
@@ -725,11 +729,12 @@ impl Syncer {
                         item.src.repo
                     ),
                     "not_found",
+                    Some(source.name()),
                 );
             }
             Err(e) => {
                 let kind = e.kind.label();
-                return failed(e, kind);
+                return failed(&e, kind, Some(&e.registry));
             }
         };
         let tag = match &item.reference {
@@ -748,7 +753,7 @@ impl Syncer {
                 .await
             {
                 Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => failed(&e, e.kind_label()),
+                Err(e) => failed(&e, e.kind_label(), e.registry()),
             };
         }
         // One referrers check: the root's referrer set, as a fingerprint.
@@ -783,13 +788,14 @@ impl Syncer {
             .await
         {
             Ok(r) => r,
-            Err(e) => return failed(&e, e.kind_label()),
+            Err(e) => return failed(&e, e.kind_label(), e.registry()),
         };
         if !report.is_success() {
             let error = report.failures.join("; ");
             return ItemResult::Failed {
                 error,
                 kind: "copy_step",
+                registry: None,
                 report: Some(report),
             };
         }
@@ -821,14 +827,17 @@ enum ItemResult {
     Failed {
         error: String,
         kind: &'static str,
+        /// The registry involved, when it is not the job's target.
+        registry: Option<String>,
         report: Option<CopyReport>,
     },
 }
 
-fn failed(error: impl ToString, kind: &'static str) -> ItemResult {
+fn failed(error: impl ToString, kind: &'static str, registry: Option<&str>) -> ItemResult {
     ItemResult::Failed {
         error: error.to_string(),
         kind,
+        registry: registry.map(str::to_string),
         report: None,
     }
 }

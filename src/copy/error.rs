@@ -150,6 +150,18 @@ impl CopyError {
 }
 
 impl CopyError {
+    /// The registry the error happened on, when known.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            CopyError::Registry { source, .. } => Some(&source.registry),
+            CopyError::NotFound { registry, .. }
+            | CopyError::FallbackIndex { registry, .. }
+            | CopyError::NoPlatformMatch { registry, .. }
+            | CopyError::Unsupported { registry, .. } => Some(registry),
+            _ => None,
+        }
+    }
+
     /// A short stable name of what went wrong, used as a metric label.
     pub fn kind_label(&self) -> &'static str {
         match self {
