@@ -4,9 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::copy::{
@@ -18,6 +16,8 @@ use crate::oci::{ImageReference, Reference, Tag};
 use crate::registry::RegistryError;
 use crate::registry::http::HttpSettings;
 use crate::registry::open::open;
+
+use super::progress::Progress;
 
 /// Arguments of `ocimirror copy`.
 #[derive(Clone, Debug, clap::Args)]
@@ -261,65 +261,18 @@ fn with_reference(image: &ImageReference, reference: Option<&Reference>) -> Imag
     r
 }
 
-/// Shows events: a progress bar on a terminal, log lines otherwise.
+/// Shows events until the copier is dropped.
 async fn show_events(
     mut rx: mpsc::UnboundedReceiver<CopyEvent>,
     current: Arc<Mutex<String>>,
     tty: bool,
 ) {
-    let bar = tty.then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        b.enable_steady_tick(Duration::from_millis(120));
-        b
-    });
-    let (mut nodes, mut bytes) = (0u64, 0u64);
+    let mut progress = Progress::new(tty);
     while let Some(e) = rx.recv().await {
         let image = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if matches!(e.action, Action::Copy | Action::Mount) {
-            bytes += e.size;
-        }
-        nodes += 1;
-        match &bar {
-            Some(b) => {
-                if e.action == Action::Fail {
-                    b.println(format!("{image}: {e}"));
-                }
-                b.set_message(format!(
-                    "{image}: {nodes} nodes, {} copied — {} {}",
-                    human_bytes(bytes),
-                    e.action,
-                    e.kind
-                ));
-            }
-            None => match e.action {
-                Action::Fail => tracing::warn!(image = %image, event = %e, "Copy step failed."),
-                Action::Exists => tracing::debug!(image = %image, event = %e, "Already present."),
-                _ => tracing::info!(image = %image, event = %e, "Copy step."),
-            },
-        }
+        progress.event(&image, &e);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-}
-
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    progress.finish();
 }
 
 /// The summary printed at the end of `copy`.

@@ -5,20 +5,18 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigErrors, Job};
-use crate::copy::{Action, CopyEvent};
+use crate::copy::CopyEvent;
 use crate::registry::http::RequestStats;
 use crate::scheduler::{JobTimer, SystemClock};
 use crate::store::{Store, StoreError};
 use crate::sync::{JobReport, Registries, SyncOptions, Syncer};
 
-use super::copy::human_bytes;
+use super::progress::{Progress, human_bytes};
 
 /// The config file option shared by the job commands.
 #[derive(Clone, Debug, clap::Args)]
@@ -279,45 +277,11 @@ pub fn plan_text(reports: &[JobReport]) -> String {
 }
 
 async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty: bool) {
-    let bar = tty.then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_style(
-            ProgressStyle::with_template("{spinner} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        b.enable_steady_tick(Duration::from_millis(120));
-        b
-    });
-    let (mut nodes, mut bytes) = (0u64, 0u64);
+    let mut progress = Progress::new(tty);
     while let Some((job, e)) = rx.recv().await {
-        nodes += 1;
-        if matches!(e.action, Action::Copy | Action::Mount) {
-            bytes += e.size;
-        }
-        match &bar {
-            Some(b) => {
-                if e.action == Action::Fail {
-                    b.println(format!("{job}: {e}"));
-                }
-                b.set_message(format!(
-                    "{job}: {nodes} nodes, {} copied — {} {}",
-                    human_bytes(bytes),
-                    e.action,
-                    e.kind
-                ));
-            }
-            None => match e.action {
-                Action::Fail => tracing::warn!(job = %job, event = %e, "Copy step failed."),
-                Action::Copy | Action::Mount => {
-                    tracing::debug!(job = %job, event = %e, "Copy step.")
-                }
-                _ => {}
-            },
-        }
+        progress.event(&job, &e);
     }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    progress.finish();
 }
 
 /// Arguments of `ocimirror status`.

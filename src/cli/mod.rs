@@ -5,4 +5,5 @@
 pub mod copy;
 pub mod generate;
 pub mod jobs;
+mod progress;
 pub mod serve;
