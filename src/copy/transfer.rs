@@ -188,14 +188,8 @@ impl Copier {
         if dry_run {
             return Ok(Outcome::Planned { mount: false });
         }
-        let out = self
-            .target
-            .manifest_put(
-                dst_repo,
-                &Reference::Digest(d.clone()),
-                manifest,
-                crate::registry::Precondition::None,
-            )
+        let reference = Reference::Digest(d.clone());
+        let out = put_settled(self.target.as_ref(), dst_repo, &reference, manifest)
             .await
             .map_err(|e| CopyError::target("write manifest", Some(d), e))?;
         Ok(Outcome::Put {
@@ -223,18 +217,56 @@ impl Copier {
             return Ok(false);
         }
         if !dry_run {
-            self.target
-                .manifest_put(
-                    dst_repo,
-                    &Reference::Tag(tag.clone()),
-                    manifest,
-                    crate::registry::Precondition::None,
-                )
-                .await
-                .map_err(|e| CopyError::target("write tag", Some(d), e))?;
+            put_settled(
+                self.target.as_ref(),
+                dst_repo,
+                &Reference::Tag(tag.clone()),
+                manifest,
+            )
+            .await
+            .map_err(|e| CopyError::target("write tag", Some(d), e))?;
         }
         Ok(true)
     }
+}
+
+/// Pushes a manifest whose children are all on the target, retrying a few
+/// times when the registry says a child is unknown or invalid. distribution
+/// (filesystem storage) writes a blob's link file in place, so while another
+/// process or copier commits the same shared blob, a manifest PUT can read
+/// a half-written link and answer MANIFEST_BLOB_UNKNOWN or DIGEST_INVALID
+/// (our own digest was computed from the bytes, so it is not the manifest's).
+async fn put_settled(
+    target: &dyn crate::registry::Registry,
+    repo: &RepoName,
+    reference: &Reference,
+    manifest: &Manifest,
+) -> Result<crate::registry::PutManifestOutcome, crate::registry::RegistryError> {
+    const SETTLE: [u64; 3] = [100, 300, 900];
+    let mut attempt = 0;
+    loop {
+        let result = target
+            .manifest_put(
+                repo,
+                reference,
+                manifest,
+                crate::registry::Precondition::None,
+            )
+            .await;
+        match result {
+            Err(e) if attempt < SETTLE.len() && child_not_settled(&e) => {
+                tracing::debug!(error = %e, "Manifest children not visible yet; retrying.");
+                tokio::time::sleep(std::time::Duration::from_millis(SETTLE[attempt])).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn child_not_settled(e: &crate::registry::RegistryError) -> bool {
+    matches!(&e.kind, crate::registry::ErrorKind::Status { status: 400, codes, .. }
+        if codes.iter().any(|c| c == "MANIFEST_BLOB_UNKNOWN" || c == "DIGEST_INVALID"))
 }
 
 /// Copies the walked `graph` (or, in a dry run, reports what it would do).
