@@ -183,7 +183,9 @@ fn plan_faults(reg: &TestRegistry, rng: &mut Rng, n: usize, paths: &[(String, St
     wrong
 }
 
-fn assert_blobs_hash_to_their_digests(reg: &TestRegistry, s: &State, side: &str) {
+/// Returns how many accepted uploads were checked.
+fn assert_blobs_hash_to_their_digests(reg: &TestRegistry, s: &State, side: &str) -> usize {
+    let mut checked = 0;
     for ((repo, d), bytes) in &s.blobs {
         assert_eq!(
             &sha256(bytes),
@@ -227,7 +229,9 @@ fn assert_blobs_hash_to_their_digests(reg: &TestRegistry, s: &State, side: &str)
             d,
             "{side} {repo}: stored blob {d} is corrupt"
         );
+        checked += 1;
     }
+    checked
 }
 
 /// Differences between the target and the source state (empty: the
@@ -345,6 +349,7 @@ async fn faults_converge(api: bool, seed: u64) {
     let (mut n_src, mut n_dst) = (src_requests / 10, dst_requests / 10);
     let mut first_rate = None;
     let mut caught = 0;
+    let mut uploads_checked = 0;
     loop {
         runs += 1;
         src.clear_faults();
@@ -367,7 +372,7 @@ async fn faults_converge(api: bool, seed: u64) {
         dst_paths = request_paths(&dst);
         (n_src, n_dst) = ((src_paths.len() / 10).max(1), (dst_paths.len() / 10).max(1));
         // Whatever happened, nothing corrupt is on the target.
-        assert_blobs_hash_to_their_digests(&dst, &state(&dst), "target");
+        uploads_checked += assert_blobs_hash_to_their_digests(&dst, &state(&dst), "target");
         for f in &report.failures {
             if !f.contains("depends on") {
                 eprintln!("  {f}");
@@ -397,6 +402,10 @@ async fn faults_converge(api: bool, seed: u64) {
     // Corrupted bodies were detected (and failed their node, to be copied
     // by a later run) rather than stored.
     assert!(caught > 0, "no corrupted body was reported");
+    assert!(
+        uploads_checked > 0,
+        "no accepted upload was found in the log"
+    );
     let retries = src_http.stats().retries + dst_http.stats().retries;
     assert!(retries > 0, "faults fired but nothing was retried");
 
