@@ -5,19 +5,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, stream};
+use futures::StreamExt;
 use serde_json::json;
 
 use ocimirror::oci::media_type::{
     DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
-use ocimirror::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
+use ocimirror::oci::{Descriptor, Digest, Manifest, RepoName};
 use ocimirror::registry::http::{HttpRegistry, HttpSettings, RetryPolicy, UploadMode};
-use ocimirror::registry::{
-    BlobStream, ErrorKind, Precondition, ReferrersSupport, Registry, RegistryError,
-};
+use ocimirror::registry::{ErrorKind, Precondition, ReferrersSupport, Registry};
 
 use crate::support::distribution::Distribution;
+use crate::support::values::{body_of, desc, repo, tag};
 
 fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
     HttpRegistry::new(
@@ -36,26 +35,6 @@ fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
     .unwrap()
 }
 
-fn repo(s: &str) -> RepoName {
-    RepoName::new(s).unwrap()
-}
-
-fn tag(s: &str) -> Reference {
-    Reference::Tag(Tag::new(s).unwrap())
-}
-
-fn body_of(bytes: &[u8]) -> BlobStream {
-    let chunks: Vec<Result<Bytes, RegistryError>> = bytes
-        .chunks(1000)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    Box::pin(stream::iter(chunks))
-}
-
-fn desc(bytes: &[u8], mt: &str) -> Descriptor {
-    Descriptor::new(mt, Digest::sha256(bytes), bytes.len() as u64)
-}
-
 fn manifest(v: serde_json::Value) -> Manifest {
     Manifest::parse(Bytes::from(serde_json::to_vec(&v).unwrap()), None).unwrap()
 }
@@ -69,7 +48,9 @@ async fn push_image(r: &HttpRegistry, name: &RepoName, seed: &str, media_type: &
             .unwrap()
             .is_none()
         {
-            r.blob_put(name, &desc(b, mt), body_of(b)).await.unwrap();
+            r.blob_put(name, &desc(b, mt), body_of(b, 1000))
+                .await
+                .unwrap();
         }
     }
     let m = manifest(json!({
@@ -95,7 +76,7 @@ async fn push_pull_blobs_and_manifests() {
         let name = repo(name);
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
         let bd = desc(&data, OCI_LAYER_GZIP);
-        r.blob_put(&name, &bd, body_of(&data)).await.unwrap();
+        r.blob_put(&name, &bd, body_of(&data, 1000)).await.unwrap();
         assert_eq!(r.blob_head(&name, &bd.digest).await.unwrap(), Some(50_000));
         let blob = r.blob_get(&name, &bd.digest).await.unwrap();
         let mut got = Vec::new();
@@ -126,7 +107,11 @@ async fn push_pull_blobs_and_manifests() {
         }
         // A wrong blob is refused and leaves nothing behind.
         let e = r
-            .blob_put(&name, &desc(b"right", OCI_LAYER_GZIP), body_of(b"wrong"))
+            .blob_put(
+                &name,
+                &desc(b"right", OCI_LAYER_GZIP),
+                body_of(b"wrong", 1000),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
@@ -195,7 +180,7 @@ async fn tags_ignore_n_and_referrers_api_is_unsupported() {
     r.blob_put(
         &name,
         &desc(&empty, "application/vnd.oci.empty.v1+json"),
-        body_of(&empty),
+        body_of(&empty, 1000),
     )
     .await
     .unwrap();

@@ -10,7 +10,7 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 
 use ocimirror::oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
-use ocimirror::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
+use ocimirror::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 use ocimirror::registry::http::{
     Credentials, HttpRegistry, HttpSettings, RetryPolicy, Secret, UploadMode,
 };
@@ -19,6 +19,7 @@ use ocimirror::registry::{
 };
 
 use crate::support::registry::{Auth, Fault, FaultKind, Options, RetryAfter, TestRegistry};
+use crate::support::values::{body_of, desc as blob_desc, repo, tag};
 
 // ---------- fixtures ----------
 
@@ -43,26 +44,6 @@ fn client_with(tr: &TestRegistry, f: impl FnOnce(&mut HttpSettings)) -> HttpRegi
     let mut s = settings();
     f(&mut s);
     HttpRegistry::new(&tr.host(), s).unwrap()
-}
-
-fn repo(s: &str) -> RepoName {
-    RepoName::new(s).unwrap()
-}
-
-fn tag(s: &str) -> Reference {
-    Reference::Tag(Tag::new(s).unwrap())
-}
-
-fn body_of(bytes: &[u8]) -> BlobStream {
-    let chunks: Vec<Result<Bytes, RegistryError>> = bytes
-        .chunks(7)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    Box::pin(stream::iter(chunks))
-}
-
-fn blob_desc(bytes: &[u8], media_type: &str) -> Descriptor {
-    Descriptor::new(media_type, Digest::sha256(bytes), bytes.len() as u64)
 }
 
 /// An OCI image manifest over `config` and `layers`, optionally a referrer.
@@ -93,7 +74,7 @@ async fn push_image(r: &HttpRegistry, name: &RepoName, seed: &str) -> Manifest {
     let config = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
     let layer = format!("layer of {seed}").into_bytes();
     for (b, mt) in [(&config, OCI_CONFIG), (&layer, OCI_LAYER_GZIP)] {
-        r.blob_put(name, &blob_desc(b, mt), body_of(b))
+        r.blob_put(name, &blob_desc(b, mt), body_of(b, 7))
             .await
             .unwrap();
     }
@@ -281,7 +262,7 @@ async fn put_with_subject_reports_indexing_and_caches_support() {
     let name = repo("app");
     let subject = push_image(&r, &name, "s").await;
     let cfg = b"{}".to_vec();
-    r.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg))
+    r.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg, 7))
         .await
         .unwrap();
     let sig = image_manifest(&cfg, &[], Some(&subject.descriptor()));
@@ -314,7 +295,7 @@ async fn put_with_subject_reports_indexing_and_caches_support() {
     .await;
     let r2 = client(&tr2);
     let subject = push_image(&r2, &name, "s").await;
-    r2.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg))
+    r2.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg, 7))
         .await
         .unwrap();
     let sig = image_manifest(&cfg, &[], Some(&subject.descriptor()));
@@ -340,7 +321,7 @@ async fn blob_roundtrip_is_streamed_and_verified() {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let desc = blob_desc(&data, OCI_LAYER_GZIP);
     assert_eq!(r.blob_head(&name, &desc.digest).await.unwrap(), None);
-    r.blob_put(&name, &desc, body_of(&data)).await.unwrap();
+    r.blob_put(&name, &desc, body_of(&data, 7)).await.unwrap();
     assert_eq!(tr.blob("app", &desc.digest.to_string()).unwrap(), data);
     assert_eq!(
         r.blob_head(&name, &desc.digest).await.unwrap(),
@@ -413,7 +394,10 @@ async fn failed_uploads_leave_nothing_visible() {
         "/blobs/uploads/",
         FaultKind::Status(500),
     ));
-    let e = r.blob_put(&name, &desc, body_of(&data)).await.unwrap_err();
+    let e = r
+        .blob_put(&name, &desc, body_of(&data, 7))
+        .await
+        .unwrap_err();
     assert_names(&e, &tr, "app", Operation::BlobPut, &d);
     assert!(e.is_retryable(), "the caller may re-open its source: {e}");
     assert_eq!(tr.count("PUT", "/blobs/uploads/"), 1);
@@ -446,7 +430,10 @@ async fn failed_uploads_leave_nothing_visible() {
 
     // 3. Content that does not match the descriptor never completes.
     let wrong = vec![4u8; 10_000];
-    let e = r.blob_put(&name, &desc, body_of(&wrong)).await.unwrap_err();
+    let e = r
+        .blob_put(&name, &desc, body_of(&wrong, 7))
+        .await
+        .unwrap_err();
     assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
     assert_names(&e, &tr, "app", Operation::BlobPut, &d);
     assert!(tr.blob("app", &d).is_none());
@@ -454,7 +441,7 @@ async fn failed_uploads_leave_nothing_visible() {
 
     // 4. Too short a body.
     let e = r
-        .blob_put(&name, &desc, body_of(&data[..9000]))
+        .blob_put(&name, &desc, body_of(&data[..9000], 7))
         .await
         .unwrap_err();
     assert!(matches!(e.kind, ErrorKind::SizeMismatch { .. }), "{e}");
@@ -462,7 +449,7 @@ async fn failed_uploads_leave_nothing_visible() {
     assert_eq!(tr.open_uploads(), 0);
 
     // 5. Then it works.
-    r.blob_put(&name, &desc, body_of(&data)).await.unwrap();
+    r.blob_put(&name, &desc, body_of(&data, 7)).await.unwrap();
     assert_eq!(tr.blob("app", &d).unwrap(), data);
 }
 
@@ -476,7 +463,7 @@ async fn upload_post_is_retried() {
         times: 2,
         ..Fault::once(Some("POST"), "/blobs/uploads/", FaultKind::Status(503))
     });
-    r.blob_put(&repo("app"), &desc, body_of(&data))
+    r.blob_put(&repo("app"), &desc, body_of(&data, 7))
         .await
         .unwrap();
     assert_eq!(tr.count("POST", "/blobs/uploads/"), 3);
@@ -495,7 +482,7 @@ async fn chunked_upload_with_absolute_and_relative_locations() {
         let r = client_with(&tr, |s| s.upload = UploadMode::Chunked { chunk_size: 4 });
         let data = b"0123456789".to_vec();
         let desc = blob_desc(&data, OCI_LAYER_GZIP);
-        r.blob_put(&repo("app"), &desc, body_of(&data))
+        r.blob_put(&repo("app"), &desc, body_of(&data, 7))
             .await
             .unwrap();
         assert_eq!(tr.blob("app", &desc.digest.to_string()).unwrap(), data);
@@ -512,7 +499,7 @@ async fn chunked_upload_with_absolute_and_relative_locations() {
         let other = b"abcdefghij".to_vec();
         let desc = blob_desc(&other, OCI_LAYER_GZIP);
         let e = r
-            .blob_put(&repo("app"), &desc, body_of(&other))
+            .blob_put(&repo("app"), &desc, body_of(&other, 7))
             .await
             .unwrap_err();
         assert_names(&e, &tr, "app", Operation::BlobPut, &desc.digest.to_string());
@@ -762,7 +749,7 @@ async fn referrers_api_pages_and_support_detection() {
     let mut expected = Vec::new();
     for i in 0..5 {
         let cfg = format!("{{\"sig\":{i}}}").into_bytes();
-        r.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg))
+        r.blob_put(&name, &blob_desc(&cfg, OCI_CONFIG), body_of(&cfg, 7))
             .await
             .unwrap();
         let sig = image_manifest(&cfg, &[], Some(&subject.descriptor()));
@@ -996,7 +983,7 @@ async fn insufficient_scope_refetches_once_then_fails() {
     let desc = blob_desc(&data, OCI_LAYER_GZIP);
     tr.clear_log();
     let e = r
-        .blob_put(&repo("app"), &desc, body_of(&data))
+        .blob_put(&repo("app"), &desc, body_of(&data, 7))
         .await
         .unwrap_err();
     assert!(matches!(e.kind, ErrorKind::Unauthorized(_)), "{e}");
@@ -1104,7 +1091,7 @@ async fn no_secret_in_logs_errors_or_debug_output() {
     let e1 = r.manifest_get(&name, &tag("x")).await.unwrap_err();
     let data = b"y".to_vec();
     let e2 = r
-        .blob_put(&name, &blob_desc(b"z", OCI_LAYER_GZIP), body_of(&data))
+        .blob_put(&name, &blob_desc(b"z", OCI_LAYER_GZIP), body_of(&data, 7))
         .await
         .unwrap_err();
     let bad = client_with(&tr, |s| {

@@ -3,3 +3,4 @@
 pub mod distribution;
 pub mod fixtures;
 pub mod registry;
+pub mod values;
