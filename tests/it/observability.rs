@@ -299,17 +299,17 @@ fn every_alert_has_for_severity_and_annotations() {
 
 #[test]
 fn monitoring_doc_lists_every_metric_and_alert() {
-    let doc = std::fs::read_to_string(repo_file("docs/monitoring.md")).unwrap();
+    let doc = std::fs::read_to_string(repo_file("README.md")).unwrap();
     for name in metrics::metric_names() {
         assert!(
             doc.contains(&format!("| `{name}` |")),
-            "docs/monitoring.md lacks {name}"
+            "README.md lacks {name}"
         );
     }
     for r in alert_rules().groups.iter().flat_map(|g| &g.rules) {
         assert!(
             doc.contains(&format!("| `{}` |", r.alert)),
-            "docs/monitoring.md lacks {}",
+            "README.md lacks {}",
             r.alert
         );
     }
