@@ -31,17 +31,6 @@ CREATE TABLE tag_state (
     PRIMARY KEY (job, source_repo, tag)
 );
 
--- Content known to be on a target repository ("registry/repo" or a layout).
-CREATE TABLE copied (
-    target    TEXT    NOT NULL,
-    digest    TEXT    NOT NULL,
-    -- blob | manifest
-    kind      TEXT    NOT NULL,
-    size      INTEGER NOT NULL,
-    copied_at INTEGER NOT NULL,
-    PRIMARY KEY (target, digest)
-);
-
 -- Items (tags, digests, repositories) that failed, with per-item backoff.
 CREATE TABLE failures (
     job             TEXT    NOT NULL,

@@ -374,6 +374,9 @@ impl Syncer {
             Ok((repos, items)) => {
                 report.counts.repositories = repos;
                 report.counts.tags_selected = items.len() as u64;
+                if let Some(s) = store {
+                    forget_unselected(s, job, &items).await;
+                }
                 self.run_items(job, items, options, store, cancel, &mut report)
                     .await;
             }
@@ -815,6 +818,27 @@ impl Syncer {
             }
         }
         ItemResult::Copied(report)
+    }
+}
+
+/// Drops the checkpoints of tags no longer selected (deleted at the source
+/// or filtered out now), so `status` counts only what the job mirrors.
+async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) {
+    let mut by_repo: HashMap<&str, Vec<String>> = HashMap::new();
+    for item in items {
+        by_repo
+            .entry(item.src.repo.as_str())
+            .or_default()
+            .push(item.reference.to_string());
+    }
+    for (repo, keep) in by_repo {
+        if let Err(e) = store
+            .forget_tags_except(&job.name, repo, &keep)
+            .boxed()
+            .await
+        {
+            tracing::warn!(job = %job.name, repository = %repo, error = %e, "Could not prune old checkpoints.");
+        }
     }
 }
 

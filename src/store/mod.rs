@@ -33,7 +33,7 @@ use tracing::instrument;
 use crate::oci::Digest;
 
 pub use models::{
-    Backoff, ContentKind, CopiedItem, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome,
+    Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome,
     RunRecord, RunResult, TagState,
 };
 
@@ -296,19 +296,6 @@ impl Store {
         row.as_ref().map(tag_state_from_row).transpose()
     }
 
-    /// Every recorded tag of `job`, ordered by repository and tag.
-    #[instrument(skip_all)]
-    pub async fn tag_states(&self, job: &str) -> Result<Vec<TagState>> {
-        let rows = sqlx::query(
-            "SELECT job, source_repo, tag, source_digest, referrers_fingerprint, target_repo, updated_at
-             FROM tag_state WHERE job = ?1 ORDER BY source_repo, tag",
-        )
-        .bind(job)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(tag_state_from_row).collect()
-    }
-
     /// Records that `state.tag` was synced (replacing the previous record).
     #[instrument(skip_all)]
     pub async fn record_synced(&self, state: &TagState) -> Result<()> {
@@ -354,61 +341,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
-    }
-
-    // -- copied content -----------------------------------------------------
-
-    /// True when `digest` was recorded as copied to `target` (a hint: the
-    /// target may have lost it since).
-    #[instrument(skip_all)]
-    pub async fn is_known_copied(&self, target: &str, digest: &Digest) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM copied WHERE target = ?1 AND digest = ?2")
-            .bind(target)
-            .bind(digest.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
-    }
-
-    /// Records that `items` are on `target`, in one transaction.
-    #[instrument(skip_all, fields(count = items.len()))]
-    pub async fn record_copied(
-        &self,
-        target: &str,
-        items: &[CopiedItem],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write_tx().await?;
-        for item in items {
-            sqlx::query(
-                "INSERT INTO copied (target, digest, kind, size, copied_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (target, digest) DO UPDATE SET
-                   kind = excluded.kind, size = excluded.size, copied_at = excluded.copied_at",
-            )
-            .bind(target)
-            .bind(item.digest.to_string())
-            .bind(item.kind.as_str())
-            .bind(i64::try_from(item.size).unwrap_or(i64::MAX))
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Forgets that `digest` is on `target` (after the target said 404).
-    #[instrument(skip_all)]
-    pub async fn forget_copied(&self, target: &str, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM copied WHERE target = ?1 AND digest = ?2")
-            .bind(target)
-            .bind(digest.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     // -- failures -----------------------------------------------------------
@@ -483,20 +415,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(failure_from_row).transpose()
-    }
-
-    /// Failing items of `job` whose retry time has come, earliest first.
-    #[instrument(skip_all)]
-    pub async fn due_failures(&self, job: &str, now: DateTime<Utc>) -> Result<Vec<FailureRecord>> {
-        let rows = sqlx::query(
-            "SELECT job, item, attempts, last_error, first_failed_at, last_failed_at, next_retry_at
-             FROM failures WHERE job = ?1 AND next_retry_at <= ?2 ORDER BY next_retry_at, item",
-        )
-        .bind(job)
-        .bind(ms(now))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(failure_from_row).collect()
     }
 
     /// Every failing item of `job`, earliest retry first.

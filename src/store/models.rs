@@ -147,36 +147,6 @@ pub struct TagState {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Kind of content in `copied`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ContentKind {
-    /// A blob (config or layer).
-    Blob,
-    /// A manifest or index.
-    Manifest,
-}
-
-impl ContentKind {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentKind::Blob => "blob",
-            ContentKind::Manifest => "manifest",
-        }
-    }
-}
-
-/// One piece of content known to be on a target.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopiedItem {
-    /// Its digest.
-    pub digest: Digest,
-    /// Blob or manifest.
-    pub kind: ContentKind,
-    /// Size in bytes.
-    pub size: u64,
-}
-
 /// A failing item of a job and when to try it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailureRecord {

@@ -144,50 +144,19 @@ async fn tag_state_round_trip_and_replace() {
     v2.tag = "v2".into();
     store.record_synced(&v2).await.unwrap();
     assert_eq!(
-        store.tag_states("j").await.unwrap(),
-        vec![s.clone(), v2.clone()]
+        store.tag_state("j", "ghcr.io/o/a", "v2").await.unwrap(),
+        Some(v2.clone())
     );
     let removed = store
         .forget_tags_except("j", "ghcr.io/o/a", &["v2".to_string()])
         .await
         .unwrap();
     assert_eq!(removed, 1);
-    assert_eq!(store.tag_states("j").await.unwrap(), vec![v2]);
-}
-
-#[tokio::test]
-async fn copied_content_batch() {
-    let (_d, store) = temp_store().await;
-    let target = "localhost:5000/mirror/a";
-    assert!(!store.is_known_copied(target, &d("x")).await.unwrap());
-    let items = [
-        CopiedItem {
-            digest: d("x"),
-            kind: ContentKind::Blob,
-            size: 10,
-        },
-        CopiedItem {
-            digest: d("m"),
-            kind: ContentKind::Manifest,
-            size: 2,
-        },
-    ];
-    store.record_copied(target, &items, t(0)).await.unwrap();
-    // Recording again is harmless.
-    store.record_copied(target, &items, t(1)).await.unwrap();
-    store.record_copied(target, &[], t(1)).await.unwrap();
-    assert!(store.is_known_copied(target, &d("x")).await.unwrap());
-    assert!(store.is_known_copied(target, &d("m")).await.unwrap());
-    // Per target repository: another repository must be checked on its own.
-    assert!(
-        !store
-            .is_known_copied("localhost:5000/other", &d("x"))
-            .await
-            .unwrap()
+    assert_eq!(store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(), None);
+    assert_eq!(
+        store.tag_state("j", "ghcr.io/o/a", "v2").await.unwrap(),
+        Some(v2)
     );
-    assert!(store.forget_copied(target, &d("x")).await.unwrap());
-    assert!(!store.is_known_copied(target, &d("x")).await.unwrap());
-    assert!(!store.forget_copied(target, &d("x")).await.unwrap());
 }
 
 #[tokio::test]
@@ -228,23 +197,13 @@ async fn failures_back_off_per_item() {
         store.failure("j", "tag:v1").await.unwrap(),
         Some(f3.clone())
     );
-    assert!(store.due_failures("j", t(39)).await.unwrap().is_empty());
-    let due: Vec<String> = store
-        .due_failures("j", t(40))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|f| f.item)
-        .collect();
-    assert_eq!(due, ["tag:v2"]);
-    assert_eq!(store.due_failures("j", t(60)).await.unwrap().len(), 2);
-    assert!(
-        store
-            .due_failures("other-job", t(60))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    // Due exactly when the backoff has passed, per item.
+    let v2 = store.failure("j", "tag:v2").await.unwrap().unwrap();
+    assert!(!v2.is_due(t(39)));
+    assert!(v2.is_due(t(40)));
+    assert!(!f3.is_due(t(40)));
+    assert!(f3.is_due(t(60)));
+    assert_eq!(store.failure("other-job", "tag:v2").await.unwrap(), None);
     let all = store.failures_for_job("j").await.unwrap();
     assert_eq!(
         all.iter().map(|f| f.item.as_str()).collect::<Vec<_>>(),
@@ -342,14 +301,16 @@ async fn two_stores_write_concurrently() {
                 for i in 0..PER_TASK {
                     let job = format!("job-{s}-{task}");
                     let id = store.start_run(&job, t(i as i64)).await?;
-                    let item = CopiedItem {
-                        digest: d(&format!("{s}-{task}-{i}")),
-                        kind: ContentKind::Blob,
-                        size: i as u64,
+                    let state = TagState {
+                        job: job.clone(),
+                        source_repo: "shared/repo".into(),
+                        tag: format!("v{i}"),
+                        source_digest: d(&format!("{s}-{task}-{i}")),
+                        referrers_fingerprint: None,
+                        target_repo: "mirror/repo".into(),
+                        updated_at: t(i as i64),
                     };
-                    store
-                        .record_copied("shared/repo", &[item], t(i as i64))
-                        .await?;
+                    store.record_synced(&state).await?;
                     // Both stores hammer the same failure row.
                     store
                         .record_failure("shared", "item", "x", t(i as i64))
@@ -377,11 +338,11 @@ async fn two_stores_write_concurrently() {
     let runs = a.last_runs(None, u32::MAX).await.unwrap();
     assert_eq!(runs.len(), total);
     assert!(runs.iter().all(|r| r.result == Some(RunResult::Success)));
-    let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM copied")
+    let synced: i64 = sqlx::query_scalar("SELECT count(*) FROM tag_state")
         .fetch_one(&b.pool)
         .await
         .unwrap();
-    assert_eq!(copied as usize, total);
+    assert_eq!(synced as usize, total);
     let f = b.failure("shared", "item").await.unwrap().unwrap();
     assert_eq!(f.attempts as usize, total);
 }
