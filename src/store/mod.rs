@@ -33,8 +33,7 @@ use tracing::instrument;
 use crate::oci::Digest;
 
 pub use models::{
-    Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome,
-    RunRecord, RunResult, TagState,
+    Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunRecord, RunResult, TagState,
 };
 
 /// How long a connection waits for another writer's lock before failing.

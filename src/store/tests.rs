@@ -152,7 +152,10 @@ async fn tag_state_round_trip_and_replace() {
         .await
         .unwrap();
     assert_eq!(removed, 1);
-    assert_eq!(store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(), None);
+    assert_eq!(
+        store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(),
+        None
+    );
     assert_eq!(
         store.tag_state("j", "ghcr.io/o/a", "v2").await.unwrap(),
         Some(v2)
