@@ -134,6 +134,32 @@ impl Copier {
         {
             return Ok(Outcome::Mounted);
         }
+        // The HTTP adapter retries single requests, but a streamed upload
+        // cannot be replayed: a transfer cut short or corrupted on either
+        // side is restarted here from a fresh source read.
+        let mut attempt = 0;
+        loop {
+            match self.transfer_blob(src_repo, dst_repo, desc).await {
+                Ok(done) => return Ok(done),
+                Err(e) if attempt < TRANSFER_RETRIES.len() && transient(&e) => {
+                    tracing::debug!(digest = %d, error = %e, "Blob transfer failed; restarting it.");
+                    tokio::time::sleep(std::time::Duration::from_millis(TRANSFER_RETRIES[attempt]))
+                        .await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt at streaming a blob from the source to the target.
+    async fn transfer_blob(
+        &self,
+        src_repo: &RepoName,
+        dst_repo: &RepoName,
+        desc: &Descriptor,
+    ) -> Result<Outcome, CopyError> {
+        let d = &desc.digest;
         let blob = match self.source.blob_get(src_repo, d).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() && !desc.urls.is_empty() => {
@@ -227,6 +253,28 @@ impl Copier {
             .map_err(|e| CopyError::target("write tag", Some(d), e))?;
         }
         Ok(true)
+    }
+}
+
+/// Back-off before restarting a failed blob transfer, in milliseconds.
+const TRANSFER_RETRIES: [u64; 2] = [200, 1000];
+
+/// True for failures a fresh attempt may not meet again: retryable statuses
+/// and transport errors, and bodies cut short or corrupted in transit (a
+/// source that is really corrupt fails every attempt).
+fn transient(e: &CopyError) -> bool {
+    use crate::registry::ErrorKind;
+    match e {
+        CopyError::Registry { source, .. } => {
+            source.is_retryable()
+                || matches!(
+                    source.kind,
+                    ErrorKind::DigestMismatch { .. }
+                        | ErrorKind::SizeMismatch { .. }
+                        | ErrorKind::Transport { .. }
+                )
+        }
+        _ => false,
     }
 }
 

@@ -3,6 +3,7 @@
 mod copy_cli;
 mod copy_distribution;
 mod copy_matrix;
+mod copy_retry;
 mod distribution;
 mod http_registry;
 mod layout;
