@@ -3,27 +3,14 @@
 
 use std::process::Output;
 
+use crate::support::cli::text;
 use crate::support::fixtures::{self, Form, LayoutView, fallback_tag};
 use crate::support::registry::{Options, TestRegistry};
 
 const REPO: &str = "team/app";
 
 async fn ocimirror(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
-        .args(args)
-        .env("OCIMIRROR_LOG", "warn")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    crate::support::cli::ocimirror(std::path::Path::new("."), args).await
 }
 
 async fn registry(api: bool) -> TestRegistry {

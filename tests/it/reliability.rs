@@ -20,6 +20,7 @@ use ocimirror::registry::Registry;
 use ocimirror::registry::http::{HttpRegistry, HttpSettings, RetryPolicy};
 use serde_json::{Value, json};
 
+use crate::support::cli::text;
 use crate::support::fixtures::{self, Form, OCI_INDEX, OCI_MANIFEST, fallback_tag, sha256};
 use crate::support::registry::{Fault, FaultKind, Options, RetryAfter, TestRegistry};
 
@@ -436,21 +437,7 @@ async fn faults_at_ten_percent_converge_to_an_identical_target_fallback_tags() {
 const HOSTILE: &str = "hostile/app";
 
 async fn ocimirror(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
-        .args(args)
-        .env("OCIMIRROR_LOG", "warn")
-        .output()
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    crate::support::cli::ocimirror(std::path::Path::new("."), args).await
 }
 
 /// A config mirroring `source` to `target` (repository references) once.

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod cli;
 pub mod distribution;
 pub mod fixtures;
 pub mod registry;

@@ -12,7 +12,6 @@ mod resume;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::Arc;
 
 use ocimirror::config::Config;
@@ -185,27 +184,7 @@ pub fn writes(reg: &TestRegistry) -> Vec<String> {
         .collect()
 }
 
-/// Runs the real binary to completion.
-pub async fn ocimirror(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
-        .args(args)
-        .current_dir(dir)
-        .env("OCIMIRROR_LOG", "warn")
-        .env_remove("OCIMIRROR_CONFIG")
-        .output()
-        .await
-        .unwrap()
-}
-
-/// Status, stdout and stderr of a finished process, for assertion messages.
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+pub use crate::support::cli::{ocimirror, text};
 
 /// `PRAGMA integrity_check` of the sqlite file at `path`.
 pub async fn integrity_check(path: &Path) -> String {
