@@ -425,50 +425,36 @@ async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
     } else {
         NodeKind::Manifest
     };
+    let size = manifest.bytes().len() as u64;
+    let skip = |kind, reason: String, filtered| {
+        Visit::Skip(
+            CopyEvent {
+                digest: Some(digest.clone()),
+                kind,
+                action: Action::Skip,
+                size,
+                reason,
+            },
+            filtered,
+        )
+    };
     match &p.origin {
         Origin::Referrer { subject, via } => {
             kind = NodeKind::Referrer;
             if manifest.subject().map(|s| &s.digest) != Some(subject) {
-                return Visit::Skip(
-                    CopyEvent {
-                        digest: Some(digest),
-                        kind,
-                        action: Action::Skip,
-                        size: manifest.bytes().len() as u64,
-                        reason: format!("listed by {via} for {subject} but its subject differs"),
-                    },
-                    false,
-                );
-            }
-            if let Some(why) = filter_reason(opts, &manifest.referrer_descriptor()) {
-                return Visit::Skip(
-                    CopyEvent {
-                        digest: Some(digest),
-                        kind,
-                        action: Action::Skip,
-                        size: manifest.bytes().len() as u64,
-                        reason: why,
-                    },
-                    true,
-                );
+                let why = format!("listed by {via} for {subject} but its subject differs");
+                return skip(kind, why, false);
             }
         }
-        Origin::Cosign { .. } => {
-            kind = NodeKind::Cosign;
-            if let Some(why) = filter_reason(opts, &manifest.referrer_descriptor()) {
-                return Visit::Skip(
-                    CopyEvent {
-                        digest: Some(digest),
-                        kind,
-                        action: Action::Skip,
-                        size: manifest.bytes().len() as u64,
-                        reason: why,
-                    },
-                    true,
-                );
-            }
-        }
+        Origin::Cosign { .. } => kind = NodeKind::Cosign,
         Origin::Root | Origin::Child => {}
+    }
+    // Referrers and cosign attachments pass the artifact-type and
+    // annotation filters; images and their children always go.
+    if matches!(p.origin, Origin::Referrer { .. } | Origin::Cosign { .. })
+        && let Some(why) = filter_reason(opts, &manifest.referrer_descriptor())
+    {
+        return skip(kind, why, true);
     }
     let mut next: Vec<Pending> = manifest
         .child_manifests()
