@@ -115,6 +115,41 @@ async fn migrate(pool: &SqlitePool) -> std::result::Result<(), sqlx::migrate::Mi
     }
 }
 
+/// Connects, retrying while another connection holds the database locked.
+/// Switching a new database to WAL needs an exclusive lock that sqlite's
+/// busy timeout does not wait for, so two processes creating the database at
+/// once would otherwise see "database is locked" here.
+async fn connect(options: SqliteConnectOptions) -> std::result::Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await;
+        match pool {
+            Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "State database is locked; retrying.");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// True for SQLITE_BUSY and SQLITE_LOCKED, whatever the extended code.
+fn is_busy(e: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+}
+
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -147,14 +182,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|cause| StoreError::Open {
-                path: path.to_path_buf(),
-                cause,
-            })?;
+        let pool = connect(options).await.map_err(|cause| StoreError::Open {
+            path: path.to_path_buf(),
+            cause,
+        })?;
         migrate(&pool).await.map_err(|cause| StoreError::Migrate {
             path: path.to_path_buf(),
             cause,

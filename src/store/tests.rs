@@ -349,3 +349,28 @@ async fn two_stores_write_concurrently() {
     let f = b.failure("shared", "item").await.unwrap().unwrap();
     assert_eq!(f.attempts as usize, total);
 }
+
+/// Many stores creating one new database at once (as concurrent processes
+/// do): every open succeeds, whatever lock the others hold while they switch
+/// the journal to WAL and apply the migrations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_a_new_database_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("state.db"));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let path = Arc::clone(&path);
+                tokio::spawn(async move { Store::open(&path).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            store.ping().await.unwrap();
+            store.close().await;
+        }
+    }
+}

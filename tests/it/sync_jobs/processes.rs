@@ -222,9 +222,9 @@ async fn concurrent_once_processes_share_one_database() {
     concurrent_once(false).await;
 }
 
-/// Fails today: two processes creating the database at once race on the
-/// first migration ("table runs already exists"): sqlx's sqlite migrator
-/// takes no lock. Fix belongs in `Store::open`.
+/// Both processes create the database: they race on switching it to WAL
+/// ("database is locked") and on the first migration ("table runs already
+/// exists"); `Store::open` retries both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_once_processes_create_one_database() {
     concurrent_once(true).await;
