@@ -118,6 +118,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", ocimirror::config::show(&args.config)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate(args) if args.add_signature => {
+            let digest = ocimirror::cli::generate::add_signature(&args).await?;
+            println!("Signed {} with {digest}.", args.dest);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(args) => {
             let r = ocimirror::cli::generate::run(&args).await?;
             println!(

@@ -2,7 +2,7 @@
 //! to a registry or an OCI layout, for demos, benchmarks and tests.
 
 use crate::corpus::{self, CorpusError, CorpusReport, CorpusSpec, ReferrerForm};
-use crate::oci::{ImageReference, ReferenceError};
+use crate::oci::{Digest, ImageReference, ReferenceError};
 use crate::registry::http::HttpSettings;
 use crate::registry::open::open;
 
@@ -39,6 +39,11 @@ pub struct GenerateArgs {
     /// api, fallback-tag or cosign-tags.
     #[arg(long, default_value = "api", value_parser = parse_form)]
     pub referrer_form: ReferrerForm,
+    /// Instead of a corpus, add one signature to the image DEST
+    /// (`<registry>/<repo>:<tag>`, `oci:<dir>:<tag>` or `@<digest>`), in
+    /// --referrer-form; --seed makes it distinct from earlier ones.
+    #[arg(long)]
+    pub add_signature: bool,
 }
 
 fn parse_form(s: &str) -> Result<ReferrerForm, String> {
@@ -66,6 +71,40 @@ pub enum GenerateError {
     /// Writing failed.
     #[error(transparent)]
     Corpus(#[from] CorpusError),
+    /// `--add-signature` needs one image.
+    #[error("image {0} names no tag or digest to sign")]
+    NoImage(String),
+    /// The image to sign does not exist.
+    #[error("image {0} not found")]
+    NotFound(String),
+}
+
+/// Adds one signature to the image named by `args.dest`; returns the
+/// signature's digest.
+pub async fn add_signature(args: &GenerateArgs) -> Result<Digest, GenerateError> {
+    let bad = |source| GenerateError::Destination {
+        dest: args.dest.clone(),
+        source,
+    };
+    let image: ImageReference = args.dest.parse().map_err(bad)?;
+    let reference = image
+        .reference()
+        .ok_or_else(|| GenerateError::NoImage(args.dest.clone()))?;
+    let registry =
+        open(&image.location, &HttpSettings::default()).map_err(CorpusError::Registry)?;
+    let subject = registry
+        .manifest_head(&image.repo, &reference)
+        .await
+        .map_err(CorpusError::Registry)?
+        .ok_or_else(|| GenerateError::NotFound(args.dest.clone()))?;
+    Ok(corpus::add_signature(
+        registry.as_ref(),
+        &image.repo,
+        &subject,
+        args.referrer_form,
+        args.seed,
+    )
+    .await?)
 }
 
 /// Writes the corpus.
