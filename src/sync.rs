@@ -10,7 +10,7 @@
 //!
 //! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ use crate::copy::{
 };
 use crate::metrics::Metrics;
 use crate::observe::{record_referrers, registry_label, target_label};
-use crate::oci::referrers::fallback_tag;
+use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
 use crate::oci::{Digest, ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::http::{
     Credentials, HttpRegistry, HttpSettings, RequestObserver, Secret, UploadMode,
@@ -286,6 +286,9 @@ struct Item {
     dst: ImageReference,
     reference: Reference,
     name: String,
+    /// The source repository's tags, when the job listed them: referrer
+    /// tags absent from it need no request.
+    source_tags: Option<Arc<HashSet<String>>>,
 }
 
 impl Syncer {
@@ -497,7 +500,7 @@ impl Syncer {
                     job: job.name.clone(),
                     message: format!("target for {src}: {e}"),
                 })?;
-            let item = |reference: Reference| Item {
+            let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
                 name: match &reference {
                     Reference::Tag(t) => format!("{}:{t}", src_name(src)),
                     Reference::Digest(d) => format!("{}@{d}", src_name(src)),
@@ -505,9 +508,11 @@ impl Syncer {
                 src: src.clone(),
                 dst: dst.clone(),
                 reference,
+                source_tags,
             };
+            let mut source_tags = None;
             if let Some(r) = src.reference() {
-                items.push(item(r));
+                items.push(item(r, None));
             } else {
                 let registry = self.open(job, &src.location)?;
                 let tags =
@@ -518,17 +523,19 @@ impl Syncer {
                             job: job.name.clone(),
                             source,
                         })?;
+                let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
                 for tag in job.tags.select(&tags) {
                     match Tag::new(&tag) {
-                        Ok(t) => items.push(item(Reference::Tag(t))),
+                        Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
                         Err(e) => {
                             tracing::warn!(job = %job.name, tag = %tag, error = %e, "Skipped an invalid tag.")
                         }
                     }
                 }
+                source_tags = Some(listed);
             }
             for d in &job.tags.digests {
-                items.push(item(Reference::Digest(d.clone())));
+                items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
             }
         }
         Ok((sources.len() as u64, items))
@@ -759,9 +766,15 @@ impl Syncer {
                 Err(e) => failed(&e, e.kind_label(), e.registry()),
             };
         }
-        // One referrers check: the root's referrer set, as a fingerprint.
-        let fingerprint =
-            referrers_fingerprint(source.as_ref(), &item.src.repo, &digest, job).await;
+        // The root's referrer set, as a fingerprint.
+        let fingerprint = referrers_fingerprint(
+            source.as_ref(),
+            &item.src.repo,
+            &digest,
+            job,
+            item.source_tags.as_deref(),
+        )
+        .await;
         let key_tag = item.reference.to_string();
         if let Some(s) = store
             && !options.full
@@ -884,36 +897,57 @@ fn add_counts(c: &mut RunCounts, r: &CopyReport) {
     c.referrers_copied += r.referrers.values().sum::<u64>();
 }
 
-/// A fingerprint of the referrers of `digest`: one request (the referrers
-/// API, else the fallback tag). `None` when it could not be read: the item
-/// then takes the full path.
+/// A fingerprint of the referrers of `digest` as the walk discovers them:
+/// the referrers API list, the fallback tag and cosign's tags. Referrer tags
+/// missing from `tags` (the repository's listing, when known) cost no
+/// request, so an unchanged tag usually costs one request here. `None` when
+/// something could not be read: the item then takes the full path.
 async fn referrers_fingerprint(
     source: &dyn Registry,
     repo: &RepoName,
     digest: &Digest,
     job: &Job,
+    tags: Option<&HashSet<String>>,
 ) -> Option<String> {
-    if !job.referrers.enabled {
+    let options = &job.referrers;
+    if !options.enabled {
         return Some("referrers-off".into());
     }
-    let use_api = job.referrers.source_mode != ReferrersMode::Tags;
-    if use_api && let Ok(Some(mut list)) = source.referrers_api(repo, digest).await {
-        list.sort_by(|a, b| a.digest.cmp(&b.digest));
-        let joined: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
-        return Some(format!(
-            "api:{}",
-            Digest::sha256(joined.join(",").as_bytes())
-        ));
+    let mut parts = Vec::new();
+    if options.source_mode != ReferrersMode::Tags {
+        match source.referrers_api(repo, digest).await {
+            Ok(Some(mut list)) => {
+                list.sort_by(|a, b| a.digest.cmp(&b.digest));
+                let joined: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
+                parts.push(format!(
+                    "api:{}",
+                    Digest::sha256(joined.join(",").as_bytes())
+                ));
+            }
+            Ok(None) if options.source_mode == ReferrersMode::Api => return None,
+            Ok(None) => {}
+            Err(_) => return None,
+        }
     }
-    if job.referrers.source_mode == ReferrersMode::Api {
-        return None;
+    let mut referrer_tags = Vec::new();
+    if options.source_mode != ReferrersMode::Api {
+        referrer_tags.push(fallback_tag(digest));
     }
-    let tag = Tag::new(&fallback_tag(digest)).ok()?;
-    match source.manifest_head(repo, &Reference::Tag(tag)).await {
-        Ok(Some(desc)) => Some(format!("tag:{}", desc.digest)),
-        Ok(None) => Some("tag:none".into()),
-        Err(_) => None,
+    if options.cosign_tags {
+        referrer_tags.extend(COSIGN_SUFFIXES.iter().map(|s| cosign_tag(digest, s)));
     }
+    for tag in referrer_tags {
+        if tags.is_some_and(|listed| !listed.contains(&tag)) {
+            continue;
+        }
+        let reference = Reference::Tag(Tag::new(&tag).ok()?);
+        match source.manifest_head(repo, &reference).await {
+            Ok(Some(desc)) => parts.push(format!("{tag}={}", desc.digest)),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(format!("v2 {}", parts.join(" ")))
 }
 
 /// Tags every event of a copier with its job name.

@@ -7,6 +7,7 @@
 //! process-level ones run the real binary.
 
 mod checkpoint;
+mod new_signature;
 mod processes;
 mod resume;
 
