@@ -117,6 +117,9 @@ where
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(' ').next().unwrap_or_default().to_string());
 
+    if !sh.options.latency.is_zero() {
+        tokio::time::sleep(sh.options.latency).await;
+    }
     let mut response = None;
     match take_fault(&sh, &method, &path, true, false) {
         Some(FaultKind::Status(s)) => {

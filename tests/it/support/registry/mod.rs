@@ -66,6 +66,9 @@ pub struct Options {
     pub redirect_blobs: bool,
     /// `(limit, remaining)` => Docker Hub style `ratelimit-*` headers on manifest GET/HEAD.
     pub ratelimit: Option<(u64, u64)>,
+    /// Added to every request before it is handled: a round trip to a remote
+    /// registry, for benchmarks (default zero).
+    pub latency: Duration,
 }
 
 impl Default for Options {
@@ -80,6 +83,7 @@ impl Default for Options {
             etags: true,
             redirect_blobs: false,
             ratelimit: None,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -294,6 +298,11 @@ impl TestRegistry {
     /// Every request so far, in arrival-of-answer order.
     pub fn log(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log).clone()
+    }
+
+    /// The request log so far, emptying it.
+    pub fn take_log(&self) -> Vec<LoggedRequest> {
+        std::mem::take(&mut *lock(&self.shared.log))
     }
 
     /// Forget the request log.
