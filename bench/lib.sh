@@ -25,12 +25,30 @@ storage:
 http: { addr: 127.0.0.1:$port }
 YML
   "${OCIMIRROR_DISTRIBUTION_BIN:-/usr/bin/docker-registry}" serve "$dir/config.yml" >"$dir/log" 2>&1 &
-  PIDS+=($!)
+  echo $! >>"$WORK/pids"
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { echo "127.0.0.1:$port"; return; }
     sleep 0.1
   done
   echo "docker-registry $name did not start: $(cat "$dir/log")" >&2
+  return 1
+}
+
+# start_test_registry NAME [ARGS...]: starts the project's test registry
+# (examples/test-registry.rs: referrers API, optional --latency-ms), logging
+# requests to $WORK/NAME/log like distribution's access log; prints
+# host:port. Killed by the EXIT trap.
+start_test_registry() {
+  local name=$1 dir="$WORK/$1"; shift
+  mkdir -p "$dir"
+  : >"$dir/log"
+  "$TESTREG" --access-log "$dir/log" "$@" >"$dir/host" 2>"$dir/stderr" &
+  echo $! >>"$WORK/pids"
+  for _ in $(seq 100); do
+    [ -s "$dir/host" ] && { head -1 "$dir/host"; return; }
+    sleep 0.1
+  done
+  echo "test registry $name did not start: $(cat "$dir/stderr")" >&2
   return 1
 }
 
@@ -48,8 +66,10 @@ measure() {
 setup_bench() {
   WORK=$(mktemp -d)
   RESULTS="$WORK/results"
-  PIDS=()
-  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$WORK"' EXIT
+  # Servers are started in command substitutions (subshells): their pids
+  # go to a file, not a variable.
+  : >"$WORK/pids"
+  trap 'xargs -r kill 2>/dev/null <"$WORK/pids"; rm -rf "$WORK"' EXIT
   command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
   [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 1; }
   # OCIMIRROR_BIN: use this binary instead of building a release one
@@ -60,6 +80,8 @@ setup_bench() {
     cargo build --release --locked --quiet
     BIN="${CARGO_TARGET_DIR:-target}/release/ocimirror"
   fi
+  cargo build --release --locked --quiet --example test-registry
+  TESTREG="${CARGO_TARGET_DIR:-target}/release/examples/test-registry"
 }
 
 # log_mark NAME: the number of lines in NAME's log now (a point to count
@@ -72,6 +94,8 @@ log_mark() {
 # as "<total> (<type> <n>, ...)", busiest type first. Types: ping, catalog,
 # tags, referrers, manifest_<method>, blob_<method>, upload_<method>.
 requests_since() {
+  # The test registry writes its log every 100 ms.
+  [ -e "$WORK/$1/host" ] && sleep 0.3
   tail -n +"$(($2 + 1))" "$WORK/$1/log" | awk '
     match($0, /"[A-Z]+ [^ ]+ HTTP/) {
       split(substr($0, RSTART + 1, RLENGTH - 1), r, " ")

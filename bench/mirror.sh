@@ -10,8 +10,11 @@
 # signature on the SBOM, a timestamp on that signature).
 #
 # Steps, each timed (wall, peak RSS) with its requests per registry counted
-# from distribution's access log:
-#   ocimirror cold / no-op / incremental (one new tag in one repository),
+# from the registries' access logs:
+#   ocimirror cold / no-op; incremental: one new tag in one repository, then
+#   one new signature on an image already mirrored,
+#   ocimirror cold / no-op to the project's test registry, which has the
+#   referrers API (fallback tags -> referrers API conversion),
 #   ocimirror images only (referrers off) cold / no-op,
 #   skopeo sync cold / no-op (skopeo copies no referrers: compare it with
 #   the images-only runs),
@@ -37,6 +40,7 @@ setup_bench
 src=$(start_distribution src accesslog)
 dst=$(start_distribution dst accesslog)
 img=$(start_distribution img accesslog)
+api=$(start_test_registry api)
 sko=$(start_distribution sko accesslog)
 raw=$(start_distribution raw accesslog)
 
@@ -44,8 +48,9 @@ GEN=("$BIN" generate "$src/bench" --seed 42 --platforms 2 --layers "$LAYERS"
   --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE"
   --referrer-depth 3 --referrer-form fallback-tag)
 
-# config NAME TARGET REFERRERS: a config with one catalog job mirroring
-# every bench/ repository of the source to the same path on TARGET.
+# config NAME TARGET REFERRERS [TARGET_MODE]: a config with one catalog job
+# mirroring every bench/ repository of the source to the same path on TARGET,
+# whose referrers mode is TARGET_MODE (default tags: distribution has no API).
 config() {
   local file="$WORK/$1.toml"
   cat >"$file" <<TOML
@@ -60,7 +65,7 @@ depth = 3
 [registries."$src"]
 referrers = "tags"
 [registries."$2"]
-referrers = "tags"
+referrers = "${4:-tags}"
 [[jobs]]
 name = "bench"
 source = { registry = "$src", namespace = "bench/" }
@@ -84,9 +89,12 @@ step() {
 measure generate "${GEN[@]}" --repos "$REPOS" --tags "$TAGS" >/dev/null
 full=$(config full "$dst" true)
 images=$(config images "$img" false)
+to_api=$(config api "$api" true auto)
 
 step ocimirror-cold dst "$BIN" once -c "$full"
 step ocimirror-noop dst "$BIN" once -c "$full"
+step ocimirror-api-cold api "$BIN" once -c "$to_api"
+step ocimirror-api-noop api "$BIN" once -c "$to_api"
 step ocimirror-images-cold img "$BIN" once -c "$images"
 step ocimirror-images-noop img "$BIN" once -c "$images"
 
@@ -124,14 +132,29 @@ step raw-upload raw curl --parallel --parallel-max "$PAR" -K "$WORK/raw.curl"
 
 # One new tag (v1.0.$TAGS) in the first repository, with its referrers.
 "${GEN[@]}" --repos 1 --tags $((TAGS + 1)) >/dev/null
-step ocimirror-incremental dst "$BIN" once -c "$full"
+step ocimirror-new-tag dst "$BIN" once -c "$full"
+# One new signature on an image already mirrored.
+signed=$("$BIN" generate "$src/bench/app-1:v1.0.0" --add-signature --seed 7 \
+  --referrer-form fallback-tag)
+signature=${signed##* }
+signature=${signature%.}
+step ocimirror-new-signature dst "$BIN" once -c "$full"
 
-# The copies really happened: the incremental tag is on the target with its
-# fallback index; skopeo's copy of one image is there.
-curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
-  "http://$dst/v2/bench/app-0/manifests/v1.0.$TAGS"
-curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
-  "http://$sko/v2/s/app-0/manifests/v1.0.0"
+# The copies really happened: the new tag and the new signature are on the
+# target; the API target lists the referrers of one image through its API
+# and has no fallback tag; skopeo's copy of one image is there.
+accept='Accept: application/vnd.oci.image.index.v1+json'
+curl -fsS -o /dev/null -H "$accept" "http://$dst/v2/bench/app-0/manifests/v1.0.$TAGS"
+curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  "http://$dst/v2/bench/app-1/manifests/$signature"
+subject=$(curl -fsS -H "$accept" "http://$src/v2/bench/app-1/manifests/v1.0.0" | sha256sum | cut -d' ' -f1)
+curl -fsS "http://$dst/v2/bench/app-1/manifests/sha256-$subject" -H "$accept" | grep -q "$signature" ||
+  { echo "the new signature is not in the target's fallback index" >&2; exit 1; }
+curl -fsS "http://$api/v2/bench/app-1/referrers/sha256:$subject" | grep -q '"manifests":\[{' ||
+  { echo "the API target lists no referrers" >&2; exit 1; }
+! curl -fs -o /dev/null -H "$accept" "http://$api/v2/bench/app-1/manifests/sha256-$subject" ||
+  { echo "the API target got a fallback tag" >&2; exit 1; }
+curl -fsS -o /dev/null -H "$accept" "http://$sko/v2/s/app-0/manifests/v1.0.0"
 
 wall() { awk -v l="$1" '$1 == l { print $2 }' "$RESULTS"; }
 rss() { awk -v l="$1" '$1 == l { printf "%.1f", $3 / 1024 }' "$RESULTS"; }
@@ -142,8 +165,9 @@ echo
 echo "| step | wall s | peak RSS MiB | source requests | target requests |"
 echo "|---|---:|---:|---|---|"
 echo "| generate (source) | $(wall generate) | $(rss generate) | | |"
-for l in ocimirror-cold ocimirror-noop ocimirror-incremental ocimirror-images-cold \
-  ocimirror-images-noop skopeo-cold skopeo-noop raw-upload; do
+for l in ocimirror-cold ocimirror-noop ocimirror-new-tag ocimirror-new-signature \
+  ocimirror-api-cold ocimirror-api-noop ocimirror-images-cold ocimirror-images-noop \
+  skopeo-cold skopeo-noop raw-upload; do
   echo "| $l | $(wall "$l") | $(rss "$l") | ${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
 done
 echo
