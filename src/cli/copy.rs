@@ -74,7 +74,7 @@ pub struct CopyArgs {
     #[arg(long)]
     pub no_cosign_tags: bool,
     /// Transfers in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Dry run: print every node that would be copied, skipped or converted, and why.
     #[arg(long)]

@@ -106,7 +106,7 @@ pub struct FileReferrers {
 pub struct FileLimits {
     /// Jobs that may run at the same time. Default `2`.
     pub concurrent_jobs: Option<usize>,
-    /// Blob transfers in flight at once, over all jobs. Default `4`.
+    /// Blob transfers in flight at once, over all jobs. Default `32`.
     pub concurrent_blobs: Option<usize>,
     /// On shutdown, how long running copies may take to finish before they
     /// are abandoned (they restart cleanly next time). Default `"30s"`.
@@ -179,7 +179,7 @@ pub struct FileRegistry {
     pub plain_http: Option<bool>,
     /// Rate limit for requests to this host (per second). Default: none.
     pub requests_per_second: Option<f64>,
-    /// Requests in flight to this host at once. Default `8`.
+    /// Requests in flight to this host at once. Default `32`.
     pub max_in_flight: Option<usize>,
     /// Blob upload style: `"monolithic"` (one PUT) or `"chunked"` (PATCH in
     /// `chunk_size` pieces). Default `"monolithic"`.
@@ -223,7 +223,8 @@ pub struct FileJob {
     /// Overrides `[defaults.schedule]` (`interval`/`cron` replace the default
     /// timing together; `jitter` falls back on its own).
     pub schedule: Option<FileSchedule>,
-    /// Images of this job copied at once. Default `2`.
+    /// Images of this job copied at once, and transfers in flight per image.
+    /// Default `8`.
     pub concurrency: Option<usize>,
 }
 

@@ -308,7 +308,11 @@ impl Resolver<'_> {
     fn limits(&mut self, l: FileLimits) -> Option<Limits> {
         let p = KeyPath::root().key("limits");
         let concurrent_jobs = self.positive(l.concurrent_jobs, 2, &p.key("concurrent_jobs"));
-        let concurrent_blobs = self.positive(l.concurrent_blobs, 4, &p.key("concurrent_blobs"));
+        let concurrent_blobs = self.positive(
+            l.concurrent_blobs,
+            Limits::DEFAULT_CONCURRENT_BLOBS,
+            &p.key("concurrent_blobs"),
+        );
         let drain_timeout = match &l.drain_timeout {
             Some(s) => self.duration(s, &p.key("drain_timeout"))?,
             None => Duration::from_secs(30),
@@ -803,7 +807,11 @@ impl Resolver<'_> {
             None => merge_referrers(&FileReferrers::default(), &d.referrers),
         };
         let schedule = self.schedule(j.schedule.as_ref(), &d.schedule, &p.key("schedule"));
-        let concurrency = self.positive(j.concurrency, 2, &p.key("concurrency"));
+        let concurrency = self.positive(
+            j.concurrency,
+            Job::DEFAULT_CONCURRENCY,
+            &p.key("concurrency"),
+        );
         if self.problems.len() > before {
             return None;
         }

@@ -183,7 +183,7 @@ impl Default for CopyOptions {
             source_referrers: DiscoveryMode::Auto,
             target_referrers: PublishMode::Auto,
             cosign_tags: true,
-            concurrency: 4,
+            concurrency: 8,
         }
     }
 }

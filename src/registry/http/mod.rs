@@ -114,7 +114,8 @@ impl Default for HttpSettings {
             ca_certificates: Vec::new(),
             tls_verify: true,
             requests_per_second: None,
-            max_in_flight: 16,
+            // As the config default, `RegistrySettings::DEFAULT_MAX_IN_FLIGHT`.
+            max_in_flight: 32,
             upload: UploadMode::Monolithic,
             referrers: None,
             referrers_cache_ttl: Duration::from_secs(300),
