@@ -184,12 +184,16 @@ async fn manifest_digest_mismatch_is_detected() {
         .await
         .unwrap();
     for reference in [m.digest().clone().into(), tag("t")] {
-        tr.push_fault(Fault::once(
-            Some("GET"),
-            "/manifests/",
-            FaultKind::WrongBytes,
-        ));
+        // Read three times (two re-reads of corrupted bytes), then given up.
+        for _ in 0..3 {
+            tr.push_fault(Fault::once(
+                Some("GET"),
+                "/manifests/",
+                FaultKind::WrongBytes,
+            ));
+        }
         let e = r.manifest_fetch(&name, &reference).await.unwrap_err();
+        assert_eq!(tr.pending_faults(), 0);
         assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
         assert_names(
             &e,
@@ -199,6 +203,15 @@ async fn manifest_digest_mismatch_is_detected() {
             &reference.to_string(),
         );
         assert!(e.to_string().contains(&m.digest().to_string()));
+        // Corrupted once, then intact: the re-read returns the right bytes.
+        tr.push_fault(Fault::once(
+            Some("GET"),
+            "/manifests/",
+            FaultKind::WrongBytes,
+        ));
+        let fetched = r.manifest_fetch(&name, &reference).await.unwrap().unwrap();
+        assert_eq!(fetched.manifest.bytes(), m.bytes());
+        assert_eq!(tr.pending_faults(), 0);
     }
 }
 

@@ -400,9 +400,10 @@ async fn faults_converge(api: bool, seed: u64) {
         "only {fired} faults in {requests} requests"
     );
     assert!(wrong_bytes > 0, "the plan had no wrong-bytes fault");
-    // Corrupted bodies were detected (and failed their node, to be copied
-    // by a later run) rather than stored.
-    assert!(caught > 0, "no corrupted body was reported");
+    // Corrupted bodies are re-read within the run (manifests by the HTTP
+    // layer, blobs by the copy engine), so few surface as failures (`caught`
+    // counts those); that none was stored is checked after every run.
+    eprintln!("{wrong_bytes} wrong-bytes faults planned; {caught} reported as failures");
     assert!(
         uploads_checked > 0,
         "no accepted upload was found in the log"

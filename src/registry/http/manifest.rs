@@ -1,8 +1,11 @@
 //! Manifests: HEAD, GET (size-capped, digest-verified) and PUT of exact
 //! bytes (spec-notes §1.4, §1.5, §2.6).
 
+use std::time::Duration;
+
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use url::Url;
 
 use super::{Ctx, HttpRegistry, ReadError, ReqBody, header_str, read_limited};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
@@ -12,6 +15,9 @@ use crate::registry::{
     ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome, ReferrersSupport,
     RegistryError,
 };
+
+/// Extra reads of a manifest whose bytes did not match their digest.
+const CORRUPT_MANIFEST_RETRIES: u32 = 2;
 
 fn accept_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -117,10 +123,37 @@ impl HttpRegistry {
             false,
         );
         let url = self.url(&ctx, &Self::manifest_path(repo, reference))?;
+        // Bytes that do not match their digest were most likely damaged in
+        // transit; a manifest is small and buffered, so reading it again is
+        // cheap and safe. A registry that keeps serving them still fails.
+        let mut corrupted = 0;
+        loop {
+            match self.manifest_get_verified(&ctx, &url, reference).await {
+                Err(e)
+                    if matches!(e.kind, ErrorKind::DigestMismatch { .. })
+                        && corrupted < CORRUPT_MANIFEST_RETRIES =>
+                {
+                    corrupted += 1;
+                    tracing::debug!(registry = %self.name, repo = %e.repo, error = %e.kind, "Manifest arrived corrupted; reading it again.");
+                    self.count_retry(e.op, Duration::ZERO);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One manifest GET (retried on transient failures), verified against
+    /// the requested digest or the announced `Docker-Content-Digest`.
+    async fn manifest_get_verified(
+        &self,
+        ctx: &Ctx,
+        url: &Url,
+        reference: &Reference,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
         self.with_retry(|| async {
             let resp = self
                 .send(
-                    &ctx,
+                    ctx,
                     Method::GET,
                     url.clone(),
                     accept_headers(),
@@ -131,12 +164,12 @@ impl HttpRegistry {
                 return Ok(None);
             }
             if resp.status() != StatusCode::OK {
-                return Err(self.status_error(&ctx, resp).await);
+                return Err(self.status_error(ctx, resp).await);
             }
             let headers = resp.headers().clone();
             let content_type = header_str(&headers, "content-type").map(str::to_string);
             let etag = header_str(&headers, "etag").map(str::to_string);
-            let announced = self.content_digest(&ctx, &headers)?;
+            let announced = self.content_digest(ctx, &headers)?;
             let expected = match reference {
                 Reference::Digest(d) => Some(d.clone()),
                 Reference::Tag(_) => announced,
@@ -147,13 +180,13 @@ impl HttpRegistry {
                 .await
                 .map_err(|e| match e {
                     ReadError::TooLarge(size) => self.err(
-                        &ctx,
+                        ctx,
                         ErrorKind::Manifest(ManifestError::TooLarge {
                             size,
                             limit: MAX_MANIFEST_SIZE,
                         }),
                     ),
-                    ReadError::Transport(k) => self.err(&ctx, k),
+                    ReadError::Transport(k) => self.err(ctx, k),
                 })?;
             let algorithm = expected
                 .as_ref()
@@ -165,20 +198,20 @@ impl HttpRegistry {
                         && !exp.matches(&bytes)
                     {
                         return self.err(
-                            &ctx,
+                            ctx,
                             ErrorKind::DigestMismatch {
                                 expected: exp.clone(),
                                 actual: Digest::compute(exp.algorithm(), &bytes),
                             },
                         );
                     }
-                    self.err(&ctx, ErrorKind::Manifest(e))
+                    self.err(ctx, ErrorKind::Manifest(e))
                 })?;
             if let Some(exp) = expected
                 && manifest.digest() != &exp
             {
                 return Err(self.err(
-                    &ctx,
+                    ctx,
                     ErrorKind::DigestMismatch {
                         expected: exp,
                         actual: manifest.digest().clone(),

@@ -496,18 +496,23 @@ impl HttpRegistry {
                         delay_ms = delay.as_millis() as u64, error = %e.kind,
                         "Retrying request."
                     );
-                    {
-                        let mut s = lock(&self.stats);
-                        s.retries += 1;
-                        s.retry_wait += delay;
-                    }
-                    if let Some(o) = &self.observer {
-                        o.retry(&self.name, e.op);
-                    }
+                    self.count_retry(e.op, delay);
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Counts a retry of `op` after `delay` (stats and metrics).
+    pub(crate) fn count_retry(&self, op: Operation, delay: Duration) {
+        {
+            let mut s = lock(&self.stats);
+            s.retries += 1;
+            s.retry_wait += delay;
+        }
+        if let Some(o) = &self.observer {
+            o.retry(&self.name, op);
         }
     }
 
