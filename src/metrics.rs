@@ -516,11 +516,11 @@ impl Metrics {
         }
     }
 
-    /// A referrer was already on the target.
-    pub fn referrer_skipped(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr) {
+    /// `n` referrers were already on the target.
+    pub fn referrers_skipped(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr, n: u64) {
         self.referrers
             .with_label_values(&[job, "skipped", source.as_str(), target.as_str()])
-            .inc();
+            .inc_by(n);
     }
 
     /// An item of `job` failed; `registry` is the host involved (empty when
@@ -687,7 +687,7 @@ mod tests {
         m.tag_copied("alpha", "reg.example");
         m.tag_skipped("alpha", "reg.example");
         m.referrer_copied("alpha", ReferrerRepr::Api, ReferrerRepr::FallbackTag);
-        m.referrer_skipped("alpha", ReferrerRepr::Api, ReferrerRepr::Api);
+        m.referrers_skipped("alpha", ReferrerRepr::Api, ReferrerRepr::Api, 1);
         m.error("alpha", "reg.example", "transport");
         m.request_finished("reg.example", "blob_get", Some(429), 0.2);
         m.retry("reg.example", "blob_get");

@@ -61,10 +61,14 @@ pub fn repr(r: Representation) -> ReferrerRepr {
     }
 }
 
-/// Counts the referrers of one copied image by representation.
+/// Counts the referrers of one copied image by representation, written
+/// and already present.
 pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
     for ((source, target), n) in &report.referrers {
         metrics.referrers_copied(job, repr(*source), repr(*target), *n);
+    }
+    for ((source, target), n) in &report.referrers_skipped {
+        metrics.referrers_skipped(job, repr(*source), repr(*target), *n);
     }
 }
 

@@ -233,6 +233,8 @@ pub struct CopyReport {
     pub filtered: u64,
     /// Referrers written, by (source, target) representation.
     pub referrers: BTreeMap<(Representation, Representation), u64>,
+    /// Referrers already on the target, by (source, target) representation.
+    pub referrers_skipped: BTreeMap<(Representation, Representation), u64>,
     /// Fallback indexes written on the target.
     pub fallback_indexes_written: u64,
     /// What failed (one message per failed node); empty on success.
@@ -252,6 +254,9 @@ impl CopyReport {
         self.filtered += other.filtered;
         for (k, v) in other.referrers {
             *self.referrers.entry(k).or_default() += v;
+        }
+        for (k, v) in other.referrers_skipped {
+            *self.referrers_skipped.entry(k).or_default() += v;
         }
         self.fallback_indexes_written += other.fallback_indexes_written;
         self.failures.extend(other.failures);

@@ -67,6 +67,21 @@ impl Copier {
     }
 }
 
+/// Counts a referrer as written or as already on the target.
+fn count_referrer(
+    report: &mut CopyReport,
+    via: Representation,
+    to: Representation,
+    outcome: &Outcome,
+) {
+    let counts = match outcome {
+        Outcome::Put { .. } => &mut report.referrers,
+        Outcome::Exists => &mut report.referrers_skipped,
+        _ => return,
+    };
+    *counts.entry((via, to)).or_default() += 1;
+}
+
 /// Publishes every copied referrer of `graph` in the target's representation.
 pub(crate) async fn publish(
     copier: &Copier,
@@ -77,8 +92,9 @@ pub(crate) async fn publish(
     rec: &mut Recorder,
     report: &mut CopyReport,
 ) {
-    // subject -> (referrer descriptor, source representation, written now)
-    let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, bool)>> = BTreeMap::new();
+    // subject -> (referrer descriptor, source representation, its outcome)
+    let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, &Outcome)>> =
+        BTreeMap::new();
     for edge in &graph.referrers {
         if failed.contains(&edge.referrer) || failed.contains(&edge.subject) {
             continue;
@@ -89,7 +105,6 @@ pub(crate) async fn publish(
         ) else {
             continue;
         };
-        let written = matches!(outcome, Outcome::Put { .. });
         let target_rep = if copier.target_is_layout() {
             Representation::Layout
         } else {
@@ -134,9 +149,7 @@ pub(crate) async fn publish(
             {
                 tracing::warn!(referrer = %edge.referrer, "target did not confirm the subject (no OCI-Subject); target referrers mode is api, so no fallback tag is written");
             }
-            if written {
-                *report.referrers.entry((edge.via, target_rep)).or_default() += 1;
-            }
+            count_referrer(report, edge.via, target_rep, outcome);
             if edge.via != target_rep && outcome != &Outcome::Exists {
                 rec.emit(CopyEvent {
                     digest: Some(edge.referrer.clone()),
@@ -151,7 +164,7 @@ pub(crate) async fn publish(
         fallback.entry(edge.subject.clone()).or_default().push((
             node.manifest.referrer_descriptor(),
             edge.via,
-            written,
+            outcome,
         ));
         if edge.via != target_rep && outcome != &Outcome::Exists {
             rec.emit(CopyEvent {
@@ -172,10 +185,8 @@ pub(crate) async fn publish(
         let descs: Vec<Descriptor> = entries.iter().map(|(d, _, _)| d.clone()).collect();
         match merge_into_fallback(copier, dst_repo, &subject, &descs, rec.dry_run).await {
             Ok(written) => {
-                for (_, via, new) in &entries {
-                    if *new {
-                        *report.referrers.entry((*via, target_rep)).or_default() += 1;
-                    }
+                for (_, via, outcome) in &entries {
+                    count_referrer(report, *via, target_rep, outcome);
                 }
                 if written && !rec.dry_run {
                     report.fallback_indexes_written += 1;

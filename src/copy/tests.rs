@@ -233,6 +233,11 @@ async fn api_to_api_is_digest_exact_without_fallback_tags_and_reruns_write_nothi
     assert!(again.wrote_nothing(), "{again}");
     assert_eq!(dst.writes(), 0);
     assert_eq!(again.manifests_skipped, 6);
+    assert!(again.referrers.is_empty(), "{:?}", again.referrers);
+    assert_eq!(
+        again.referrers_skipped[&(Representation::Api, Representation::Api)],
+        3
+    );
 }
 
 #[tokio::test]
@@ -265,6 +270,11 @@ async fn api_source_to_tag_schema_target_writes_merged_fallback_indexes() {
     let again = c.copy_image(&repo(), &v1(), &repo(), None).await.unwrap();
     assert!(again.wrote_nothing(), "{again}");
     assert_eq!(dst.writes(), 0);
+    assert!(again.referrers.is_empty(), "{:?}", again.referrers);
+    assert_eq!(
+        again.referrers_skipped[&(Representation::Api, Representation::FallbackTag)],
+        3
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ fn feed(m: &Metrics) {
         m.tag_skipped(job, REGISTRY);
         m.referrer_copied(job, ReferrerRepr::Api, ReferrerRepr::FallbackTag);
         m.referrer_copied(job, ReferrerRepr::CosignTag, ReferrerRepr::CosignTag);
-        m.referrer_skipped(job, ReferrerRepr::FallbackTag, ReferrerRepr::Api);
+        m.referrers_skipped(job, ReferrerRepr::FallbackTag, ReferrerRepr::Api, 1);
         m.error(job, REGISTRY, "transport");
         m.items_pending(job, 3);
         m.items_failing(job, 1);
