@@ -434,6 +434,11 @@ pub struct Copier {
     source_tags: Mutex<HashMap<RepoName, TagSet>>,
     /// Referrers support of target repositories, asked once per repository.
     target_support: Mutex<HashMap<RepoName, ReferrersSupport>>,
+    /// A target repository known to hold each blob (found, uploaded or
+    /// mounted by this copier): a blob needed in another target repository
+    /// is mounted from there instead of transferred again (shared base
+    /// layers across repositories).
+    target_blobs: Mutex<HashMap<Digest, RepoName>>,
     events: Option<mpsc::UnboundedSender<CopyEvent>>,
 }
 
@@ -449,6 +454,7 @@ impl Copier {
             in_flight: Mutex::new(HashMap::new()),
             source_tags: Mutex::new(HashMap::new()),
             target_support: Mutex::new(HashMap::new()),
+            target_blobs: Mutex::new(HashMap::new()),
             events: None,
         }
     }

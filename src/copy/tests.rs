@@ -720,6 +720,30 @@ async fn same_registry_copies_mount_blobs() {
 }
 
 #[tokio::test]
+async fn a_blob_already_in_one_target_repository_is_mounted_into_another() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let f = fixture(&src, false);
+    let c = copier(&src, &dst, CopyOptions::default());
+    let (a, b) = (
+        RepoName::new("team/a").unwrap(),
+        RepoName::new("team/b").unwrap(),
+    );
+    let first = c.copy_image(&repo(), &v1(), &a, None).await.unwrap();
+    assert_eq!(first.blobs_copied, f.blobs.len() as u64);
+    let reads = src.count(Operation::BlobGet);
+    let second = c.copy_image(&repo(), &v1(), &b, None).await.unwrap();
+    assert!(second.is_success(), "{:?}", second.failures);
+    // Every blob is mounted from team/a on the target: nothing read again.
+    assert_eq!(second.blobs_mounted, f.blobs.len() as u64);
+    assert_eq!(second.blobs_copied, 0);
+    assert_eq!(src.count(Operation::BlobGet), reads);
+    for d in &f.blobs {
+        assert!(dst.has_blob("team/b", d), "{d}");
+    }
+}
+
+#[tokio::test]
 async fn plan_lists_nodes_and_conversions_without_writing() {
     let src = Arc::new(MemoryRegistry::new("src", true));
     let dst = Arc::new(MemoryRegistry::new("dst", false));

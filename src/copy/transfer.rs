@@ -1,4 +1,5 @@
-//! Copy mechanics: blobs (HEAD the target, mount within one registry, else
+//! Copy mechanics: blobs (HEAD the target, mount within one registry or from
+//! another target repository known to hold the blob, else
 //! stream with digest verification), manifests bottom-up with their exact
 //! bytes, then publication of referrers, cosign tags and the image tag.
 //!
@@ -119,20 +120,33 @@ impl Copier {
             .map_err(|e| CopyError::target("check blob", Some(d), e))?
             .is_some()
         {
+            self.target_holds(d, dst_repo);
             return Ok(Outcome::Exists);
         }
-        let mount = self.same_registry() && src_repo != dst_repo;
+        let same_registry = self.same_registry() && src_repo != dst_repo;
         if dry_run {
-            return Ok(Outcome::Planned { mount });
+            return Ok(Outcome::Planned {
+                mount: same_registry,
+            });
         }
-        if mount
-            && self
-                .target
-                .blob_mount(dst_repo, d, src_repo)
-                .await
-                .map_err(|e| CopyError::target("mount blob", Some(d), e))?
-        {
-            return Ok(Outcome::Mounted);
+        let mount_from = if same_registry {
+            Some(src_repo.clone())
+        } else {
+            self.target_holder(d, dst_repo)
+        };
+        if let Some(from) = mount_from {
+            // A mount only saves a transfer: when it is declined or fails,
+            // the upload below decides.
+            match self.target.blob_mount(dst_repo, d, &from).await {
+                Ok(true) => {
+                    self.target_holds(d, dst_repo);
+                    return Ok(Outcome::Mounted);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(digest = %d, from = %from, error = %e, "Mount failed; uploading instead.")
+                }
+            }
         }
         // The HTTP adapter retries single requests, but a streamed upload
         // cannot be replayed: a transfer cut short or corrupted on either
@@ -140,7 +154,12 @@ impl Copier {
         let mut attempt = 0;
         loop {
             match self.transfer_blob(src_repo, dst_repo, desc).await {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    if let Outcome::Copied(_) = done {
+                        self.target_holds(d, dst_repo);
+                    }
+                    return Ok(done);
+                }
                 Err(e) if attempt < TRANSFER_RETRIES.len() && transient(&e) => {
                     tracing::debug!(digest = %d, error = %e, "Blob transfer failed; restarting it.");
                     tokio::time::sleep(std::time::Duration::from_millis(TRANSFER_RETRIES[attempt]))
@@ -150,6 +169,25 @@ impl Copier {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Notes that target repository `repo` holds blob `d`.
+    fn target_holds(&self, d: &Digest, repo: &RepoName) {
+        self.target_blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(d.clone())
+            .or_insert_with(|| repo.clone());
+    }
+
+    /// Another target repository than `repo` known to hold blob `d`.
+    fn target_holder(&self, d: &Digest, repo: &RepoName) -> Option<RepoName> {
+        self.target_blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(d)
+            .filter(|holder| *holder != repo)
+            .cloned()
     }
 
     /// One attempt at streaming a blob from the source to the target.
