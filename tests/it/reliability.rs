@@ -170,12 +170,21 @@ fn fault_kind(rng: &mut Rng, body_ok: bool) -> FaultKind {
 
 /// Queues `n` faults on `reg`, each firing once, on requests of `paths`.
 /// Body faults (reset, truncation, wrong bytes) go to GETs only: the other
-/// responses carry no body. Returns how many were wrong-bytes faults.
+/// responses carry no body. Returns how many were wrong-bytes faults (at
+/// least one when `paths` has a GET).
 fn plan_faults(reg: &TestRegistry, rng: &mut Rng, n: usize, paths: &[(String, String)]) -> usize {
+    let gets: Vec<(String, String)> = paths.iter().filter(|(m, _)| m == "GET").cloned().collect();
     let mut wrong = 0;
-    for _ in 0..n {
-        let (method, path) = rng.pick(paths);
-        let kind = fault_kind(rng, method == "GET");
+    for i in 0..n {
+        // The first is always wrong bytes on a GET, so every run meets one
+        // whatever the draw.
+        let (method, path, kind) = if i == 0 && !gets.is_empty() {
+            let (method, path) = rng.pick(&gets);
+            (method, path, FaultKind::WrongBytes)
+        } else {
+            let (method, path) = rng.pick(paths);
+            (method, path, fault_kind(rng, method == "GET"))
+        };
         if matches!(kind, FaultKind::WrongBytes) {
             wrong += 1;
         }
