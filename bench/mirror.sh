@@ -9,8 +9,8 @@
 # (signature + attestation on the index, SBOM on a platform manifest, a
 # signature on the SBOM, a timestamp on that signature).
 #
-# Steps, each timed (wall, peak RSS) with its requests per registry counted
-# from the registries' access logs:
+# Steps, each timed (wall, peak RSS) with its requests per registry and the
+# bytes read from the source counted from the registries' access logs:
 #   ocimirror cold / no-op; incremental: one new tag in one repository, then
 #   one new signature on an image already mirrored,
 #   ocimirror cold / no-op to the project's test registry, which has the
@@ -76,7 +76,7 @@ TOML
 
 # step LABEL CMD...: measure CMD, then record the requests each registry
 # saw during it.
-declare -A REQ_SRC REQ_DST
+declare -A REQ_SRC REQ_DST READ_SRC
 step() {
   local label=$1 target=$2; shift 2
   local ms mt
@@ -84,6 +84,7 @@ step() {
   measure "$label" "$@" >/dev/null
   REQ_SRC[$label]=$(requests_since src "$ms")
   REQ_DST[$label]=$(requests_since "$target" "$mt")
+  READ_SRC[$label]=$(bytes_since src "$ms")
 }
 
 measure generate "${GEN[@]}" --repos "$REPOS" --tags "$TAGS" >/dev/null
@@ -162,13 +163,13 @@ echo "Corpus: $REPOS repositories x $TAGS tags, 2 platforms, $LAYERS x $LAYER_SI
   "per platform + $BASE_SIZE B shared base, referrers 3 deep (fallback tags);" \
   "$(wc -l <"$WORK/blobs.txt") blobs and manifests, $blob_bytes bytes in the source store."
 echo
-echo "| step | wall s | peak RSS MiB | source requests | target requests |"
-echo "|---|---:|---:|---|---|"
-echo "| generate (source) | $(wall generate) | $(rss generate) | | |"
+echo "| step | wall s | peak RSS MiB | MiB read from source | source requests | target requests |"
+echo "|---|---:|---:|---:|---|---|"
+echo "| generate (source) | $(wall generate) | $(rss generate) | | | |"
 for l in ocimirror-cold ocimirror-noop ocimirror-new-tag ocimirror-new-signature \
   ocimirror-api-cold ocimirror-api-noop ocimirror-images-cold ocimirror-images-noop \
   skopeo-cold skopeo-noop raw-upload; do
-  echo "| $l | $(wall "$l") | $(rss "$l") | ${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
+  echo "| $l | $(wall "$l") | $(rss "$l") | ${READ_SRC[$l]} | ${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
 done
 echo
 cold=$(wall ocimirror-cold) rawt=$(wall raw-upload)
