@@ -287,6 +287,14 @@ async fn tls_by_default_with_custom_ca() {
             .bytes(),
         m.bytes()
     );
+    // HTTP/2, negotiated by ALPN: distribution offers it over TLS.
+    let log = d.log();
+    let requests: Vec<&str> = log.lines().filter(|l| l.contains("\"GET /v2/")).collect();
+    assert!(!requests.is_empty(), "no access log: {log}");
+    assert!(
+        requests.iter().all(|l| l.contains(" HTTP/2.0\"")),
+        "{requests:#?}"
+    );
     // Verification off: works without the CA.
     let r = HttpRegistry::new(&d.host(), settings(&|s| s.tls_verify = false)).unwrap();
     assert!(

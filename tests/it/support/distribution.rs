@@ -1,7 +1,7 @@
 //! A real CNCF distribution 2.8 (Debian's `docker-registry`) started per test
 //! on a free loopback port, with filesystem storage in a temp dir, deletes
 //! enabled and no auth (optionally TLS with the test CA in
-//! `tests/it/fixtures/tls`). Killed when dropped.
+//! `tests/it/fixtures/tls`, then with an access log). Killed when dropped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,7 +24,8 @@ impl Distribution {
     }
 
     /// Starts one serving HTTPS with `fixtures/tls/server.pem` (issued by
-    /// `fixtures/tls/ca.pem` for 127.0.0.1 and localhost).
+    /// `fixtures/tls/ca.pem` for 127.0.0.1 and localhost), logging every
+    /// request (see [`Distribution::log`]).
     pub fn start_tls() -> Distribution {
         Distribution::start_with(true)
     }
@@ -70,11 +71,12 @@ impl Distribution {
             &config,
             format!(
                 "version: 0.1\n\
-                 log:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 log:\n  level: error\n  accesslog:\n    disabled: {no_access_log}\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n\
                  http:\n  addr: {host}\n  secret: ocimirror-test-secret\n{tls_config}",
-                dir.path().join("data").display()
+                dir.path().join("data").display(),
+                no_access_log = !tls,
             ),
         )
         .unwrap();
@@ -136,6 +138,12 @@ impl Distribution {
     /// `127.0.0.1:<port>`.
     pub fn host(&self) -> String {
         self.host.clone()
+    }
+
+    /// What the registry logged so far (with TLS: one access-log line per
+    /// request, naming the HTTP version).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 }
 
