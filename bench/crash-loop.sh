@@ -3,7 +3,9 @@
 # random moments N times, checking after every kill that no tag on the
 # target points at incomplete content, then one clean run that must
 # converge: every image and referrer of the source is on the target and a
-# further run copies nothing.
+# further run copies nothing. Bytes re-moved must stay bounded: all runs
+# together read at most the corpus plus, per kill, the transfers that were
+# in flight (concurrent_blobs x the largest blob).
 #   N=20 SEED=7 bench/crash-loop.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +14,18 @@ setup_bench
 N=${N:-20}
 SEED=${SEED:-7}
 
-src=$(start_distribution src)
+src=$(start_distribution src accesslog)
 dst=$(start_distribution dst accesslog)
 "$BIN" generate "$src/crash" --seed "$SEED" --repos 3 --tags 4 --platforms 2 --layers 2 \
   --layer-size 4194304 --base-layer-size 1048576 --referrer-depth 3 \
   --referrer-form fallback-tag >/dev/null
+
+src_mark=$(log_mark src)
+corpus_bytes=$(find "$WORK/src/data/docker/registry/v2/blobs" -name data -exec stat -c %s {} + |
+  awk '{ s += $1 } END { print s }')
+largest=$(find "$WORK/src/data/docker/registry/v2/blobs" -name data -exec stat -c %s {} + |
+  sort -n | tail -1)
+CONCURRENT_BLOBS=4
 
 cfg="$WORK/crash.toml"
 cat >"$cfg" <<TOML
@@ -24,7 +33,7 @@ version = 1
 [state]
 database = "$WORK/state.db"
 [limits]
-concurrent_blobs = 4
+concurrent_blobs = $CONCURRENT_BLOBS
 [[jobs]]
 name = "crash"
 source = { registry = "$src", namespace = "crash/" }
@@ -92,6 +101,11 @@ mark=$(log_mark dst)
 echo "clean run: $(grep -E '^job crash' "$WORK/clean.log")"
 echo "clean run target requests: $(requests_since dst "$mark")"
 check_complete
+read_bytes=$(bytes_since src "$src_mark")
+bound=$((corpus_bytes + N * CONCURRENT_BLOBS * largest))
+echo "read from the source over all runs: $read_bytes bytes for a $corpus_bytes-byte corpus" \
+  "($((100 * (read_bytes - corpus_bytes) / corpus_bytes)) % re-moved; bound $bound)"
+[ "$read_bytes" -le "$bound" ] || { echo "bytes re-moved are not bounded" >&2; exit 1; }
 mark=$(log_mark dst)
 "$BIN" once -c "$cfg" --full >"$WORK/again.log" 2>&1
 writes=$(tail -n +"$((mark + 1))" "$WORK/dst/log" | grep -cE '"(PUT|POST|PATCH) ' || true)

@@ -120,12 +120,12 @@ requests_since() {
     }'
 }
 
-# bytes_since NAME MARK: response body bytes NAME served after MARK, in MiB
-# (the size field after the status in distribution's access log).
+# bytes_since NAME MARK: response body bytes NAME served after MARK (the
+# size field after the status in distribution's access log).
 bytes_since() {
   tail -n +"$(($2 + 1))" "$WORK/$1/log" | awk '
     match($0, /HTTP\/[0-9.]+" [0-9]+ [0-9]+/) {
       split(substr($0, RSTART, RLENGTH), f, " "); total += f[3]
     }
-    END { printf "%.2f\n", total / 1048576 }'
+    END { printf "%d\n", total }'
 }

@@ -84,7 +84,7 @@ step() {
   measure "$label" "$@" >/dev/null
   REQ_SRC[$label]=$(requests_since src "$ms")
   REQ_DST[$label]=$(requests_since "$target" "$mt")
-  READ_SRC[$label]=$(bytes_since src "$ms")
+  READ_SRC[$label]=$(bytes_since src "$ms" | awk '{ printf "%.2f", $1 / 1048576 }')
 }
 
 measure generate "${GEN[@]}" --repos "$REPOS" --tags "$TAGS" >/dev/null
