@@ -18,9 +18,9 @@
 #   ocimirror images only (referrers off) cold / no-op,
 #   skopeo sync cold / no-op (skopeo copies no referrers: compare it with
 #   the images-only runs),
-#   raw: the corpus's blobs and manifests uploaded as blobs by one curl
-#   process (PAR in parallel, one POST each), nothing read over HTTP: the
-#   transfer limit.
+#   raw: the corpus's blobs and manifests uploaded as blobs from local files
+#   (bench/raw_upload.py: PAR at a time, POST + PUT each, keep-alive),
+#   nothing read over HTTP: the transfer limit.
 # Prints a Markdown table.
 #
 # Usage: bench/mirror.sh    (env: REPOS TAGS LAYERS LAYER_SIZE BASE_SIZE PAR)
@@ -115,21 +115,13 @@ step skopeo-noop sko "${SK[@]}"
 
 # Raw limit: everything in the source store (distribution keeps manifests
 # as blobs too, so this is the corpus's blobs and manifests: what the cold
-# mirror moves), uploaded with curl.
+# mirror moves), uploaded from local files with POST + PUT, PAR at a time.
 find "$WORK/src/data/docker/registry/v2/blobs/sha256" -name data >"$WORK/blobs.txt"
 blob_bytes=$(xargs -a "$WORK/blobs.txt" stat -c %s | awk '{ s += $1 } END { print s }')
-# One curl process, PAR transfers at once, each a single-request upload
-# (POST ...?digest=, which distribution accepts): no process per blob.
-first=1
-while read -r f; do
-  hex=$(basename "$(dirname "$f")")
-  [ $first = 1 ] || echo next
-  first=0
-  printf 'url = "http://%s/v2/raw/blobs/uploads/?digest=sha256:%s"\n' "$raw" "$hex"
-  printf 'data-binary = "@%s"\nheader = "Content-Type: application/octet-stream"\n' "$f"
-  printf 'fail\nsilent\nshow-error\noutput = "/dev/null"\n'
-done <"$WORK/blobs.txt" >"$WORK/raw.curl"
-step raw-upload raw curl --parallel --parallel-max "$PAR" -K "$WORK/raw.curl"
+step raw-upload raw python3 bench/raw_upload.py "$raw" raw "$PAR" "$WORK/blobs.txt"
+stored=$(find "$WORK/raw/data/docker/registry/v2/blobs/sha256" -name data | wc -l)
+[ "$stored" -eq "$(wc -l <"$WORK/blobs.txt")" ] ||
+  { echo "raw upload stored $stored of $(wc -l <"$WORK/blobs.txt") blobs" >&2; exit 1; }
 
 # One new tag (v1.0.$TAGS) in the first repository, with its referrers.
 "${GEN[@]}" --repos 1 --tags $((TAGS + 1)) >/dev/null
@@ -173,7 +165,7 @@ for l in ocimirror-cold ocimirror-noop ocimirror-new-tag ocimirror-new-signature
 done
 echo
 cold=$(wall ocimirror-cold) rawt=$(wall raw-upload)
-echo "Raw upload of the same objects (one curl, $PAR in parallel): ${rawt}s;" \
+echo "Raw upload of the same objects ($PAR in parallel, POST + PUT): ${rawt}s;" \
   "ocimirror cold mirror (with referrers): ${cold}s: ocimirror runs at" \
   "$(awk -v a="$rawt" -v b="$cold" 'BEGIN { printf "%.0f", 100 * a / b }')% of the raw rate."
 echo
