@@ -310,7 +310,13 @@ pub async fn status(args: &StatusArgs) -> Result<String, JobsError> {
         out.push_str(&format!("job {}\n", job.name));
         match &s.last_run {
             Some(run) => {
-                let result = run.result.map_or("running".to_string(), |r| r.to_string());
+                let result = match (run.result, &run.owner) {
+                    (Some(r), _) => r.to_string(),
+                    (None, Some(o)) if run.is_interrupted() => {
+                        format!("interrupted (process {} is gone)", o.pid)
+                    }
+                    (None, _) => "running".to_string(),
+                };
                 out.push_str(&format!(
                     "  last run:     #{} started {} — {}\n",
                     run.id,

@@ -33,7 +33,8 @@ use tracing::instrument;
 use crate::oci::Digest;
 
 pub use models::{
-    Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunRecord, RunResult, TagState,
+    Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
+    RunResult, TagState,
 };
 
 /// How long a connection waits for another writer's lock before failing.
@@ -230,13 +231,15 @@ impl Store {
     /// Records the start of a run of `job`.
     #[instrument(skip_all, fields(job = job))]
     pub async fn start_run(&self, job: &str, now: DateTime<Utc>) -> Result<RunId> {
-        let id: i64 =
-            sqlx::query("INSERT INTO runs (job, started_at) VALUES (?1, ?2) RETURNING id")
-                .bind(job)
-                .bind(ms(now))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO runs (job, started_at, owner) VALUES (?1, ?2, ?3) RETURNING id",
+        )
+        .bind(job)
+        .bind(ms(now))
+        .bind(RunOwner::current().to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
         Ok(RunId(id))
     }
 
@@ -293,7 +296,7 @@ impl Store {
     #[instrument(skip_all)]
     pub async fn last_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
-            "SELECT id, job, started_at, finished_at, result, counts, error FROM runs
+            "SELECT id, job, started_at, finished_at, result, counts, error, owner FROM runs
              WHERE ?1 IS NULL OR job = ?1
              ORDER BY started_at DESC, id DESC LIMIT ?2",
         )
@@ -467,7 +470,7 @@ impl Store {
     pub async fn job_status(&self, job: &str) -> Result<JobStatus> {
         let last_run = self.last_runs(Some(job), 1).await?.into_iter().next();
         let last_success = sqlx::query(
-            "SELECT id, job, started_at, finished_at, result, counts, error FROM runs
+            "SELECT id, job, started_at, finished_at, result, counts, error, owner FROM runs
              WHERE job = ?1 AND result = 'success' ORDER BY started_at DESC, id DESC LIMIT 1",
         )
         .bind(job)
@@ -540,6 +543,9 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         result,
         counts,
         error: row.try_get("error")?,
+        owner: row
+            .try_get::<Option<String>, _>("owner")?
+            .and_then(|o| o.parse().ok()),
     })
 }
 

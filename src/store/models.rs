@@ -119,6 +119,9 @@ pub struct RunRecord {
     pub counts: RunCounts,
     /// Error summary.
     pub error: Option<String>,
+    /// The process that started it (unknown for runs recorded before
+    /// owners were).
+    pub owner: Option<RunOwner>,
 }
 
 impl RunRecord {
@@ -126,6 +129,67 @@ impl RunRecord {
     pub fn is_running(&self) -> bool {
         self.finished_at.is_none()
     }
+
+    /// True when the run was never finished and the process that started
+    /// it, on this host, is gone (killed, or the machine restarted).
+    pub fn is_interrupted(&self) -> bool {
+        self.is_running() && self.owner.as_ref().is_some_and(|o| o.is_gone())
+    }
+}
+
+/// The process running a run: host name and process id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOwner {
+    /// Host name (empty when unknown).
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+impl RunOwner {
+    /// This process.
+    pub fn current() -> Self {
+        RunOwner {
+            host: host_name(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// True when the owner ran on this host and its process no longer
+    /// exists. Other hosts, or systems without `/proc`, cannot be checked:
+    /// false.
+    pub fn is_gone(&self) -> bool {
+        let proc = std::path::Path::new("/proc");
+        !self.host.is_empty()
+            && self.host == host_name()
+            && proc.join("self").exists()
+            && !proc.join(self.pid.to_string()).exists()
+    }
+}
+
+impl fmt::Display for RunOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.pid)
+    }
+}
+
+impl FromStr for RunOwner {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (host, pid) = s.rsplit_once(':').ok_or(())?;
+        Ok(RunOwner {
+            host: host.to_string(),
+            pid: pid.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// This machine's host name (Linux), or empty.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// What was last synced for one source tag of a job.

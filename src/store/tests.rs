@@ -374,3 +374,54 @@ async fn concurrent_opens_of_a_new_database_all_succeed() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_run_whose_process_is_gone_is_interrupted_not_running() {
+    let (_dir, store) = temp_store().await;
+    let id = store.start_run("j", t(0)).await.unwrap();
+    let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
+    assert_eq!(run.owner, Some(RunOwner::current()));
+    assert!(run.is_running() && !run.is_interrupted(), "we are alive");
+
+    // A process that has exited, on this host: interrupted.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let gone = RunOwner {
+        pid: child.id(),
+        ..RunOwner::current()
+    };
+    let set_owner = |owner: String| {
+        sqlx::query("UPDATE runs SET owner = ?1 WHERE id = ?2")
+            .bind(owner)
+            .bind(id.0)
+            .execute(&store.pool)
+    };
+    set_owner(gone.to_string()).await.unwrap();
+    let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
+    assert_eq!(run.owner, Some(gone.clone()));
+    assert!(run.is_interrupted());
+
+    // Another host cannot be checked: still running as far as we know.
+    set_owner(format!("elsewhere.example:{}", gone.pid))
+        .await
+        .unwrap();
+    let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
+    assert!(run.is_running() && !run.is_interrupted());
+
+    // A finished run is never interrupted.
+    set_owner(gone.to_string()).await.unwrap();
+    store
+        .finish_run(
+            id,
+            t(1),
+            &RunOutcome {
+                result: RunResult::Success,
+                counts: RunCounts::default(),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
+    assert!(!run.is_interrupted());
+}

@@ -128,8 +128,18 @@ concurrency = 2
         assert!(Instant::now() < deadline, "no blob reached the target");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let pid = child.id().unwrap();
     child.kill().await.unwrap(); // SIGKILL
+    child.wait().await.unwrap();
     dst.clear_faults();
+    // `status` says the killed run was interrupted, not that it is running.
+    let status = ocimirror(dir.path(), &["status", "-c", &config]).await;
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status_text.contains(&format!("interrupted (process {pid} is gone)")),
+        "{}",
+        text(&status)
+    );
 
     let broken = incomplete_tags(&dst, REPO);
     assert!(broken.is_empty(), "after the kill: {broken:?}");
