@@ -588,6 +588,9 @@ impl Syncer {
                     copier
                 }
             };
+            if let Some(tags) = &item.source_tags {
+                copier.know_source_tags(&item.src.repo, Arc::clone(tags));
+            }
             work.push((item, copier));
         }
         // Futures built by a method, not a closure, so the run future stays

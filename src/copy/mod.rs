@@ -406,7 +406,7 @@ impl fmt::Display for CopyEvent {
 pub type PlanItem = CopyEvent;
 
 /// A source repository's tags, listed once (`None`: listing failed).
-type TagSet = Arc<OnceCell<Option<std::collections::HashSet<String>>>>;
+type TagSet = Arc<OnceCell<Option<Arc<std::collections::HashSet<String>>>>>;
 
 /// The shared outcome of one transfer in flight.
 type Flight = Arc<OnceCell<Result<transfer::Outcome, String>>>;
@@ -457,6 +457,20 @@ impl Copier {
             target_blobs: Mutex::new(HashMap::new()),
             events: None,
         }
+    }
+
+    /// Gives the copier the tags of source repository `repo`, already listed
+    /// by the caller, so the walk does not list them again.
+    pub fn know_source_tags(&self, repo: &RepoName, tags: Arc<std::collections::HashSet<String>>) {
+        let cell = self
+            .source_tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(repo.clone())
+            .or_default()
+            .clone();
+        // Already known (listed or given): keep the first.
+        let _ = cell.set(Some(tags));
     }
 
     /// Sends every [`CopyEvent`] to `sink` as it happens.

@@ -91,7 +91,7 @@ pub(crate) struct WalkCtx<'a> {
     /// The source repository's tags, listed once per copier (shared by the
     /// images of one run): fallback and cosign tags are read only when
     /// listed. `None` when listing failed (then probed).
-    tags: Arc<OnceCell<Option<HashSet<String>>>>,
+    tags: Arc<OnceCell<Option<Arc<HashSet<String>>>>>,
 }
 
 impl WalkCtx<'_> {
@@ -101,8 +101,8 @@ impl WalkCtx<'_> {
             .tags
             .get_or_init(|| async {
                 match self.copier.source.tags(self.repo).await {
-                    Ok(t) => Some(t.into_iter().collect()),
-                    Err(e) if e.is_not_found() => Some(HashSet::new()),
+                    Ok(t) => Some(Arc::new(t.into_iter().collect())),
+                    Err(e) if e.is_not_found() => Some(Arc::default()),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot list source tags; probing referrer tags one by one");
                         None

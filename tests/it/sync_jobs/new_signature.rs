@@ -90,8 +90,12 @@ target = "{dst}/{REPO}"
     )
     .unwrap();
     let config = ocimirror::config::load(&config).unwrap();
+    src.clear_log();
     let first = ok(run_once(&config, &SyncOptions::default()).await);
     assert_eq!(first.counts.images_copied, 2);
+    // The tags listed to select images also tell the walk which referrer
+    // tags exist: one listing for the whole run.
+    assert_eq!(src.count("GET", "/tags/list"), 1);
 
     let image = format!("{host}/{REPO}:v1.0.0");
     let signed = ocimirror(
