@@ -326,33 +326,28 @@ impl LayoutRegistry {
             .map_err(io_err)?;
         let tmp = TempFile::new(alg_dir);
         let mut file = tokio::fs::File::create(&tmp.path).await.map_err(io_err)?;
-        let mut digester = Digester::new(desc.digest.algorithm());
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            digester.update(&chunk);
-            if digester.len() > desc.size {
-                return Err(self.err(
-                    repo,
-                    op,
-                    target.clone(),
-                    ErrorKind::SizeMismatch {
-                        expected: desc.size,
-                        actual: digester.len(),
-                    },
-                ));
-            }
-            file.write_all(&chunk).await.map_err(io_err)?;
-        }
-        if digester.len() != desc.size {
-            return Err(self.err(
+        let size_mismatch = |actual| {
+            self.err(
                 repo,
                 op,
                 target.clone(),
                 ErrorKind::SizeMismatch {
                     expected: desc.size,
-                    actual: digester.len(),
+                    actual,
                 },
-            ));
+            )
+        };
+        let mut digester = Digester::new(desc.digest.algorithm());
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            digester.update(&chunk);
+            if digester.len() > desc.size {
+                return Err(size_mismatch(digester.len()));
+            }
+            file.write_all(&chunk).await.map_err(io_err)?;
+        }
+        if digester.len() != desc.size {
+            return Err(size_mismatch(digester.len()));
         }
         let actual = digester.finish();
         if actual != desc.digest {
