@@ -63,7 +63,7 @@ impl Copier {
     }
 
     fn target_is_layout(&self) -> bool {
-        self.target.name().starts_with("oci:")
+        self.target.is_layout()
     }
 }
 

@@ -115,7 +115,7 @@ impl WalkCtx<'_> {
 
     /// True when the source is an OCI layout directory.
     pub fn source_is_layout(&self) -> bool {
-        self.copier.source.name().starts_with("oci:")
+        self.copier.source.is_layout()
     }
 }
 

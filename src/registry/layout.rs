@@ -423,6 +423,10 @@ impl Registry for LayoutRegistry {
         &self.name
     }
 
+    fn is_layout(&self) -> bool {
+        true
+    }
+
     async fn manifest_head(
         &self,
         repo: &RepoName,

@@ -88,6 +88,12 @@ pub trait Registry: Send + Sync {
     /// A name for messages: the registry host, or `oci:<dir>`.
     fn name(&self) -> &str;
 
+    /// True for an OCI layout directory: the engine keeps fallback tags
+    /// there and lists every manifest in `index.json`.
+    fn is_layout(&self) -> bool {
+        false
+    }
+
     /// The descriptor of a manifest, or `None` when absent.
     async fn manifest_head(
         &self,

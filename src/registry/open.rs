@@ -41,6 +41,10 @@ impl Registry for ScanningLayout {
         self.0.name()
     }
 
+    fn is_layout(&self) -> bool {
+        true
+    }
+
     async fn manifest_head(
         &self,
         repo: &RepoName,
