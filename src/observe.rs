@@ -1,7 +1,7 @@
 //! Wires the metrics to the engine: the HTTP adapter's request observer,
 //! and the copy engine's events, each turned into one metric update per
-//! item (never per chunk). Imports `metrics`, `copy`, `config`, `registry`,
-//! and `sync` (for the error of a run that could not start).
+//! item (never per chunk). Imports `metrics`, `copy`, `config` and
+//! `registry`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use crate::metrics::{Metrics, ReferrerRepr};
 use crate::oci::Location;
 use crate::registry::Operation;
 use crate::registry::http::{RateLimitStatus, RequestObserver};
-use crate::sync::SyncError;
 
 impl RequestObserver for Metrics {
     fn request(
@@ -72,19 +71,12 @@ pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
     }
 }
 
-/// A run of `job` could not start (source not listable, bad reference,
-/// database): counted in `ocimirror_errors_total` like a failed item, by the
-/// registry involved and the error kind, so a job whose source is gone
+/// An error of `job` on `registry` (a name; `None` when no registry was
+/// involved), counted in `ocimirror_errors_total` by its bounded `kind`.
+/// Runs that cannot start count here too, so a job whose source is gone
 /// shows on the error panels and not only in its failure timestamp.
-pub fn record_run_error(metrics: &Metrics, job: &str, error: &SyncError) {
-    let (registry, kind) = match error {
-        SyncError::Registry { source, .. } => {
-            (registry_label(&source.registry), source.kind.label())
-        }
-        SyncError::Reference { .. } => ("", "invalid_reference"),
-        SyncError::Store { .. } => ("", "store"),
-    };
-    metrics.error(job, registry, kind);
+pub fn record_error(metrics: &Metrics, job: &str, registry: Option<&str>, kind: &'static str) {
+    metrics.error(job, registry.map_or("", registry_label), kind);
 }
 
 /// The `registry` label of a registry name: the host, or `oci-layout` for
@@ -138,27 +130,14 @@ pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{ErrorKind, RegistryError};
 
     #[test]
-    fn run_errors_are_labelled_by_registry_and_kind() {
+    fn errors_are_labelled_by_registry_and_kind() {
         let m = Metrics::new().unwrap();
-        let registry_error = |registry: &str, kind| SyncError::Registry {
-            job: "j".into(),
-            source: RegistryError::new(registry, "team/app", Operation::TagList, None, kind),
-        };
-        record_run_error(&m, "j", &registry_error("reg.example", ErrorKind::NotFound));
+        record_error(&m, "j", Some("reg.example"), "not_found");
         // A layout path is not a bounded label value: it becomes `oci-layout`.
-        record_run_error(
-            &m,
-            "j",
-            &registry_error("oci:/srv/mirror", ErrorKind::NotFound),
-        );
-        let reference = SyncError::Reference {
-            job: "j".into(),
-            message: "bad".into(),
-        };
-        record_run_error(&m, "j", &reference);
+        record_error(&m, "j", Some("oci:/srv/mirror"), "not_found");
+        record_error(&m, "j", None, "invalid_reference");
         let text = m.render();
         for series in [
             r#"ocimirror_errors_total{kind="not_found",mirror_job="j",registry="reg.example"} 1"#,

@@ -3,18 +3,17 @@
 //! state database.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, ConfigErrors, Job};
+use crate::app::{self, AppError, RunOnce, RunOutput};
 use crate::copy::CopyEvent;
 use crate::registry::http::RequestStats;
 use crate::scheduler::{JobTimer, SystemClock};
-use crate::store::{Store, StoreError};
-use crate::sync::{JobReport, Registries, SyncOptions, Syncer};
+use crate::sync::{JobReport, SyncOptions};
 
 use super::progress::{Progress, human_bytes};
 
@@ -47,139 +46,39 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
-/// Why a job command could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum JobsError {
-    /// The configuration is invalid (every problem listed).
-    #[error("{0}")]
-    Config(#[from] ConfigErrors),
-    /// A job name that is not in the config.
-    #[error("no job named {name:?} in {path} (jobs: {known})")]
-    UnknownJob {
-        /// The name given.
-        name: String,
-        /// Config file.
-        path: String,
-        /// The names there are.
-        known: String,
-    },
-    /// The state database could not be opened.
-    #[error("state database {path}: {source}")]
-    Store {
-        /// Database file.
-        path: String,
-        /// Cause.
-        source: StoreError,
-    },
-}
-
-/// Loads the config and picks the named jobs (all when none are named).
-pub fn load_jobs(path: &Path, names: &[String]) -> Result<(Config, Vec<Job>), JobsError> {
-    let config = config::load(path)?;
-    let mut jobs = Vec::new();
-    for name in names {
-        match config.job(name) {
-            Some(j) => jobs.push(j.clone()),
-            None => {
-                return Err(JobsError::UnknownJob {
-                    name: name.clone(),
-                    path: path.display().to_string(),
-                    known: config
-                        .jobs
-                        .iter()
-                        .map(|j| j.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
-        }
-    }
-    if names.is_empty() {
-        jobs = config.jobs.clone();
-    }
-    Ok((config, jobs))
-}
-
-/// Opens the state database named by the config (creating it).
-pub async fn open_store(config: &Config) -> Result<Store, JobsError> {
-    if let Some(dir) = config.state.database.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        // A missing directory is reported by the open below, with the path.
-        let _ = std::fs::create_dir_all(dir);
-    }
-    Store::open(&config.state.database)
-        .await
-        .map_err(|source| JobsError::Store {
-            path: config.state.database.display().to_string(),
-            source,
-        })
-}
-
-/// What `once` or `plan` did: the job reports, and the HTTP requests sent
-/// to each registry. Derefs to the reports.
-#[derive(Debug, Default)]
-pub struct RunOutput {
-    /// One report per job run, in run order.
-    pub reports: Vec<JobReport>,
-    /// Per registry host, the adapter's request counters for the whole run.
-    pub requests: Vec<(String, RequestStats)>,
-}
-
-impl std::ops::Deref for RunOutput {
-    type Target = [JobReport];
-
-    fn deref(&self) -> &[JobReport] {
-        &self.reports
-    }
-}
-
-/// Runs the selected jobs once, one after another (each job bounds its own
-/// concurrency; blobs are bounded globally). `dry_run` plans instead.
-pub async fn run(args: &RunArgs, dry_run: bool) -> Result<RunOutput, JobsError> {
-    let (config, jobs) = load_jobs(&args.config.config, &args.jobs)?;
-    let store = if dry_run {
-        None
-    } else {
-        Some(open_store(&config).await?)
-    };
-    let registries = Arc::new(Registries::new(&config));
+/// Runs the selected jobs once (`dry_run` plans instead), with a progress
+/// display on a terminal and Ctrl-C finishing the images in flight.
+pub async fn run(args: &RunArgs, dry_run: bool) -> Result<RunOutput, AppError> {
+    let (config, jobs) = app::load_jobs(&args.config.config, &args.jobs)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let syncer =
-        Syncer::new(&config, registries.clone(), store, Arc::new(SystemClock)).with_events(tx);
     let tty = std::io::stderr().is_terminal() && !args.no_progress && !dry_run;
     let progress = tokio::spawn(show_progress(rx, tty));
-    let options = SyncOptions {
-        full: args.full,
-        dry_run,
-        verify_after: config.state.verify_after,
-    };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
-    // Ctrl-C: finish the images in flight, start no new ones.
     let signal = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::warn!("Interrupted: finishing the images in flight.");
             stop.cancel();
         }
     });
-    let mut reports = Vec::new();
-    for job in &jobs {
-        if cancel.is_cancelled() {
-            break;
-        }
-        reports.push(syncer.run_job(job, &options, &cancel).await);
-    }
+    let output = app::run_once(
+        &config,
+        RunOnce {
+            jobs: &jobs,
+            options: SyncOptions {
+                full: args.full,
+                dry_run,
+                verify_after: config.state.verify_after,
+            },
+            events: Some(tx),
+            cancel,
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .await;
     signal.abort();
-    drop(syncer);
     let _ = progress.await;
-    let mut requests: Vec<(String, RequestStats)> = registries
-        .opened()
-        .into_iter()
-        .map(|(host, r)| (host, r.stats()))
-        .collect();
-    requests.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(RunOutput { reports, requests })
+    output
 }
 
 /// True when every job ran without failures.
@@ -294,16 +193,16 @@ pub struct StatusArgs {
 
 /// Per job: last run, its result and counts, failing items and next retry,
 /// and when the schedule fires next — read from the database.
-pub async fn status(args: &StatusArgs) -> Result<String, JobsError> {
-    let (config, jobs) = load_jobs(&args.config.config, &[])?;
-    let store = open_store(&config).await?;
+pub async fn status(args: &StatusArgs) -> Result<String, AppError> {
+    let (config, jobs) = app::load_jobs(&args.config.config, &[])?;
+    let store = app::open_store(&config).await?;
     let now = chrono::Utc::now();
     let mut out = String::new();
     for job in &jobs {
         let s = store
             .job_status(&job.name)
             .await
-            .map_err(|source| JobsError::Store {
+            .map_err(|source| AppError::Store {
                 path: config.state.database.display().to_string(),
                 source,
             })?;

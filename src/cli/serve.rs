@@ -1,23 +1,11 @@
-//! `ocimirror serve`: the long-running mirror. Every job runs on its
-//! schedule (never two runs of one job at once), `/metrics`, `/healthz` and
-//! `/readyz` are served on their own listener, and SIGTERM/SIGINT drain the
-//! runs in flight (bounded by `limits.drain_timeout`) before exiting 0.
+//! `ocimirror serve`: binds the server listener, then runs the daemon core
+//! ([`crate::app::serve`]) until SIGTERM or SIGINT.
 
-use std::io;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Timing};
-use crate::metrics::{Metrics, MetricsError};
-use crate::observe::feed_events;
-use crate::scheduler::{Clock, Scheduler, SystemClock};
-use crate::server::{self, Health};
-use crate::sync::{Registries, SyncOptions, Syncer};
+use crate::app::{self, AppError};
 
-use super::jobs::{ConfigArg, JobsError, load_jobs, open_store};
+use super::jobs::ConfigArg;
 
 /// Arguments of `ocimirror serve`.
 #[derive(Clone, Debug, clap::Args)]
@@ -27,136 +15,20 @@ pub struct ServeArgs {
     pub config: ConfigArg,
 }
 
-/// Why `serve` stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// Config or database.
-    #[error(transparent)]
-    Jobs(#[from] JobsError),
-    /// The metrics listener could not be bound.
-    #[error("cannot listen on {addr} (server.listen): {source}")]
-    Listen {
-        /// The configured address.
-        addr: String,
-        /// Cause.
-        source: io::Error,
-    },
-    /// The metrics registry could not be built.
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
-}
-
 /// Runs until SIGTERM or SIGINT, then drains and returns.
-pub async fn run(args: &ServeArgs) -> Result<(), ServeError> {
-    let (config, _) = load_jobs(&args.config.config, &[])?;
-    let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-    let result = serve(config, shutdown.clone()).await;
-    signals.abort();
-    result
-}
-
-/// The daemon core: serves `config` until `shutdown` is cancelled. Tests
-/// call this directly with their own token.
-pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let health = Health::new();
-    health.set_config_loaded(true);
-    let metrics = Arc::new(Metrics::new()?);
+pub async fn run(args: &ServeArgs) -> Result<(), AppError> {
+    let (config, _) = app::load_jobs(&args.config.config, &[])?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.server.listen.to_string(),
+        .map_err(|source| AppError::Listen {
+            addr: format!("{} (server.listen)", config.server.listen),
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.server.listen.to_string(),
-        source,
-    })?;
-    tracing::info!(address = %addr, "Serving /metrics, /healthz and /readyz.");
-    let server = tokio::spawn(server::serve(
-        listener,
-        metrics.clone(),
-        health.clone(),
-        shutdown.clone().cancelled_owned(),
-    ));
-
-    let store = open_store(&config).await?;
-    health.set_database_ready(true);
-
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    for job in &config.jobs {
-        metrics.job_configured(
-            &job.name,
-            interval_seconds(&job.schedule.timing, clock.as_ref()),
-        );
-    }
-    let registries = Arc::new(Registries::new(&config).with_observer(metrics.clone()));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let syncer = Arc::new(
-        Syncer::new(&config, registries, Some(store.clone()), clock.clone())
-            .with_events(tx)
-            .with_metrics(metrics.clone()),
-    );
-    let feeder = {
-        let (metrics, config) = (metrics.clone(), config.clone());
-        tokio::spawn(async move { feed_events(metrics, &config, rx).await })
-    };
-
-    let scheduler = Scheduler::from_config(clock, &config).with_store(store.clone());
-    health.set_scheduler_running(true);
-    let jobs = Arc::new(config.jobs.clone());
-    let run_token = shutdown.clone();
-    let verify_after = config.state.verify_after;
-    scheduler
-        .run(
-            move |name: String| {
-                let (syncer, jobs, token) = (syncer.clone(), jobs.clone(), run_token.clone());
-                let options = SyncOptions {
-                    verify_after,
-                    ..SyncOptions::default()
-                };
-                async move {
-                    let Some(job) = jobs.iter().find(|j| j.name == name) else {
-                        return;
-                    };
-                    let report = syncer.run_job(job, &options, &token).await;
-                    tracing::info!(
-                        job = %name,
-                        result = %report.result(),
-                        copied = report.counts.images_copied,
-                        unchanged = report.counts.images_skipped,
-                        failed = report.counts.images_failed,
-                        "Job run finished."
-                    );
-                }
-            },
-            shutdown.clone(),
-        )
-        .await;
-    health.set_scheduler_running(false);
-    tracing::info!("Scheduler drained; stopping.");
-    feeder.abort();
-    // The server stops on the same token; a join error only means it ended.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    store.close().await;
-    Ok(())
-}
-
-/// The nominal interval of a schedule, for staleness alerts.
-fn interval_seconds(timing: &Timing, clock: &dyn Clock) -> f64 {
-    match timing {
-        Timing::Interval(d) => d.as_secs_f64(),
-        Timing::Cron(c) => {
-            let now = clock.now();
-            match c
-                .next_after(now)
-                .and_then(|a| c.next_after(a).map(|b| (a, b)))
-            {
-                Some((a, b)) => b.signed_duration_since(a).num_seconds().max(0) as f64,
-                None => 0.0,
-            }
-        }
-    }
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+    let result = app::serve(config, listener, shutdown.clone()).await;
+    signals.abort();
+    result
 }
 
 async fn wait_for_signal(token: CancellationToken) {

@@ -14,23 +14,30 @@
 //!
 //! May import: `oci`, and `logging` for its `LogFormat`.
 
+mod check;
 mod env;
 pub mod file;
+mod problems;
 mod resolve;
+mod schedule;
+mod secret;
 mod tags;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
 pub use crate::logging::LogFormat;
+pub use check::{CheckReport, check, load, load_with_env, show};
+pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
+pub use schedule::{CronExpr, Schedule, Timing};
+pub use secret::Secret;
 pub use tags::{Pattern, TagSelector};
 
 /// The only configuration schema version this build understands.
@@ -42,157 +49,6 @@ pub const EXIT_INVALID_CONFIG: u8 = 78;
 
 /// Prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "OCIMIRROR_";
-
-// ---------------------------------------------------------------------------
-// Problems
-// ---------------------------------------------------------------------------
-
-/// One segment of a key path: a table key or an array index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySegment {
-    /// A table key.
-    Key(String),
-    /// An array index.
-    Index(usize),
-}
-
-/// Where in the configuration a value lives, displayed like
-/// `jobs[2].tags.allow[0]` or `registries."ghcr.io".password_file`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<KeySegment>);
-
-impl KeyPath {
-    /// The root.
-    pub fn root() -> Self {
-        KeyPath(Vec::new())
-    }
-
-    /// This path extended by a table key.
-    pub fn key(&self, key: impl Into<String>) -> Self {
-        let mut p = self.clone();
-        p.0.push(KeySegment::Key(key.into()));
-        p
-    }
-
-    /// This path extended by an array index.
-    pub fn index(&self, i: usize) -> Self {
-        let mut p = self.clone();
-        p.0.push(KeySegment::Index(i));
-        p
-    }
-
-    /// True for the root.
-    pub fn is_root(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                KeySegment::Index(n) => write!(f, "[{n}]")?,
-                KeySegment::Key(k) => {
-                    if i > 0 {
-                        f.write_str(".")?;
-                    }
-                    let bare = !k.is_empty()
-                        && k.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                    if bare {
-                        f.write_str(k)?;
-                    } else {
-                        write!(f, "{k:?}")?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One thing wrong with the configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Where the offending value came from: the file path or `environment`.
-    pub origin: String,
-    /// The key path of the offending value.
-    pub path: KeyPath,
-    /// What is wrong, naming the value (never a secret).
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_root() {
-            write!(f, "{}: {}", self.origin, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.origin, self.path, self.message)
-        }
-    }
-}
-
-/// Every problem found while loading a configuration (never empty).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigProblem>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
-        write!(
-            f,
-            "invalid configuration ({n} problem{}):",
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.0 {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Secrets
-// ---------------------------------------------------------------------------
-
-/// A password or token. `Debug`, `Display` and `Serialize` all print
-/// `<redacted>`; only [`Secret::expose`] gives the value.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// What every rendering of a secret prints.
-    pub const REDACTED: &'static str = "<redacted>";
-
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", Self::REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(Self::REDACTED)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(Self::REDACTED)
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Small enums shared by the file and resolved forms
@@ -608,149 +464,6 @@ impl ReferrerOptions {
                 .iter()
                 .any(|t| t == artifact_type)
     }
-}
-
-/// When a job runs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Schedule {
-    /// Interval or cron times.
-    pub timing: Timing,
-    /// Upper bound of the per-job delay added to each fire time.
-    pub jitter: Duration,
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule {
-            timing: Timing::Interval(Duration::from_secs(3600)),
-            jitter: Duration::ZERO,
-        }
-    }
-}
-
-impl Serialize for Schedule {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(2))?;
-        match &self.timing {
-            Timing::Interval(d) => m.serialize_entry("interval", &fmt_duration(*d))?,
-            Timing::Cron(c) => m.serialize_entry("cron", c.expression())?,
-        }
-        m.serialize_entry("jitter", &fmt_duration(self.jitter))?;
-        m.end()
-    }
-}
-
-/// Interval or cron timing.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Timing {
-    /// Every this long.
-    Interval(Duration),
-    /// At the times of a cron expression (UTC).
-    Cron(CronExpr),
-}
-
-/// A parsed 5-field cron expression, evaluated in UTC.
-#[derive(Clone, Debug)]
-pub struct CronExpr {
-    expr: String,
-    // Boxed: a parsed pattern is ~300 bytes and `Timing` is mostly intervals.
-    cron: Box<croner::Cron>,
-}
-
-impl PartialEq for CronExpr {
-    fn eq(&self, other: &Self) -> bool {
-        self.expr == other.expr
-    }
-}
-
-impl CronExpr {
-    /// Parses `expr` (`minute hour day-of-month month day-of-week`).
-    pub fn parse(expr: &str) -> Result<Self, croner::errors::CronError> {
-        let cron = expr.parse::<croner::Cron>()?;
-        Ok(CronExpr {
-            expr: expr.to_string(),
-            cron: Box::new(cron),
-        })
-    }
-
-    /// The expression as written.
-    pub fn expression(&self) -> &str {
-        &self.expr
-    }
-
-    /// The first matching time strictly after `t`, if any.
-    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&t, false).ok()
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Entry points
-// ---------------------------------------------------------------------------
-
-/// Loads and resolves the configuration at `path`, with `OCIMIRROR_*`
-/// environment overrides from the process environment.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    resolve::load(path, std::env::vars())
-}
-
-/// Like [`load`] with an explicit environment (for tests and embedding).
-pub fn load_with_env(
-    path: &Path,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigErrors> {
-    resolve::load(path, env)
-}
-
-/// The outcome of `ocimirror config check`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckReport {
-    /// What to print: a one-line summary, or every problem.
-    pub text: String,
-    /// The process exit status: 0, or [`EXIT_INVALID_CONFIG`].
-    pub exit_code: u8,
-}
-
-/// Validates the configuration at `path` (`ocimirror config check`).
-pub fn check(path: &Path) -> CheckReport {
-    match load(path) {
-        Ok(cfg) => {
-            let mut text = format!(
-                "{}: OK ({} job{}, {} registr{})",
-                path.display(),
-                cfg.jobs.len(),
-                if cfg.jobs.len() == 1 { "" } else { "s" },
-                cfg.registries.len(),
-                if cfg.registries.len() == 1 {
-                    "y"
-                } else {
-                    "ies"
-                },
-            );
-            for w in &cfg.warnings {
-                text.push_str(&format!("\n  warning: {w}"));
-            }
-            CheckReport { text, exit_code: 0 }
-        }
-        Err(e) => CheckReport {
-            text: e.to_string(),
-            exit_code: EXIT_INVALID_CONFIG,
-        },
-    }
-}
-
-/// The resolved configuration at `path` as TOML with secrets redacted
-/// (`ocimirror config show`).
-pub fn show(path: &Path) -> Result<String, ConfigErrors> {
-    let cfg = load(path)?;
-    cfg.to_toml().map_err(|e| {
-        ConfigErrors(vec![ConfigProblem {
-            origin: path.display().to_string(),
-            path: KeyPath::root(),
-            message: format!("cannot render as TOML: {e}"),
-        }])
-    })
 }
 
 // ---------------------------------------------------------------------------

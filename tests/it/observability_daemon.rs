@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ocimirror::cli::serve::{ServeError, serve};
+use ocimirror::app::{AppError, serve};
 use ocimirror::metrics::{metric_names, names};
 use ocimirror::store::{RunResult, Store};
 use tokio::task::JoinHandle;
@@ -43,7 +43,7 @@ const HUB: (u64, u64) = (100, 42);
 struct Daemon {
     addr: SocketAddr,
     token: CancellationToken,
-    task: Option<JoinHandle<Result<(), ServeError>>>,
+    task: Option<JoinHandle<Result<(), AppError>>>,
     src: TestRegistry,
     dst: TestRegistry,
     fixture: Fixture,
@@ -71,7 +71,7 @@ fn push_target_faults(dst: &TestRegistry) {
 
 impl Daemon {
     /// Seeds the source, writes and loads a config file, and starts `serve`
-    /// with `server.listen` on a free loopback port.
+    /// on a listener bound to port 0.
     async fn start() -> Daemon {
         let src = TestRegistry::start(Options {
             ratelimit: Some(HUB),
@@ -90,8 +90,9 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("state.db");
         let (s, d) = (src.host(), dst.host());
-        // Picked last, so the registries cannot take it meanwhile.
-        let listen = SocketAddr::from(([127, 0, 0, 1], shared::free_port()));
+        // Bound here and handed to the daemon: no race for a free port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = listener.local_addr().unwrap();
         let toml = format!(
             r#"version = 1
 
@@ -136,7 +137,7 @@ schedule = {{ interval = "2s" }}
         assert_eq!(config.limits.drain_timeout, DRAIN);
 
         let token = CancellationToken::new();
-        let task = tokio::spawn(serve(config, token.clone()));
+        let task = tokio::spawn(serve(config, listener, token.clone()));
         Daemon {
             addr: listen,
             token,

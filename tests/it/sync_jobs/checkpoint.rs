@@ -246,7 +246,7 @@ target = "{dst}/team/b"
     let store = ocimirror::store::Store::open(&config.state.database)
         .await
         .unwrap();
-    let registries = std::sync::Arc::new(ocimirror::sync::Registries::new(&config));
+    let registries = std::sync::Arc::new(ocimirror::app::registries(&config, None));
     let syncer = ocimirror::sync::Syncer::new(
         &config,
         registries,

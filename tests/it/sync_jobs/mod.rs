@@ -3,7 +3,7 @@
 //! two jobs, `serve` draining on SIGTERM, concurrent processes on one
 //! database, and the README's demo command.
 //!
-//! In-process tests drive `ocimirror::sync::Syncer` over a config file; the
+//! In-process tests run jobs through `ocimirror::app::run_once`; the
 //! process-level ones run the real binary.
 
 mod checkpoint;
@@ -15,10 +15,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ocimirror::app::RunOnce;
 use ocimirror::config::Config;
 use ocimirror::scheduler::SystemClock;
-use ocimirror::store::Store;
-use ocimirror::sync::{JobReport, Registries, SyncOptions, Syncer};
+use ocimirror::sync::{JobReport, SyncOptions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -76,21 +76,19 @@ schedule = {{ interval = "1h", jitter = "0s" }}
 /// Runs every job of `config` once in-process, like `ocimirror once`: fresh
 /// adapters (so the run pings each registry once) and the database opened.
 pub async fn run_once(config: &Config, options: &SyncOptions) -> Vec<JobReport> {
-    let store = Store::open(&config.state.database).await.unwrap();
-    let registries = Arc::new(Registries::new(config));
-    let syncer = Syncer::new(
+    ocimirror::app::run_once(
         config,
-        registries,
-        Some(store.clone()),
-        Arc::new(SystemClock),
-    );
-    let cancel = CancellationToken::new();
-    let mut reports = Vec::new();
-    for job in &config.jobs {
-        reports.push(syncer.run_job(job, options, &cancel).await);
-    }
-    store.close().await;
-    reports
+        RunOnce {
+            jobs: &config.jobs,
+            options: options.clone(),
+            events: None,
+            cancel: CancellationToken::new(),
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .await
+    .unwrap()
+    .reports
 }
 
 /// The one report of a single-job run, asserted successful.

@@ -10,9 +10,11 @@
 //!
 //! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
 
+mod fingerprint;
+mod report;
+
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,187 +25,23 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{
-    Config, Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings, Source,
-};
-use crate::copy::{
-    Copier, CopyEvent, CopyOptions, CopyReport, DiscoveryMode, PlanItem, PlatformSpec, PublishMode,
-};
+use crate::app::copy_options;
+use crate::config::{Config, Job, Source};
+use crate::copy::{Copier, CopyEvent};
 use crate::metrics::Metrics;
-use crate::observe::{record_referrers, registry_label, target_label};
-use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
-use crate::oci::{Digest, ImageReference, Location, Reference, RepoName, Tag};
-use crate::registry::http::{
-    Credentials, HttpRegistry, HttpSettings, RequestObserver, Secret, UploadMode,
-};
-use crate::registry::layout::LayoutRegistry;
-use crate::registry::{ReferrersSupport, Registry, RegistryError};
+use crate::observe::{record_error, record_referrers, registry_label, target_label};
+use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
+use crate::registry::Registry;
+use crate::registry::open::Registries;
 use crate::scheduler::Clock;
-use crate::store::{RunCounts, RunOutcome, RunResult, Store, StoreError, TagState};
+use crate::store::{RunOutcome, RunResult, Store, TagState};
+
+use fingerprint::referrers_fingerprint;
+pub use report::{ItemFailure, JobReport, SyncError};
+use report::{ItemResult, add_counts, failed};
 
 /// Re-verify an unchanged item against the target after this long.
 pub const DEFAULT_VERIFY_AFTER: Duration = Duration::from_secs(24 * 3600);
-
-/// Why a job run could not even start (per-item failures are in the report).
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The source or target could not be reached or listed.
-    #[error("job {job}: {source}")]
-    Registry {
-        /// Job name.
-        job: String,
-        /// Cause.
-        source: RegistryError,
-    },
-    /// A reference derived from the config was invalid.
-    #[error("job {job}: {message}")]
-    Reference {
-        /// Job name.
-        job: String,
-        /// What was wrong.
-        message: String,
-    },
-    /// The state database failed.
-    #[error("job {job}: state database: {source}")]
-    Store {
-        /// Job name.
-        job: String,
-        /// Cause.
-        source: StoreError,
-    },
-}
-
-/// The adapters of every registry the jobs touch, one per host, so jobs
-/// that share a registry share its rate limit, in-flight limit and tokens.
-pub struct Registries {
-    config: Config,
-    http: Mutex<HashMap<String, Arc<HttpRegistry>>>,
-    observer: Option<Arc<dyn RequestObserver>>,
-}
-
-impl Registries {
-    /// Adapters for the registries of `config`, opened on first use.
-    pub fn new(config: &Config) -> Self {
-        Registries {
-            config: config.clone(),
-            http: Mutex::new(HashMap::new()),
-            observer: None,
-        }
-    }
-
-    /// Reports every HTTP request to `observer` (metrics).
-    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// The HTTP adapter of `host`.
-    pub fn http(&self, host: &str) -> Result<Arc<HttpRegistry>, RegistryError> {
-        let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = map.get(host) {
-            return Ok(r.clone());
-        }
-        let settings = http_settings(&self.config.registry(host));
-        let mut registry = HttpRegistry::new(host, settings)?;
-        if let Some(o) = &self.observer {
-            registry = registry.with_observer(o.clone());
-        }
-        let registry = Arc::new(registry);
-        map.insert(host.to_string(), registry.clone());
-        Ok(registry)
-    }
-
-    /// The adapter for `location`.
-    pub fn open(&self, location: &Location) -> Result<Arc<dyn Registry>, RegistryError> {
-        Ok(match location {
-            Location::Registry(host) => self.http(host)?,
-            Location::Layout(dir) => Arc::new(LayoutRegistry::open(dir.clone())),
-        })
-    }
-
-    /// Every HTTP adapter opened so far, by host (for request statistics).
-    pub fn opened(&self) -> Vec<(String, Arc<HttpRegistry>)> {
-        let map = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(h, r)| (h.clone(), r.clone())).collect()
-    }
-}
-
-/// Maps a config registry entry to the HTTP adapter's settings.
-pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
-    let credentials = match &s.auth {
-        RegistryAuth::Anonymous => None,
-        RegistryAuth::Basic { username, password } => Some(Credentials::Basic {
-            username: username.clone(),
-            password: Secret::new(password.expose()),
-        }),
-        RegistryAuth::Token { token } => {
-            Some(Credentials::IdentityToken(Secret::new(token.expose())))
-        }
-    };
-    let docker_config = match &s.docker_config {
-        crate::config::DockerConfig::Disabled => None,
-        crate::config::DockerConfig::Default => {
-            crate::registry::http::credentials::default_docker_config()
-        }
-        crate::config::DockerConfig::Path(p) => Some(p.clone()),
-    };
-    HttpSettings {
-        credentials,
-        docker_config,
-        plain_http: s.plain_http.then_some(true),
-        ca_certificates: s.ca_file.iter().cloned().collect(),
-        tls_verify: s.tls_verify,
-        requests_per_second: s
-            .requests_per_second
-            .and_then(|r| NonZeroU32::new(r.ceil().max(1.0) as u32)),
-        max_in_flight: s.max_in_flight,
-        upload: match s.upload {
-            crate::config::UploadMode::Monolithic => UploadMode::Monolithic,
-            crate::config::UploadMode::Chunked => UploadMode::Chunked {
-                chunk_size: usize::try_from(s.chunk_size).unwrap_or(usize::MAX),
-            },
-        },
-        referrers: match s.referrers {
-            ReferrersMode::Auto => None,
-            ReferrersMode::Api => Some(ReferrersSupport::Supported),
-            ReferrersMode::Tags => Some(ReferrersSupport::Unsupported),
-        },
-        ..HttpSettings::default()
-    }
-}
-
-/// The copy engine's options for `job`.
-pub fn copy_options(job: &Job) -> CopyOptions {
-    let r = &job.referrers;
-    CopyOptions {
-        referrers: r.enabled,
-        max_depth: r.depth as usize,
-        artifact_types_include: r.include_artifact_types.clone(),
-        artifact_types_exclude: r.exclude_artifact_types.clone(),
-        platforms: job
-            .platforms
-            .iter()
-            .filter_map(|p| crate::config::fmt_platform(p).parse::<PlatformSpec>().ok())
-            .collect(),
-        platform_mode: match job.platform_mode {
-            PlatformMode::Whole => crate::copy::PlatformMode::All,
-            PlatformMode::Filter => crate::copy::PlatformMode::Filter,
-        },
-        source_referrers: match r.source_mode {
-            ReferrersMode::Auto => DiscoveryMode::Auto,
-            ReferrersMode::Api => DiscoveryMode::Api,
-            ReferrersMode::Tags => DiscoveryMode::Tags,
-        },
-        target_referrers: match r.target_mode {
-            ReferrersMode::Auto => PublishMode::Auto,
-            ReferrersMode::Api => PublishMode::Api,
-            ReferrersMode::Tags => PublishMode::Tags,
-        },
-        cosign_tags: r.cosign_tags,
-        concurrency: job.concurrency.max(1),
-        ..CopyOptions::default()
-    }
-}
 
 /// How a run treats the checkpoint.
 #[derive(Clone, Debug)]
@@ -222,50 +60,6 @@ impl Default for SyncOptions {
             full: false,
             dry_run: false,
             verify_after: DEFAULT_VERIFY_AFTER,
-        }
-    }
-}
-
-/// One item of a job that failed.
-#[derive(Clone, Debug)]
-pub struct ItemFailure {
-    /// `repo:tag` or `repo@digest`.
-    pub item: String,
-    /// Why, naming registry, repository and digest.
-    pub error: String,
-}
-
-/// What one run of one job did.
-#[derive(Debug, Default)]
-pub struct JobReport {
-    /// Job name.
-    pub job: String,
-    /// Counts as recorded in the database.
-    pub counts: RunCounts,
-    /// The copy engine's combined report.
-    pub copy: CopyReport,
-    /// Items that failed.
-    pub failures: Vec<ItemFailure>,
-    /// Items not tried because their failure backoff has not passed.
-    pub deferred: Vec<String>,
-    /// Dry run: per item, what would happen.
-    pub plan: Vec<(String, Vec<PlanItem>)>,
-    /// The job could not start (source unreachable, bad reference).
-    pub fatal: Option<String>,
-}
-
-impl JobReport {
-    /// The run's result.
-    pub fn result(&self) -> RunResult {
-        let failed = self.failures.len() as u64;
-        if self.fatal.is_some()
-            || (failed > 0 && self.counts.images_copied == 0 && self.counts.images_skipped == 0)
-        {
-            RunResult::Failed
-        } else if failed > 0 {
-            RunResult::Partial
-        } else {
-            RunResult::Success
         }
     }
 }
@@ -386,7 +180,7 @@ impl Syncer {
             Err(e) => {
                 tracing::error!(job = %job.name, error = %e, "Job could not list its source.");
                 if let Some(m) = metrics {
-                    crate::observe::record_run_error(m, &job.name, &e);
+                    record_error(m, &job.name, e.registry(), e.kind_label());
                 }
                 report.fatal = Some(e.to_string());
             }
@@ -461,15 +255,9 @@ impl Syncer {
         let sources: Vec<ImageReference> = match &job.source {
             Source::Repository(r) => vec![r.clone()],
             Source::Catalog(c) => {
-                let registry =
-                    self.registries
-                        .http(&c.registry)
-                        .map_err(|source| SyncError::Registry {
-                            job: job.name.clone(),
-                            source,
-                        })?;
-                let repos = registry
-                    .catalog()
+                let repos = self
+                    .registries
+                    .catalog(&c.registry)
                     .await
                     .map_err(|source| SyncError::Registry {
                         job: job.name.clone(),
@@ -689,8 +477,7 @@ impl Syncer {
         let now = self.clock.now();
         if let Some(s) = store
             && !options.full
-            && let Ok(Some(f)) = s.failure(&job.name, &item.name).boxed().await
-            && !f.is_due(now)
+            && let Ok(false) = s.item_is_due(&job.name, &item.name, now).boxed().await
         {
             tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
             return ItemResult::Deferred;
@@ -858,30 +645,6 @@ async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) {
     }
 }
 
-enum ItemResult {
-    Copied(CopyReport),
-    Unchanged,
-    Planned(Vec<PlanItem>),
-    Deferred,
-    Cancelled,
-    Failed {
-        error: String,
-        kind: &'static str,
-        /// The registry involved, when it is not the job's target.
-        registry: Option<String>,
-        report: Option<CopyReport>,
-    },
-}
-
-fn failed(error: impl ToString, kind: &'static str, registry: Option<&str>) -> ItemResult {
-    ItemResult::Failed {
-        error: error.to_string(),
-        kind,
-        registry: registry.map(str::to_string),
-        report: None,
-    }
-}
-
 /// `host/repo` or `oci:<dir>` of a reference, without tag or digest.
 fn src_name(r: &ImageReference) -> String {
     ImageReference {
@@ -890,67 +653,6 @@ fn src_name(r: &ImageReference) -> String {
         ..r.clone()
     }
     .to_string()
-}
-
-fn add_counts(c: &mut RunCounts, r: &CopyReport) {
-    c.manifests_copied += r.manifests_copied;
-    c.blobs_copied += r.blobs_copied;
-    c.blobs_mounted += r.blobs_mounted;
-    c.bytes_copied += r.bytes;
-    c.referrers_copied += r.referrers.values().sum::<u64>();
-}
-
-/// A fingerprint of the referrers of `digest` as the walk discovers them:
-/// the referrers API list, the fallback tag and cosign's tags. Referrer tags
-/// missing from `tags` (the repository's listing, when known) cost no
-/// request, so an unchanged tag usually costs one request here. `None` when
-/// something could not be read: the item then takes the full path.
-async fn referrers_fingerprint(
-    source: &dyn Registry,
-    repo: &RepoName,
-    digest: &Digest,
-    job: &Job,
-    tags: Option<&HashSet<String>>,
-) -> Option<String> {
-    let options = &job.referrers;
-    if !options.enabled {
-        return Some("referrers-off".into());
-    }
-    let mut parts = Vec::new();
-    if options.source_mode != ReferrersMode::Tags {
-        match source.referrers_api(repo, digest).await {
-            Ok(Some(mut list)) => {
-                list.sort_by(|a, b| a.digest.cmp(&b.digest));
-                let joined: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
-                parts.push(format!(
-                    "api:{}",
-                    Digest::sha256(joined.join(",").as_bytes())
-                ));
-            }
-            Ok(None) if options.source_mode == ReferrersMode::Api => return None,
-            Ok(None) => {}
-            Err(_) => return None,
-        }
-    }
-    let mut referrer_tags = Vec::new();
-    if options.source_mode != ReferrersMode::Api {
-        referrer_tags.push(fallback_tag(digest));
-    }
-    if options.cosign_tags {
-        referrer_tags.extend(COSIGN_SUFFIXES.iter().map(|s| cosign_tag(digest, s)));
-    }
-    for tag in referrer_tags {
-        if tags.is_some_and(|listed| !listed.contains(&tag)) {
-            continue;
-        }
-        let reference = Reference::Tag(Tag::new(&tag).ok()?);
-        match source.manifest_head(repo, &reference).await {
-            Ok(Some(desc)) => parts.push(format!("{tag}={}", desc.digest)),
-            Ok(None) => {}
-            Err(_) => return None,
-        }
-    }
-    Some(format!("v2 {}", parts.join(" ")))
 }
 
 /// Tags every event of a copier with its job name.

@@ -1,0 +1,122 @@
+//! The daemon core behind `ocimirror serve`: every job on its schedule
+//! (never two runs of one job at once), `/metrics`, `/healthz` and
+//! `/readyz` on the given listener, and a drain of the runs in flight
+//! (bounded by `limits.drain_timeout`) once `shutdown` is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Timing};
+use crate::metrics::Metrics;
+use crate::observe::feed_events;
+use crate::scheduler::{Clock, Scheduler, SystemClock};
+use crate::server::{self, Health};
+use crate::sync::{SyncOptions, Syncer};
+
+use super::{AppError, open_store, registries};
+
+/// Serves `config` on `listener` until `shutdown` is cancelled, then drains
+/// and returns. The caller binds the listener (tests bind port 0 and read
+/// the address), as in mini-redis' `run(listener, shutdown)`.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    let health = Health::new();
+    health.set_config_loaded(true);
+    let metrics = Arc::new(Metrics::new()?);
+    let addr = listener.local_addr().map_err(|source| AppError::Listen {
+        addr: config.server.listen.to_string(),
+        source,
+    })?;
+    tracing::info!(address = %addr, "Serving /metrics, /healthz and /readyz.");
+    let server = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+
+    let store = open_store(&config).await?;
+    health.set_database_ready(true);
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    for job in &config.jobs {
+        metrics.job_configured(
+            &job.name,
+            interval_seconds(&job.schedule.timing, clock.as_ref()),
+        );
+    }
+    let registries = Arc::new(registries(&config, Some(metrics.clone())));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let syncer = Arc::new(
+        Syncer::new(&config, registries, Some(store.clone()), clock.clone())
+            .with_events(tx)
+            .with_metrics(metrics.clone()),
+    );
+    let feeder = {
+        let (metrics, config) = (metrics.clone(), config.clone());
+        tokio::spawn(async move { feed_events(metrics, &config, rx).await })
+    };
+
+    let scheduler = Scheduler::from_config(clock, &config).with_store(store.clone());
+    health.set_scheduler_running(true);
+    let jobs = Arc::new(config.jobs.clone());
+    let run_token = shutdown.clone();
+    let verify_after = config.state.verify_after;
+    scheduler
+        .run(
+            move |name: String| {
+                let (syncer, jobs, token) = (syncer.clone(), jobs.clone(), run_token.clone());
+                let options = SyncOptions {
+                    verify_after,
+                    ..SyncOptions::default()
+                };
+                async move {
+                    let Some(job) = jobs.iter().find(|j| j.name == name) else {
+                        return;
+                    };
+                    let report = syncer.run_job(job, &options, &token).await;
+                    tracing::info!(
+                        job = %name,
+                        result = %report.result(),
+                        copied = report.counts.images_copied,
+                        unchanged = report.counts.images_skipped,
+                        failed = report.counts.images_failed,
+                        "Job run finished."
+                    );
+                }
+            },
+            shutdown.clone(),
+        )
+        .await;
+    health.set_scheduler_running(false);
+    tracing::info!("Scheduler drained; stopping.");
+    feeder.abort();
+    // The server stops on the same token; a join error only means it ended.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    store.close().await;
+    Ok(())
+}
+
+/// The nominal interval of a schedule, for staleness alerts.
+fn interval_seconds(timing: &Timing, clock: &dyn Clock) -> f64 {
+    match timing {
+        Timing::Interval(d) => d.as_secs_f64(),
+        Timing::Cron(c) => {
+            let now = clock.now();
+            match c
+                .next_after(now)
+                .and_then(|a| c.next_after(a).map(|b| (a, b)))
+            {
+                Some((a, b)) => b.signed_duration_since(a).num_seconds().max(0) as f64,
+                None => 0.0,
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What a run reports: per job, per item, and why a run could not start.
+
+use crate::copy::{CopyReport, PlanItem};
+use crate::registry::RegistryError;
+use crate::store::{RunCounts, RunResult, StoreError};
+
+/// Why a job run could not even start (per-item failures are in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The source or target could not be reached or listed.
+    #[error("job {job}: {source}")]
+    Registry {
+        /// Job name.
+        job: String,
+        /// Cause.
+        source: RegistryError,
+    },
+    /// A reference derived from the config was invalid.
+    #[error("job {job}: {message}")]
+    Reference {
+        /// Job name.
+        job: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The state database failed.
+    #[error("job {job}: state database: {source}")]
+    Store {
+        /// Job name.
+        job: String,
+        /// Cause.
+        source: StoreError,
+    },
+}
+
+impl SyncError {
+    /// The registry involved (its name), when there is one.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            SyncError::Registry { source, .. } => Some(&source.registry),
+            SyncError::Reference { .. } | SyncError::Store { .. } => None,
+        }
+    }
+
+    /// The error kind, as a bounded metric label.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            SyncError::Registry { source, .. } => source.kind.label(),
+            SyncError::Reference { .. } => "invalid_reference",
+            SyncError::Store { .. } => "store",
+        }
+    }
+}
+
+/// One item of a job that failed.
+#[derive(Clone, Debug)]
+pub struct ItemFailure {
+    /// `repo:tag` or `repo@digest`.
+    pub item: String,
+    /// Why, naming registry, repository and digest.
+    pub error: String,
+}
+
+/// What one run of one job did.
+#[derive(Debug, Default)]
+pub struct JobReport {
+    /// Job name.
+    pub job: String,
+    /// Counts as recorded in the database.
+    pub counts: RunCounts,
+    /// The copy engine's combined report.
+    pub copy: CopyReport,
+    /// Items that failed.
+    pub failures: Vec<ItemFailure>,
+    /// Items not tried because their failure backoff has not passed.
+    pub deferred: Vec<String>,
+    /// Dry run: per item, what would happen.
+    pub plan: Vec<(String, Vec<PlanItem>)>,
+    /// The job could not start (source unreachable, bad reference).
+    pub fatal: Option<String>,
+}
+
+impl JobReport {
+    /// The run's result.
+    pub fn result(&self) -> RunResult {
+        let failed = self.failures.len() as u64;
+        if self.fatal.is_some()
+            || (failed > 0 && self.counts.images_copied == 0 && self.counts.images_skipped == 0)
+        {
+            RunResult::Failed
+        } else if failed > 0 {
+            RunResult::Partial
+        } else {
+            RunResult::Success
+        }
+    }
+}
+
+pub(super) enum ItemResult {
+    Copied(CopyReport),
+    Unchanged,
+    Planned(Vec<PlanItem>),
+    Deferred,
+    Cancelled,
+    Failed {
+        error: String,
+        kind: &'static str,
+        /// The registry involved, when it is not the job's target.
+        registry: Option<String>,
+        report: Option<CopyReport>,
+    },
+}
+
+pub(super) fn failed(
+    error: impl ToString,
+    kind: &'static str,
+    registry: Option<&str>,
+) -> ItemResult {
+    ItemResult::Failed {
+        error: error.to_string(),
+        kind,
+        registry: registry.map(str::to_string),
+        report: None,
+    }
+}
+
+pub(super) fn add_counts(c: &mut RunCounts, r: &CopyReport) {
+    c.manifests_copied += r.manifests_copied;
+    c.blobs_copied += r.blobs_copied;
+    c.blobs_mounted += r.blobs_mounted;
+    c.bytes_copied += r.bytes;
+    c.referrers_copied += r.referrers.values().sum::<u64>();
+}
