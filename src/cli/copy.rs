@@ -225,8 +225,14 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             .copy_image(&args.src.repo, &reference, &args.dst.repo, dst_tag.as_ref())
             .await
         {
-            Ok(report) => {
+            Ok(report) if report.is_success() => {
                 tracing::info!(image = %name, summary = %report, "Image copied.");
+                outcome.report.merge(report);
+            }
+            // Said at the level of what happened: a partly copied image is
+            // a failure, as the summary and the exit status say too.
+            Ok(report) => {
+                tracing::error!(image = %name, summary = %report, failed = %report.failures.join("; "), "Image copied only in part.");
                 outcome.report.merge(report);
             }
             Err(e) => image_failed(&mut outcome, &name, &e),

@@ -40,23 +40,25 @@ impl Progress {
             self.bytes += e.size;
         }
         match &self.bar {
-            Some(b) => {
-                if e.action == Action::Fail {
-                    b.println(format!("{label}: {e}"));
-                }
-                b.set_message(format!(
-                    "{label}: {} nodes, {} copied — {} {}",
-                    self.nodes,
-                    human_bytes(self.bytes),
-                    e.action,
-                    e.kind
-                ));
-            }
-            None => match e.action {
-                Action::Fail => tracing::warn!(image = %label, event = %e, "Copy step failed."),
-                Action::Exists => tracing::debug!(image = %label, event = %e, "Already present."),
-                _ => tracing::info!(image = %label, event = %e, "Copy step."),
-            },
+            // Failures are said once, by the image's own line and the
+            // summary; the spinner only counts.
+            Some(b) => b.set_message(format!(
+                "{label}: {} nodes, {} copied — {} {}",
+                self.nodes,
+                human_bytes(self.bytes),
+                e.action,
+                e.kind
+            )),
+            // Per-object events are debug detail, as fields.
+            None => tracing::debug!(
+                image = %label,
+                action = %e.action,
+                kind = %e.kind,
+                digest = e.digest.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                size = e.size,
+                reason = %e.reason,
+                "Copy step."
+            ),
         }
     }
 

@@ -26,7 +26,7 @@ mod tags;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -119,6 +119,34 @@ pub struct Config {
 }
 
 impl Config {
+    /// Makes every relative path absolute against `base` (the config
+    /// file's directory): the database and layout directories of jobs
+    /// (files read while resolving are taken from there by the resolver).
+    pub(crate) fn rebase_paths(&mut self, base: &Path) {
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = lexically_normal(&base.join(&*p));
+            }
+        };
+        rebase(&mut self.state.database);
+        for job in &mut self.jobs {
+            if let Source::Repository(ImageReference {
+                location: Location::Layout(dir),
+                ..
+            }) = &mut job.source
+            {
+                rebase(dir);
+            }
+            if let Target::Repository(ImageReference {
+                location: Location::Layout(dir),
+                ..
+            }) = &mut job.target
+            {
+                rebase(dir);
+            }
+        }
+    }
+
     /// The settings for `host`: the configured ones, or the defaults.
     pub fn registry(&self, host: &str) -> RegistrySettings {
         self.registries
@@ -278,6 +306,28 @@ impl RegistrySettings {
             referrers: ReferrersMode::Auto,
         }
     }
+}
+
+/// `path` without `dir/..` pairs (`config/../target` is `target`), so
+/// messages and the checkpoint name a layout the way a user would.
+pub(crate) fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// One mirroring job, with `[defaults]` merged in.

@@ -127,15 +127,59 @@ fn examples_resolve_to_what_they_say() {
     assert!(migration.registry("registry.old.example:5000").plain_http);
 
     let demo = load_with_env(&root.join("demo.toml"), []).unwrap();
-    assert_eq!(demo.state.database, PathBuf::from("target/demo.db"));
+    // Relative paths are the config file's directory's.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(demo.state.database, repo.join("target/demo.db"));
     assert!(matches!(
         &demo.jobs[0].source,
-        Source::Repository(r) if r.location == crate::oci::Location::Layout("tests/fixtures/demo-layout".into())
+        Source::Repository(r) if r.location == crate::oci::Location::Layout(repo.join("tests/fixtures/demo-layout"))
     ));
     // Built-in defaults.
     assert_eq!(demo.limits.concurrent_jobs, 2);
     assert_eq!(demo.server.listen.to_string(), "127.0.0.1:9110");
     assert_eq!(demo.jobs[0].referrers, ReferrerOptions::default());
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_config_files_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/ca.pem"), "not read here").unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        r#"version = 1
+[state]
+database = "state/ocimirror.db"
+[registries."reg.example"]
+ca_file = "certs/ca.pem"
+[[jobs]]
+name = "a"
+source = "oci:../in"
+target = "oci:/abs/out"
+"#,
+    )
+    .unwrap();
+    let res = load_with_env(&path, []);
+    let cfg = res.unwrap();
+    let base = dir.path();
+    assert_eq!(cfg.state.database, base.join("state/ocimirror.db"));
+    assert_eq!(
+        cfg.registry("reg.example").ca_file,
+        Some(base.join("certs/ca.pem"))
+    );
+    let layout = |r: &ImageReference| match &r.location {
+        crate::oci::Location::Layout(d) => d.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (Source::Repository(src), Target::Repository(dst)) =
+        (&cfg.jobs[0].source, &cfg.jobs[0].target)
+    else {
+        panic!("{:?}", cfg.jobs[0]);
+    };
+    // `dir/..` is folded away; absolute paths stay as they are.
+    assert_eq!(layout(src), base.parent().unwrap().join("in"));
+    assert_eq!(layout(dst), PathBuf::from("/abs/out"));
 }
 
 #[test]

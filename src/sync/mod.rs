@@ -463,6 +463,9 @@ impl Syncer {
             .run_item(job, &item, &copier, options, store)
             .instrument(span)
             .await;
+        if let ItemResult::Failed { error, kind, .. } = &result {
+            tracing::error!(job = %job.name, item = %item.name, kind = %kind, error = %error, "Image failed.");
+        }
         (item, result)
     }
 

@@ -5,7 +5,7 @@ use std::process::Output;
 
 use crate::support::cli::text;
 use crate::support::fixtures::{self, Form, LayoutView, fallback_tag};
-use crate::support::registry::{Options, TestRegistry};
+use crate::support::registry::{Fault, FaultKind, Options, TestRegistry};
 
 const REPO: &str = "team/app";
 
@@ -197,4 +197,58 @@ async fn platform_filter_and_referrer_flags() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(dst.referrers("third", &f.amd).is_empty());
     assert_eq!(dst.referrers("third", &f.index), vec![f.att.clone()]);
+}
+
+/// An image whose signature cannot be read is copied only in part: the log
+/// says so at ERROR with the digest that failed (never "Image copied." at
+/// INFO), the summary lists it and the exit status is 1.
+#[tokio::test]
+async fn a_partly_copied_image_is_logged_as_a_failure() {
+    let f = fixtures::image(Form::Api, "partial");
+    let src = registry(true).await;
+    fixtures::seed_registry(&src, REPO, &f);
+    src.push_fault(Fault {
+        method: Some("GET".into()),
+        path_contains: format!("/manifests/{}", f.sig),
+        // Denied: not retried, and not "absent" either.
+        kind: FaultKind::Status(403),
+        times: 1_000,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocimirror(&[
+        "--log-format",
+        "json",
+        "copy",
+        &format!("{}/{REPO}:v1", src.host()),
+        &format!("oci:{}", dir.path().display()),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let message = |l: &serde_json::Value| l["message"].as_str().unwrap_or("").to_string();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(
+        !lines.iter().any(|l| message(l) == "Image copied."),
+        "{stderr}"
+    );
+    // Off a terminal, per-object steps are debug detail: none at info.
+    assert!(
+        !lines.iter().any(|l| message(l) == "Copy step."),
+        "{stderr}"
+    );
+    let failed = lines
+        .iter()
+        .find(|l| message(l) == "Image copied only in part.")
+        .unwrap_or_else(|| panic!("no failure line in\n{stderr}"));
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    assert!(failed.to_string().contains(&f.sig), "{failed}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&f.sig),
+        "{}",
+        text(&out)
+    );
 }

@@ -28,7 +28,7 @@ use super::{
     CONFIG_VERSION, CatalogSource, Config, ConfigErrors, ConfigProblem, CronExpr, DockerConfig,
     Job, KeyPath, KeySegment, Limits, LogFormat, LogSettings, PlatformMode, ReferrerOptions,
     RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source, StateSettings,
-    Target, TargetMapping, Timing,
+    Target, TargetMapping, Timing, lexically_normal,
 };
 use crate::oci::{Digest, ImageReference, Location, Platform};
 
@@ -64,13 +64,24 @@ pub(super) fn load(
         Ok(v) => v,
         Err(e) => return Err(fail(without_snippets(&e.to_string()))),
     };
+    // Relative paths in the file mean "next to the file", whatever the
+    // working directory: the quick start works from anywhere.
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let mut r = Resolver {
         figment: &figment,
         root: &root,
         file: origin.clone(),
+        base: base.clone(),
         problems: env_problems,
     };
-    let config = r.resolve(path);
+    let config = r.resolve(path).map(|mut c| {
+        c.rebase_paths(&base);
+        c
+    });
     if r.problems.is_empty() {
         config.ok_or_else(|| fail("invalid configuration".into()))
     } else {
@@ -82,6 +93,8 @@ struct Resolver<'a> {
     figment: &'a Figment,
     root: &'a Value,
     file: String,
+    /// The config file's directory: relative paths are taken from here.
+    base: PathBuf,
     problems: Vec<ConfigProblem>,
 }
 
@@ -366,7 +379,13 @@ impl Resolver<'_> {
         })
     }
 
+    /// A path from the file, taken from the file's directory when relative.
+    fn path(&self, p: &Path) -> PathBuf {
+        lexically_normal(&self.base.join(p))
+    }
+
     fn secret_file(&mut self, file: &Path, path: &KeyPath) -> Option<Secret> {
+        let file = &self.path(file);
         match std::fs::read_to_string(file) {
             Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
             Err(e) => {
@@ -445,9 +464,10 @@ impl Resolver<'_> {
         let docker_config = match r.docker_config {
             None | Some(BoolOrPath::Bool(false)) => DockerConfig::Disabled,
             Some(BoolOrPath::Bool(true)) => DockerConfig::Default,
-            Some(BoolOrPath::Path(path)) => DockerConfig::Path(path),
+            Some(BoolOrPath::Path(path)) => DockerConfig::Path(self.path(&path)),
         };
-        if let Some(ca) = &r.ca_file
+        let ca_file = r.ca_file.as_deref().map(|c| self.path(c));
+        if let Some(ca) = &ca_file
             && let Err(e) = std::fs::metadata(ca)
         {
             self.problem(
@@ -491,7 +511,7 @@ impl Resolver<'_> {
             auth,
             docker_config,
             tls_verify: r.tls_verify.unwrap_or(defaults.tls_verify),
-            ca_file: r.ca_file,
+            ca_file,
             plain_http: r.plain_http.unwrap_or(defaults.plain_http),
             requests_per_second: r.requests_per_second,
             max_in_flight,
