@@ -5,12 +5,24 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ocimirror::cli::exit;
 use ocimirror::logging::{self, LogFormat};
 
 /// Mirrors OCI images between registries together with their signatures,
 /// SBOMs, attestations and other referrers.
 #[derive(Parser)]
-#[command(name = "ocimirror", version, about)]
+#[command(
+    name = "ocimirror",
+    version,
+    about,
+    after_help = "\
+Exit status:
+  0   everything asked for is on the target (or the command succeeded)
+  1   partial failure: some images failed or are still backing off; the rest were copied
+  2   usage error: bad arguments or flags
+  3   fatal: the command could not run (database, listener, registry unreachable at start)
+  78  invalid configuration (every problem is listed)"
+)]
 struct Cli {
     /// Log format: auto (text on a terminal, JSON otherwise), text or json
     /// [default: the config's log.format, else auto].
@@ -69,13 +81,15 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|| "info".to_string());
     if let Err(e) = logging::init(format, &level) {
         eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            // Our errors carry their causes in their own message: print it
+            // once, not once more per source in the chain.
+            eprintln!("error: {e}");
+            ExitCode::from(exit::for_error(&e))
         }
     }
 }
@@ -85,11 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(args) => {
             let outcome = ocimirror::cli::copy::run(&args).await?;
             println!("{}", ocimirror::cli::copy::summary(&outcome));
-            Ok(if outcome.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit_code(outcome.is_success()))
         }
         Command::Serve(args) => {
             ocimirror::cli::serve::run(&args).await?;
@@ -139,11 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn exit_code(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    ExitCode::from(if ok { exit::SUCCESS } else { exit::PARTIAL })
 }
 
 fn config_path(command: &Command) -> Option<&std::path::Path> {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use chrono::{DateTime, Utc};
+
 use crate::app::{self, AppError, RunOnce, RunOutput};
+use crate::config::{Job, Timing};
 use crate::copy::CopyEvent;
 use crate::registry::http::RequestStats;
 use crate::scheduler::{JobTimer, SystemClock};
@@ -81,11 +84,10 @@ pub async fn run(args: &RunArgs, dry_run: bool) -> Result<RunOutput, AppError> {
     output
 }
 
-/// True when every job ran without failures.
+/// True when every job put everything it selected on the target (an item
+/// in failure backoff was not copied: that is not a success).
 pub fn all_succeeded(reports: &[JobReport]) -> bool {
-    reports
-        .iter()
-        .all(|r| r.fatal.is_none() && r.failures.is_empty())
+    reports.iter().all(JobReport::is_success)
 }
 
 /// The summary printed by `once`: per job its result and counts, then per
@@ -195,9 +197,24 @@ pub struct StatusArgs {
 /// and when the schedule fires next — read from the database.
 pub async fn status(args: &StatusArgs) -> Result<String, AppError> {
     let (config, jobs) = app::load_jobs(&args.config.config, &[])?;
-    let store = app::open_store(&config).await?;
     let now = chrono::Utc::now();
     let mut out = String::new();
+    // `status` only reads: it never creates the database.
+    if !config.state.database.exists() {
+        for job in &jobs {
+            out.push_str(&format!(
+                "job {}
+  last run:     never (no state database at {} yet)
+  next run:     {}
+",
+                job.name,
+                config.state.database.display(),
+                next_run(job, None, now)
+            ));
+        }
+        return Ok(out);
+    }
+    let store = app::open_store(&config).await?;
     for job in &jobs {
         let s = store
             .job_status(&job.name)
@@ -254,12 +271,37 @@ pub async fn status(args: &StatusArgs) -> Result<String, AppError> {
             ));
         }
         out.push('\n');
-        if let Some(next) = JobTimer::new(&job.name, &job.schedule, now).next_fire() {
-            out.push_str(&format!(
-                "  next run:     {} (when serving)\n",
-                next.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-        }
+        let last_started = s.last_run.as_ref().map(|r| r.started_at);
+        out.push_str(&format!(
+            "  next run:     {}\n",
+            next_run(job, last_started, now)
+        ));
     }
+    store.close().await;
     Ok(out)
+}
+
+/// When `serve` runs `job` next, from its schedule and last run: interval
+/// jobs one interval after the last start (at start-up when never run or
+/// overdue), cron jobs at their next cron time.
+fn next_run(job: &Job, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let at = |t: DateTime<Utc>| format!("{} (when serving)", t.format("%Y-%m-%d %H:%M:%S UTC"));
+    match (&job.schedule.timing, last_started) {
+        (Timing::Interval(every), Some(last)) => {
+            match chrono::Duration::from_std(*every)
+                .ok()
+                .and_then(|d| last.checked_add_signed(d))
+            {
+                Some(next) if next > now => at(next),
+                _ => "due now (at start-up of serve)".to_string(),
+            }
+        }
+        (Timing::Interval(_), None) => "at start-up of serve".to_string(),
+        (Timing::Cron(_), _) => JobTimer::new(&job.name, &job.schedule, now)
+            .next_fire()
+            .map_or_else(
+                || "never (the cron expression has no further match)".into(),
+                at,
+            ),
+    }
 }

@@ -83,16 +83,24 @@ pub struct JobReport {
 impl JobReport {
     /// The run's result.
     pub fn result(&self) -> RunResult {
-        let failed = self.failures.len() as u64;
+        // An item still backing off is not on the target: the run is not a
+        // success, or `once` would exit 0 and the failing alert would clear
+        // while something the job selects is missing.
+        let not_done = (self.failures.len() + self.deferred.len()) as u64;
         if self.fatal.is_some()
-            || (failed > 0 && self.counts.images_copied == 0 && self.counts.images_skipped == 0)
+            || (not_done > 0 && self.counts.images_copied == 0 && self.counts.images_skipped == 0)
         {
             RunResult::Failed
-        } else if failed > 0 {
+        } else if not_done > 0 {
             RunResult::Partial
         } else {
             RunResult::Success
         }
+    }
+
+    /// True when everything the run selected is on the target.
+    pub fn is_success(&self) -> bool {
+        self.result() == RunResult::Success
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod new_signature;
+mod outcomes;
 mod processes;
 mod resume;
 
