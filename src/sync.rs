@@ -26,9 +26,7 @@ use tracing::Instrument;
 use crate::config::{
     Config, Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings, Source,
 };
-use crate::copy::{
-    Copier, CopyEvent, CopyOptions, CopyReport, DiscoveryMode, PlanItem, PlatformSpec, PublishMode,
-};
+use crate::copy::{Copier, CopyEvent, CopyOptions, CopyReport, PlanItem, PlatformSpec};
 use crate::metrics::Metrics;
 use crate::observe::{record_referrers, registry_label, target_label};
 use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
@@ -186,18 +184,18 @@ pub fn copy_options(job: &Job) -> CopyOptions {
             .filter_map(|p| crate::config::fmt_platform(p).parse::<PlatformSpec>().ok())
             .collect(),
         platform_mode: match job.platform_mode {
-            PlatformMode::Whole => crate::copy::PlatformMode::All,
+            PlatformMode::Whole => crate::copy::PlatformMode::Whole,
             PlatformMode::Filter => crate::copy::PlatformMode::Filter,
         },
         source_referrers: match r.source_mode {
-            ReferrersMode::Auto => DiscoveryMode::Auto,
-            ReferrersMode::Api => DiscoveryMode::Api,
-            ReferrersMode::Tags => DiscoveryMode::Tags,
+            ReferrersMode::Auto => crate::copy::ReferrersMode::Auto,
+            ReferrersMode::Api => crate::copy::ReferrersMode::Api,
+            ReferrersMode::Tags => crate::copy::ReferrersMode::Tags,
         },
         target_referrers: match r.target_mode {
-            ReferrersMode::Auto => PublishMode::Auto,
-            ReferrersMode::Api => PublishMode::Api,
-            ReferrersMode::Tags => PublishMode::Tags,
+            ReferrersMode::Auto => crate::copy::ReferrersMode::Auto,
+            ReferrersMode::Api => crate::copy::ReferrersMode::Api,
+            ReferrersMode::Tags => crate::copy::ReferrersMode::Tags,
         },
         cosign_tags: r.cosign_tags,
         concurrency: job.concurrency.max(1),
@@ -766,7 +764,7 @@ impl Syncer {
                 .await
             {
                 Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => failed(&e, e.kind_label(), e.registry()),
+                Err(e) => failed(&e, e.kind(), e.registry()),
             };
         }
         // The root's referrer set, as a fingerprint.
@@ -807,10 +805,15 @@ impl Syncer {
             .await
         {
             Ok(r) => r,
-            Err(e) => return failed(&e, e.kind_label(), e.registry()),
+            Err(e) => return failed(&e, e.kind(), e.registry()),
         };
         if !report.is_success() {
-            let error = report.failures.join("; ");
+            let error = report
+                .failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             return ItemResult::Failed {
                 error,
                 kind: "copy_step",
