@@ -86,3 +86,34 @@ async fn a_failed_fallback_index_withholds_the_tag_but_keeps_the_pushed_manifest
     assert!(fallback_entries(&dst, &f.sbom).is_some());
     assert!(dst.manifest_bytes(REPO, "v1").is_none());
 }
+
+#[tokio::test]
+async fn a_waiter_on_a_failed_transfer_gets_the_owners_typed_error() {
+    let src = Arc::new(MemoryRegistry::new("src", true));
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let c = copier(&src, &dst, CopyOptions::default());
+    let (r, d) = (repo(), Digest::sha256(b"shared"));
+    let (open, gate) = tokio::sync::oneshot::channel::<()>();
+    let owner = c.single_flight(&r, &d, || async {
+        let _ = gate.await;
+        Err(CopyError::TargetSizeMismatch {
+            registry: "dst".into(),
+            repo: REPO.into(),
+            digest: d.clone(),
+            expected: 1,
+            reported: 2,
+        })
+    });
+    let waiter = c.single_flight(&r, &d, || async {
+        panic!("a waiter must not transfer again")
+    });
+    let release = async {
+        tokio::task::yield_now().await;
+        let _ = open.send(());
+    };
+    let ((mine, was_owner), (theirs, was_waiter_owner), ()) = tokio::join!(owner, waiter, release);
+    assert!(was_owner && !was_waiter_owner);
+    let (mine, theirs) = (mine.unwrap_err(), theirs.unwrap_err());
+    assert!(Arc::ptr_eq(&mine, &theirs), "the waiter got another error");
+    assert_eq!(theirs.kind(), "target_size_mismatch");
+}
