@@ -2,41 +2,60 @@
 //! attached to them (signatures, SBOMs, attestations and other referrers).
 //!
 //! # Layout
+//! ```text
+//! main.rs ── cli ── app ──┬── sync ──┬── copy ──── registry (port) ── oci
+//!                         │          ├── store       ├── http   adapter
+//!                         ├── scheduler              ├── layout adapter
+//!                         ├── server, metrics        └── open   the factory
+//!                         └── config
+//! ```
+//! Dependencies point right and down only; there are no import circles.
+//!
 //! - [`oci`]: pure value types (digests, references, manifests, the referrers
 //!   tag schema). No I/O; imports nothing else from the crate.
-//! - [`registry`]: the `Registry` port and its adapters (HTTP registry, OCI
-//!   layout directory). Imports only `oci`.
+//! - [`registry`]: the `Registry` port, its two adapters (HTTP registry, OCI
+//!   layout directory, whose referrer listing merges its fallback tags with
+//!   a scan of `index.json`) and [`registry::open`], the one factory every
+//!   command opens its sources and targets through. Imports only `oci`.
+//! - [`copy`]: the copy engine: walks an image's graph (index, platform
+//!   manifests, blobs, referrers of every manifest, recursively, within
+//!   bounds) and recreates it digest-exact on a target, converting between
+//!   the referrers API, fallback tags, cosign tags and OCI layouts. Imports
+//!   the `registry` port and `oci`.
+//! - [`config`]: the configuration file, environment overrides and the one
+//!   resolve step that validates them into plain data. Imports `oci`,
+//!   `logging` (`LogFormat`) and the engine's mode enums.
+//! - [`store`]: the sqlite checkpoint store (runs, tag state, failures and
+//!   their backoff); a cache of the target, never the truth. Imports `oci`.
+//! - [`scheduler`]: timing only: when each job fires (interval/cron +
+//!   jitter), skip-while-running, the bound on jobs at once. Imports
+//!   `config` and `store`.
+//! - [`sync`]: one run of one job: list, select, skip the unchanged
+//!   (checkpoint), copy the rest, record. Imports `config`, `copy`, the
+//!   `registry` port and factory, `store`, `observe`.
+//! - [`metrics`]: every Prometheus metric, in its own registry. A leaf.
+//! - [`observe`]: feeds metrics from the HTTP adapter's request observer and
+//!   the copy engine's events. Imports `metrics`, `copy`, `config`, `registry`.
+//! - [`server`]: `/metrics`, `/healthz` and `/readyz`. Imports `metrics`.
+//! - [`logging`]: tracing subscriber set-up. A leaf.
+//! - [`app`]: all wiring: config → adapters, store, metrics, syncer,
+//!   scheduler and server; `run_once` and `serve(config, listener,
+//!   shutdown)`. The commands and the tests call it; nothing else builds
+//!   these pieces.
+//! - [`cli`]: the commands behind `src/main.rs` and their output; the exit
+//!   statuses in [`cli::exit`].
 //! - [`corpus`]: a seeded corpus of images with nested referrers, written
 //!   through any `Registry` (demo fixture, benchmarks, tests).
-//! - [`copy`]: the copy engine: walks an image's graph (index, platform
-//!   manifests, blobs, referrers of every manifest, recursively) on a source
-//!   and recreates it digest-exact on a target, converting between the
-//!   referrers API, fallback tags, cosign tags and OCI layouts
-//!   (`walk`/`discover` read, `transfer`/`publish` write, `platform` filters).
-//!   Imports `registry` (the port only) and `oci`.
-//! - [`cli`]: command implementations behind `src/main.rs` (`copy`); the
-//!   only place adapters are chosen (`registry::open`). Imports all of the
-//!   above.
-//! - [`config`]: the configuration file, environment overrides and the one
-//!   resolve step that validates them into plain data. Imports `oci` (and
-//!   `logging` for `LogFormat`).
-//! - [`store`]: the sqlite checkpoint store (runs, tag state, copied blobs,
-//!   failures); a cache of the target, never the truth. Imports only `oci`.
-//! - [`scheduler`]: timing only: when each job fires (interval/cron +
-//!   jitter), skip-while-running, per-item failure backoff. Imports `config`
-//!   and `store`.
-//! - [`sync`]: one run of one job: list, select, skip the unchanged
-//!   (checkpoint), copy the rest, record. Imports `config`, `copy`,
-//!   `registry`, `store`.
-//! - [`metrics`]: every Prometheus metric, in its own registry, with
-//!   intent-named update methods. A leaf: imports nothing from the crate, so
-//!   every layer may import it.
-//! - [`server`]: `/metrics`, `/healthz` and `/readyz` on their own listener.
-//!   Imports only `metrics`.
-//! - [`logging`]: tracing subscriber set-up (text on a terminal, JSON
-//!   otherwise). Imports nothing from the crate.
-//! - [`observe`]: feeds metrics from the HTTP adapter's request observer
-//!   and the copy engine's events. Imports `metrics`, `copy`, `registry`.
+//!
+//! # Where ocimirror differs from regclient
+//! regclient decides a referrer's representation inside each transport
+//! (its HTTP scheme writes fallback tags when the registry has no API).
+//! Here the split is: the HTTP adapter *detects* what a repository supports
+//! (every real-world answer of the referrers endpoint mapped to one verdict,
+//! cached per repository), and the copy engine *decides* how to publish
+//! (API, fallback index, layout). One policy then serves HTTP registries and
+//! layouts alike, and `plan` can explain each decision before anything is
+//! written.
 
 #![warn(missing_docs)]
 

@@ -122,7 +122,11 @@ pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent)
             NodeKind::Index | NodeKind::Manifest | NodeKind::Referrer | NodeKind::Cosign,
             Action::Exists,
         ) => metrics.manifest_skipped(job, registry),
-        (_, Action::Fail) => metrics.error(job, registry, "copy_step"),
+        (_, Action::Fail) => metrics.error(
+            job,
+            registry,
+            e.failure.as_ref().map_or("copy_step", |f| f.kind()),
+        ),
         _ => {}
     }
 }

@@ -3,8 +3,8 @@
 
 use std::num::NonZeroU32;
 
-use crate::config::{Job, PlatformMode, ReferrersMode, RegistryAuth, RegistrySettings};
-use crate::copy::{CopyOptions, DiscoveryMode, PlatformSpec, PublishMode};
+use crate::config::{Job, Limits, ReferrersMode, RegistryAuth, RegistrySettings};
+use crate::copy::{CopyOptions, PlatformSpec};
 use crate::registry::ReferrersSupport;
 use crate::registry::http::{Credentials, HttpSettings, Secret, UploadMode};
 
@@ -52,8 +52,8 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
     }
 }
 
-/// The copy engine's options for `job`.
-pub fn copy_options(job: &Job) -> CopyOptions {
+/// The copy engine's options for `job` under the global `limits`.
+pub fn copy_options(job: &Job, limits: &Limits) -> CopyOptions {
     let r = &job.referrers;
     CopyOptions {
         referrers: r.enabled,
@@ -65,22 +65,15 @@ pub fn copy_options(job: &Job) -> CopyOptions {
             .iter()
             .filter_map(|p| crate::config::fmt_platform(p).parse::<PlatformSpec>().ok())
             .collect(),
-        platform_mode: match job.platform_mode {
-            PlatformMode::Whole => crate::copy::PlatformMode::All,
-            PlatformMode::Filter => crate::copy::PlatformMode::Filter,
-        },
-        source_referrers: match r.source_mode {
-            ReferrersMode::Auto => DiscoveryMode::Auto,
-            ReferrersMode::Api => DiscoveryMode::Api,
-            ReferrersMode::Tags => DiscoveryMode::Tags,
-        },
-        target_referrers: match r.target_mode {
-            ReferrersMode::Auto => PublishMode::Auto,
-            ReferrersMode::Api => PublishMode::Api,
-            ReferrersMode::Tags => PublishMode::Tags,
-        },
+        platform_mode: job.platform_mode,
+        source_referrers: r.source_mode,
+        target_referrers: r.target_mode,
         cosign_tags: r.cosign_tags,
         concurrency: job.concurrency.max(1),
+        max_index_depth: limits.max_index_depth,
+        max_nodes: limits.max_nodes_per_image,
+        max_manifest_bytes: limits.max_manifest_bytes_per_image,
+        max_referrers_per_subject: limits.max_referrers_per_subject,
         ..CopyOptions::default()
     }
 }

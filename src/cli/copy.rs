@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::copy::{
-    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, DiscoveryMode,
-    PlatformMode, PlatformSpec, PublishMode,
+    AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, PlatformMode,
+    PlatformSpec, ReferrersMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, Tag};
@@ -65,11 +65,11 @@ pub struct CopyArgs {
     pub max_depth: usize,
     /// Finding referrers on the source: auto (API and fallback tags), api, tags.
     #[arg(long, default_value = "auto")]
-    pub source_referrers: DiscoveryMode,
+    pub source_referrers: ReferrersMode,
     /// Publishing referrers on the target: auto (API if confirmed, else fallback tags),
     /// api (never write fallback tags), tags (always maintain fallback tags).
     #[arg(long, default_value = "auto")]
-    pub target_referrers: PublishMode,
+    pub target_referrers: ReferrersMode,
     /// Do not copy cosign legacy tags (sha256-<hex>.sig/.att/.sbom).
     #[arg(long)]
     pub no_cosign_tags: bool,
@@ -136,6 +136,7 @@ impl CopyArgs {
             target_referrers: self.target_referrers,
             cosign_tags: !self.no_cosign_tags,
             concurrency: self.concurrency.max(1),
+            ..CopyOptions::default()
         }
     }
 }
@@ -156,7 +157,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             args.dst
         )));
     }
-    if args.platform_mode == PlatformMode::All && !args.platforms.is_empty() {
+    if args.platform_mode == PlatformMode::Whole && !args.platforms.is_empty() {
         tracing::info!(
             "--platform without --platform-mode filter narrows nothing: indexes are copied whole"
         );
@@ -212,8 +213,8 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
                     for item in &items {
                         println!("  {item}");
                         *outcome.planned.entry(item.action.to_string()).or_default() += 1;
-                        if item.action == Action::Fail {
-                            outcome.report.failures.push(item.reason.clone());
+                        if let Some(f) = &item.failure {
+                            outcome.report.failures.push(f.clone());
                         }
                     }
                 }
@@ -232,7 +233,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             // Said at the level of what happened: a partly copied image is
             // a failure, as the summary and the exit status say too.
             Ok(report) => {
-                tracing::error!(image = %name, summary = %report, failed = %report.failures.join("; "), "Image copied only in part.");
+                tracing::error!(image = %name, summary = %report, failed = %report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "), "Image copied only in part.");
                 outcome.report.merge(report);
             }
             Err(e) => image_failed(&mut outcome, &name, &e),

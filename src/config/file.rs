@@ -100,7 +100,7 @@ pub struct FileReferrers {
     pub cosign_tags: Option<bool>,
 }
 
-/// `[limits]`: global concurrency bounds.
+/// `[limits]`: global concurrency bounds and the bounds on one image.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
@@ -111,6 +111,18 @@ pub struct FileLimits {
     /// On shutdown, how long running copies may take to finish before they
     /// are abandoned (they restart cleanly next time). Default `"30s"`.
     pub drain_timeout: Option<String>,
+    /// Longest time one image (item) of a job may take before it fails
+    /// with a named timeout, so one slow repository cannot hold a job (whose
+    /// next ticks are skipped while it runs) for ever. Default `"2h"`.
+    pub item_timeout: Option<String>,
+    /// Indexes nested in indexes, per image. Default `8`.
+    pub max_index_depth: Option<usize>,
+    /// Manifests plus distinct blobs per image. Default `10000`.
+    pub max_nodes_per_image: Option<usize>,
+    /// Manifest bytes read per image. Default `"64MiB"`.
+    pub max_manifest_bytes_per_image: Option<ByteSizeValue>,
+    /// Referrers listed for one subject. Default `1000`.
+    pub max_referrers_per_subject: Option<usize>,
 }
 
 /// `[state]`: the checkpoint database.

@@ -12,7 +12,8 @@
 //! The resolved types are plain data: they do not know the copy engine or
 //! the HTTP adapter, which are built from them elsewhere.
 //!
-//! May import: `oci`, and `logging` for its `LogFormat`.
+//! May import: `oci`, `logging` for its `LogFormat`, and the copy engine's
+//! mode enums (`ReferrersMode`, `PlatformMode`): one word per concept.
 
 mod check;
 mod env;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
+pub use crate::copy::{PlatformMode, ReferrersMode};
 pub use crate::logging::LogFormat;
 pub use check::{CheckReport, check, load, load_with_env, show};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
@@ -53,29 +55,6 @@ pub const ENV_PREFIX: &str = "OCIMIRROR_";
 // ---------------------------------------------------------------------------
 // Small enums shared by the file and resolved forms
 // ---------------------------------------------------------------------------
-
-/// How a platform list applies to multi-platform indexes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlatformMode {
-    /// Copy every platform of an index.
-    Whole,
-    /// Copy only the listed platforms, keeping the original index bytes.
-    Filter,
-}
-
-/// How referrers are read or written, or a registry's forced capability.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReferrersMode {
-    /// Detect: the referrers API when present, else the fallback tag.
-    #[default]
-    Auto,
-    /// The referrers API only.
-    Api,
-    /// The referrers tag schema (`sha256-<hex>` fallback tags) only.
-    Tags,
-}
 
 /// Blob upload style.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +156,17 @@ pub struct Limits {
     /// Grace period for running copies on shutdown.
     #[serde(serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
+    /// Longest time one image of a job may take.
+    #[serde(serialize_with = "ser_duration")]
+    pub item_timeout: Duration,
+    /// Indexes nested in indexes, per image.
+    pub max_index_depth: usize,
+    /// Manifests plus distinct blobs per image.
+    pub max_nodes_per_image: usize,
+    /// Manifest bytes read per image.
+    pub max_manifest_bytes_per_image: u64,
+    /// Referrers listed for one subject.
+    pub max_referrers_per_subject: usize,
 }
 
 impl Limits {
@@ -184,6 +174,9 @@ impl Limits {
     /// 25 ms away a cold mirror takes 12.2 s at 2/4/8 (job concurrency /
     /// blobs / in-flight requests), 2.4 s at 8/32/32; on loopback it is flat.
     pub const DEFAULT_CONCURRENT_BLOBS: usize = 32;
+    /// Default deadline of one image: far above an honest copy of a large
+    /// image (10 GiB at 10 MiB/s is 17 minutes).
+    pub const DEFAULT_ITEM_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
 }
 
 /// `[state]`, resolved.

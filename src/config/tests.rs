@@ -649,3 +649,41 @@ fn key_paths_display() {
         "registries.\"ghcr.io\""
     );
 }
+
+#[test]
+fn graph_limits_and_item_timeout() {
+    let (_dir, res) = load_text(
+        "c.toml",
+        &format!(
+            "version = 1\n[limits]\nitem_timeout = \"90s\"\nmax_index_depth = 3\n\
+             max_nodes_per_image = 50\nmax_manifest_bytes_per_image = \"1MiB\"\n\
+             max_referrers_per_subject = 7\n{MINIMAL_JOB}"
+        ),
+        &[],
+    );
+    let l = res.unwrap().limits;
+    assert_eq!(l.item_timeout, Duration::from_secs(90));
+    assert_eq!(
+        (
+            l.max_index_depth,
+            l.max_nodes_per_image,
+            l.max_referrers_per_subject
+        ),
+        (3, 50, 7)
+    );
+    assert_eq!(l.max_manifest_bytes_per_image, 1024 * 1024);
+    let (_dir, res) = load_text("c.toml", &format!("version = 1\n{MINIMAL_JOB}"), &[]);
+    let d = res.unwrap().limits;
+    assert_eq!(d.item_timeout, Limits::DEFAULT_ITEM_TIMEOUT);
+    assert_eq!(d.max_index_depth, 8);
+    assert_one(
+        &format!("version = 1\n[limits]\nmax_index_depth = 0\n{MINIMAL_JOB}"),
+        "limits.max_index_depth",
+        "at least 1",
+    );
+    assert_one(
+        &format!("version = 1\n[limits]\nmax_manifest_bytes_per_image = \"lots\"\n{MINIMAL_JOB}"),
+        "limits.max_manifest_bytes_per_image",
+        "invalid size",
+    );
+}

@@ -5,27 +5,30 @@
 
 use std::collections::HashSet;
 
-use super::walk::{Origin, Pending, WalkCtx};
-use super::{CopyError, DiscoveryMode, Representation, Side};
+use super::error::{CopyError, Limit, Side};
+use super::graph::{Origin, Pending};
+use super::options::ReferrersMode;
+use super::report::Representation;
+use super::source::SourceRepo;
 use crate::oci::media_type as mt;
 use crate::oci::referrers::{COSIGN_SUFFIXES, FallbackIndexError, cosign_tag, fallback_tag};
 use crate::oci::{Descriptor, Digest, Reference, Tag};
 
 /// The referrer candidates of `subject`, at referrer depth `depth`.
 pub(crate) async fn discover(
-    ctx: &WalkCtx<'_>,
+    ctx: &SourceRepo<'_>,
     subject: &Digest,
     depth: usize,
 ) -> Result<Vec<Pending>, CopyError> {
     let copier = ctx.copier;
     let source = &copier.source;
     let opts = &copier.options;
-    let layout = ctx.source_is_layout();
+    let layout = ctx.is_layout();
     let mut found: Vec<(Descriptor, Representation)> = Vec::new();
 
     if matches!(
         opts.source_referrers,
-        DiscoveryMode::Auto | DiscoveryMode::Api
+        ReferrersMode::Auto | ReferrersMode::Api
     ) {
         match source
             .referrers_api(ctx.repo, subject)
@@ -33,7 +36,7 @@ pub(crate) async fn discover(
             .map_err(|e| CopyError::source("list referrers", Some(subject), e))?
         {
             Some(list) => found.extend(list.into_iter().map(|d| (d, Representation::Api))),
-            None if opts.source_referrers == DiscoveryMode::Api => {
+            None if opts.source_referrers == ReferrersMode::Api => {
                 return Err(CopyError::Unsupported {
                     side: Side::Source,
                     registry: source.name().to_string(),
@@ -49,7 +52,7 @@ pub(crate) async fn discover(
 
     if matches!(
         opts.source_referrers,
-        DiscoveryMode::Auto | DiscoveryMode::Tags
+        ReferrersMode::Auto | ReferrersMode::Tags
     ) {
         let tag = fallback_tag(subject);
         if ctx.has_tag(&tag).await != Some(false) {
@@ -61,6 +64,16 @@ pub(crate) async fn discover(
         }
     }
 
+    let max = opts.max_referrers_per_subject;
+    if found.len() > max {
+        return Err(CopyError::LimitExceeded {
+            limit: Limit::ReferrersPerSubject,
+            max: max as u64,
+            registry: source.name().to_string(),
+            repo: ctx.repo.to_string(),
+            digest: subject.clone(),
+        });
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (desc, via) in found {
@@ -70,6 +83,7 @@ pub(crate) async fn discover(
         out.push(Pending {
             digest: desc.digest.clone(),
             depth,
+            nesting: 0,
             origin: Origin::Referrer {
                 subject: subject.clone(),
                 via: if layout { Representation::Layout } else { via },
@@ -93,6 +107,7 @@ pub(crate) async fn discover(
                 out.push(Pending {
                     digest: f.manifest.digest().clone(),
                     depth,
+                    nesting: 0,
                     origin: Origin::Cosign { tag },
                     prefetched: Some(f.manifest),
                 });
@@ -104,7 +119,7 @@ pub(crate) async fn discover(
 
 /// The entries of the fallback index `tag` (empty when the tag is absent).
 async fn read_fallback(
-    ctx: &WalkCtx<'_>,
+    ctx: &SourceRepo<'_>,
     subject: &Digest,
     tag: &str,
 ) -> Result<Vec<Descriptor>, CopyError> {

@@ -1,6 +1,7 @@
 //! Errors of the copy engine. Every error says which side failed (source or
 //! target), what was being done and to which digest; the registry error it
-//! wraps names the registry and repository.
+//! wraps names the registry and repository. [`CopyError::kind`] gives each a
+//! short stable label from a small set, for metrics and tests.
 
 use std::fmt;
 
@@ -24,6 +25,42 @@ impl fmt::Display for Side {
         f.write_str(match self {
             Side::Source => "source",
             Side::Target => "target",
+        })
+    }
+}
+
+/// A bound on the graph of one image (see [`super::CopyOptions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Indexes nested in indexes.
+    IndexDepth,
+    /// Manifests and blobs in one image's graph.
+    Nodes,
+    /// Manifest bytes read for one image.
+    ManifestBytes,
+    /// Referrers listed for one subject.
+    ReferrersPerSubject,
+}
+
+impl Limit {
+    /// The option (and suggested config key) that sets this limit.
+    pub fn option(self) -> &'static str {
+        match self {
+            Limit::IndexDepth => "max_index_depth",
+            Limit::Nodes => "max_nodes",
+            Limit::ManifestBytes => "max_manifest_bytes",
+            Limit::ReferrersPerSubject => "max_referrers_per_subject",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::IndexDepth => "index nesting depth",
+            Limit::Nodes => "nodes per image",
+            Limit::ManifestBytes => "manifest bytes per image",
+            Limit::ReferrersPerSubject => "referrers per subject",
         })
     }
 }
@@ -95,14 +132,6 @@ pub enum CopyError {
         /// What is missing.
         message: String,
     },
-    /// Another task copying the same digest failed.
-    #[error("target: concurrent copy of {digest} failed: {message}")]
-    InFlight {
-        /// The digest.
-        digest: Digest,
-        /// The other task's error message.
-        message: String,
-    },
     /// A node was not copied because something it needs was not.
     #[error("{digest} not copied: {needs} it depends on failed")]
     Dependency {
@@ -124,6 +153,53 @@ pub enum CopyError {
         tag: String,
         /// Attempts made.
         attempts: usize,
+    },
+    /// The image's graph is over a configured bound; nothing of it is written.
+    #[error(
+        "source {registry}: {repo}: {limit} over the limit of {max} at {digest} (option {})",
+        .limit.option()
+    )]
+    LimitExceeded {
+        /// Which bound.
+        limit: Limit,
+        /// Its value.
+        max: u64,
+        /// Source registry name.
+        registry: String,
+        /// Repository.
+        repo: String,
+        /// The node where the bound was crossed.
+        digest: Digest,
+    },
+    /// The target reports another size for a blob than its descriptor says,
+    /// even after uploading it.
+    #[error(
+        "target {registry}: {repo}: blob {digest} is {reported} bytes on the target, expected {expected}"
+    )]
+    TargetSizeMismatch {
+        /// Target registry name.
+        registry: String,
+        /// Repository.
+        repo: String,
+        /// The blob.
+        digest: Digest,
+        /// Size in its descriptor.
+        expected: u64,
+        /// Size the target reports.
+        reported: u64,
+    },
+    /// The image tag was not moved because referrers of the image were not
+    /// published on the target.
+    #[error(
+        "target: tag {tag} not written: referrer{} {} not published",
+        if .referrers.len() == 1 { "" } else { "s" },
+        .referrers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    ReferrersUnpublished {
+        /// The image tag withheld.
+        tag: String,
+        /// The referrers that failed.
+        referrers: Vec<Digest>,
     },
 }
 
@@ -147,9 +223,7 @@ impl CopyError {
             source: Box::new(source),
         }
     }
-}
 
-impl CopyError {
     /// The registry the error happened on, when known.
     pub fn registry(&self) -> Option<&str> {
         match self {
@@ -157,13 +231,23 @@ impl CopyError {
             CopyError::NotFound { registry, .. }
             | CopyError::FallbackIndex { registry, .. }
             | CopyError::NoPlatformMatch { registry, .. }
-            | CopyError::Unsupported { registry, .. } => Some(registry),
-            _ => None,
+            | CopyError::Unsupported { registry, .. }
+            | CopyError::Contended { registry, .. }
+            | CopyError::LimitExceeded { registry, .. }
+            | CopyError::TargetSizeMismatch { registry, .. } => Some(registry),
+            CopyError::BuildIndex(_)
+            | CopyError::Platform(_)
+            | CopyError::Dependency { .. }
+            | CopyError::ReferrersUnpublished { .. } => None,
         }
     }
 
-    /// A short stable name of what went wrong, used as a metric label.
-    pub fn kind_label(&self) -> &'static str {
+    /// A short stable name of what went wrong, used as a metric label: the
+    /// registry error's kind (`not_found`, `server_error`, `transport`, ...)
+    /// or one of `invalid_fallback_index`, `invalid_manifest`, `platform`,
+    /// `unsupported`, `dependency`, `contended`, `limit_exceeded`,
+    /// `target_size_mismatch`, `referrers_unpublished`.
+    pub fn kind(&self) -> &'static str {
         match self {
             CopyError::Registry { source, .. } => source.kind.label(),
             CopyError::NotFound { .. } => "not_found",
@@ -171,8 +255,11 @@ impl CopyError {
             CopyError::BuildIndex(_) => "invalid_manifest",
             CopyError::NoPlatformMatch { .. } | CopyError::Platform(_) => "platform",
             CopyError::Unsupported { .. } => "unsupported",
-            #[allow(unreachable_patterns)]
-            _ => "copy",
+            CopyError::Dependency { .. } => "dependency",
+            CopyError::Contended { .. } => "contended",
+            CopyError::LimitExceeded { .. } => "limit_exceeded",
+            CopyError::TargetSizeMismatch { .. } => "target_size_mismatch",
+            CopyError::ReferrersUnpublished { .. } => "referrers_unpublished",
         }
     }
 }

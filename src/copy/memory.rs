@@ -27,6 +27,10 @@ pub(crate) struct MemoryRegistry {
     pub api: bool,
     hidden: Mutex<Vec<Digest>>,
     fail_412: std::sync::atomic::AtomicUsize,
+    /// Blob HEADs answer with a size one byte too big.
+    lie_blob_head_size: std::sync::atomic::AtomicBool,
+    /// Manifest PUTs to these tags answer 500.
+    failing_tags: Mutex<Vec<String>>,
     state: Mutex<State>,
     log: Mutex<Vec<Operation>>,
 }
@@ -38,6 +42,8 @@ impl MemoryRegistry {
             api,
             hidden: Mutex::new(Vec::new()),
             fail_412: std::sync::atomic::AtomicUsize::new(0),
+            lie_blob_head_size: std::sync::atomic::AtomicBool::new(false),
+            failing_tags: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
             log: Mutex::new(Vec::new()),
         }
@@ -74,6 +80,17 @@ impl MemoryRegistry {
     /// The next `n` conditional manifest PUTs answer 412.
     pub fn fail_next_puts_with_412(&self, n: usize) {
         self.fail_412.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every blob HEAD reports a size one byte more than the blob's.
+    pub fn lie_about_blob_sizes(&self, lie: bool) {
+        self.lie_blob_head_size
+            .store(lie, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Manifest PUTs to `tag` fail with a 500.
+    pub fn fail_puts_to_tag(&self, tag: &str) {
+        self.failing_tags.lock().unwrap().push(tag.to_string());
     }
 
     pub fn clear_log(&self) {
@@ -119,6 +136,15 @@ impl MemoryRegistry {
                 .clone(),
         };
         s.manifests.get(&(repo.to_string(), d)).cloned()
+    }
+
+    pub fn blob_bytes(&self, repo: &str, d: &Digest) -> Option<Bytes> {
+        self.state
+            .lock()
+            .unwrap()
+            .blobs
+            .get(&(repo.to_string(), d.clone()))
+            .cloned()
     }
 
     pub fn has_blob(&self, repo: &str, d: &Digest) -> bool {
@@ -209,6 +235,20 @@ impl Registry for MemoryRegistry {
     ) -> Result<PutManifestOutcome, RegistryError> {
         self.record(Operation::ManifestPut);
         tokio::task::yield_now().await;
+        if let Reference::Tag(t) = reference
+            && self.failing_tags.lock().unwrap().contains(&t.to_string())
+        {
+            return Err(self.err(
+                repo,
+                Operation::ManifestPut,
+                ErrorKind::Status {
+                    status: 500,
+                    codes: Vec::new(),
+                    message: "injected fault".into(),
+                    retry_after: None,
+                },
+            ));
+        }
         if precondition != Precondition::None
             && self
                 .fail_412
@@ -280,7 +320,12 @@ impl Registry for MemoryRegistry {
             .unwrap()
             .blobs
             .get(&(repo.to_string(), digest.clone()))
-            .map(|b| b.len() as u64))
+            .map(|b| {
+                let lie = self
+                    .lie_blob_head_size
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                b.len() as u64 + u64::from(lie)
+            }))
     }
 
     async fn blob_get(&self, repo: &RepoName, digest: &Digest) -> Result<Blob, RegistryError> {

@@ -27,7 +27,10 @@ pub enum PlatformError {
 }
 
 /// A wanted platform, normalised (`linux/arm64/v8` is `linux/arm64`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Parsed once, from `os/arch[/variant]` (also when deserialised), and
+/// serialised back as that string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PlatformSpec {
     /// Operating system, lower case (`macos` becomes `darwin`).
     pub os: String,
@@ -84,6 +87,19 @@ impl fmt::Display for PlatformSpec {
             write!(f, "/{v}")?;
         }
         Ok(())
+    }
+}
+
+impl TryFrom<String> for PlatformSpec {
+    type Error = PlatformError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PlatformSpec> for String {
+    fn from(p: PlatformSpec) -> Self {
+        p.to_string()
     }
 }
 
@@ -272,5 +288,18 @@ mod tests {
         assert_eq!(kept, vec![amd, att_amd]);
         let none: Vec<PlatformSpec> = vec!["linux/s390x".parse().unwrap()];
         assert!(select_entries(&entries, &none).is_empty());
+    }
+
+    #[test]
+    fn serde_uses_the_normalised_string() {
+        let specs: Vec<PlatformSpec> =
+            serde_json::from_str(r#"["linux/aarch64", "linux/arm/v7"]"#).unwrap();
+        assert_eq!(specs[0], "linux/arm64".parse().unwrap());
+        assert_eq!(
+            serde_json::to_string(&specs).unwrap(),
+            r#"["linux/arm64","linux/arm/v7"]"#
+        );
+        let bad = serde_json::from_str::<PlatformSpec>(r#""linux""#).unwrap_err();
+        assert!(bad.to_string().contains("os/arch"), "{bad}");
     }
 }

@@ -12,17 +12,16 @@
 //! References: distribution-spec §"Pushing Manifests with Subject",
 //! §"Referrers Tag Schema"; spec notes §2.5, §3.3–3.5.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
 
-use super::transfer::{Outcome, fail};
-use super::walk::Graph;
-use super::{
-    Action, Copier, CopyError, CopyEvent, CopyReport, NodeKind, PublishMode, Recorder,
-    Representation, Side,
-};
+use super::Copier;
+use super::error::{CopyError, Side};
+use super::options::ReferrersMode;
+use super::report::{Action, CopyReport, NodeKind, Outcome, Representation};
+use super::run::Run;
 use crate::oci::media_type as mt;
 use crate::oci::referrers::{fallback_tag, merge_fallback_index};
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName, Tag};
@@ -82,26 +81,23 @@ fn count_referrer(
     *counts.entry((via, to)).or_default() += 1;
 }
 
-/// Publishes every copied referrer of `graph` in the target's representation.
-pub(crate) async fn publish(
-    copier: &Copier,
-    graph: &Graph,
-    dst_repo: &RepoName,
-    outcomes: &HashMap<Digest, Outcome>,
-    failed: &HashSet<Digest>,
-    rec: &mut Recorder,
-    report: &mut CopyReport,
-) {
+/// Phase 3: publishes every copied referrer of the graph in the target's
+/// representation. Referrers that are not published (their manifest failed,
+/// the target's referrers support is unknown, their fallback index could
+/// not be written) are noted in [`Run::unpublished`].
+pub(crate) async fn publish(run: &mut Run<'_>) {
+    let (copier, graph, dst_repo) = (run.copier, run.graph, run.dst_repo);
     // subject -> (referrer descriptor, source representation, its outcome)
-    let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, &Outcome)>> =
+    let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, Outcome)>> =
         BTreeMap::new();
     for edge in &graph.referrers {
-        if failed.contains(&edge.referrer) || failed.contains(&edge.subject) {
+        if run.failed.contains(&edge.referrer) || run.failed.contains(&edge.subject) {
+            run.unpublished.push(edge.referrer.clone());
             continue;
         }
         let (Some(node), Some(outcome)) = (
             graph.nodes.get(&edge.referrer),
-            outcomes.get(&edge.referrer),
+            run.outcomes.get(&edge.referrer).cloned(),
         ) else {
             continue;
         };
@@ -109,19 +105,14 @@ pub(crate) async fn publish(
             Representation::Layout
         } else {
             match copier.options.target_referrers {
-                PublishMode::Tags => Representation::FallbackTag,
-                PublishMode::Api => Representation::Api,
-                PublishMode::Auto => {
+                ReferrersMode::Tags => Representation::FallbackTag,
+                ReferrersMode::Api => Representation::Api,
+                ReferrersMode::Auto => {
                     let support = match copier.target_support(dst_repo).await {
                         Ok(s) => s,
                         Err(e) => {
-                            fail(
-                                rec,
-                                report,
-                                Some(edge.referrer.clone()),
-                                NodeKind::Referrer,
-                                &e,
-                            );
+                            run.unpublished.push(edge.referrer.clone());
+                            run.fail(Some(edge.referrer.clone()), NodeKind::Referrer, Arc::new(e));
                             continue;
                         }
                     };
@@ -129,7 +120,7 @@ pub(crate) async fn publish(
                         // The registry said whether it indexed the subject.
                         Outcome::Put {
                             subject_indexed, ..
-                        } => *subject_indexed,
+                        } => subject_indexed,
                         // Already there or dry run: its API decides.
                         _ => true,
                     };
@@ -141,6 +132,15 @@ pub(crate) async fn publish(
                 }
             }
         };
+        if edge.via != target_rep && outcome != Outcome::Exists {
+            run.rec.note(
+                Some(edge.referrer.clone()),
+                NodeKind::Referrer,
+                Action::Convert,
+                node.manifest.bytes().len() as u64,
+                format!("{} → {target_rep}", edge.via),
+            );
+        }
         if target_rep == Representation::Api {
             if let Outcome::Put {
                 subject_indexed: false,
@@ -149,16 +149,7 @@ pub(crate) async fn publish(
             {
                 tracing::warn!(referrer = %edge.referrer, "target did not confirm the subject (no OCI-Subject); target referrers mode is api, so no fallback tag is written");
             }
-            count_referrer(report, edge.via, target_rep, outcome);
-            if edge.via != target_rep && outcome != &Outcome::Exists {
-                rec.emit(CopyEvent {
-                    digest: Some(edge.referrer.clone()),
-                    kind: NodeKind::Referrer,
-                    action: Action::Convert,
-                    size: node.manifest.bytes().len() as u64,
-                    reason: format!("{} → {target_rep}", edge.via),
-                });
-            }
+            count_referrer(&mut run.report, edge.via, target_rep, &outcome);
             continue;
         }
         fallback.entry(edge.subject.clone()).or_default().push((
@@ -166,50 +157,41 @@ pub(crate) async fn publish(
             edge.via,
             outcome,
         ));
-        if edge.via != target_rep && outcome != &Outcome::Exists {
-            rec.emit(CopyEvent {
-                digest: Some(edge.referrer.clone()),
-                kind: NodeKind::Referrer,
-                action: Action::Convert,
-                size: node.manifest.bytes().len() as u64,
-                reason: format!("{} → {target_rep}", edge.via),
-            });
-        }
     }
     let target_rep = if copier.target_is_layout() {
         Representation::Layout
     } else {
         Representation::FallbackTag
     };
+    let dry = run.dry;
     for (subject, entries) in fallback {
         let descs: Vec<Descriptor> = entries.iter().map(|(d, _, _)| d.clone()).collect();
-        match merge_into_fallback(copier, dst_repo, &subject, &descs, rec.dry_run).await {
+        match merge_into_fallback(copier, dst_repo, &subject, &descs, dry).await {
             Ok(written) => {
                 for (_, via, outcome) in &entries {
-                    count_referrer(report, *via, target_rep, outcome);
+                    count_referrer(&mut run.report, *via, target_rep, outcome);
                 }
-                if written && !rec.dry_run {
-                    report.fallback_indexes_written += 1;
+                if written && !dry {
+                    run.report.fallback_indexes_written += 1;
                 }
-                rec.emit(CopyEvent {
-                    digest: Some(subject.clone()),
-                    kind: NodeKind::FallbackIndex,
-                    action: if written {
-                        Action::Write
-                    } else {
-                        Action::Exists
-                    },
-                    size: 0,
-                    reason: format!("tag {} ({} referrers)", fallback_tag(&subject), descs.len()),
-                });
+                let action = if written {
+                    Action::Write
+                } else {
+                    Action::Exists
+                };
+                run.rec.note(
+                    Some(subject.clone()),
+                    NodeKind::FallbackIndex,
+                    action,
+                    0,
+                    format!("tag {} ({} referrers)", fallback_tag(&subject), descs.len()),
+                );
             }
-            Err(e) => fail(
-                rec,
-                report,
-                Some(subject.clone()),
-                NodeKind::FallbackIndex,
-                &e,
-            ),
+            Err(e) => {
+                run.unpublished
+                    .extend(descs.iter().map(|d| d.digest.clone()));
+                run.fail(Some(subject.clone()), NodeKind::FallbackIndex, Arc::new(e));
+            }
         }
     }
 }

@@ -2,122 +2,28 @@
 //! index children, and the referrers of every manifest node, recursively to
 //! `max_depth`, deduplicated by digest (so loops end), each manifest read
 //! once and kept in memory. Nothing is written.
+//!
+//! The walk is breadth-first and iterative, and bounded by the options'
+//! limits (index nesting, nodes, manifest bytes, referrers per subject): a
+//! hostile source ends the image with [`CopyError::LimitExceeded`] after a
+//! bounded amount of work, before anything is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 
+use super::Copier;
 use super::discover;
+use super::error::{CopyError, Limit};
+use super::graph::{CosignEdge, Graph, Node, Origin, Pending, ReferrerEdge};
+use super::options::{CopyOptions, PlatformMode};
 use super::platform::{self, PlatformSpec};
-use super::{Action, Copier, CopyError, CopyEvent, NodeKind, PlatformMode, Representation};
+use super::report::{Action, CopyEvent, NodeKind};
+use super::source::SourceRepo;
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
-
-/// A manifest of the graph.
-pub(crate) struct Node {
-    /// Exact bytes and parsed view.
-    pub manifest: Manifest,
-    /// What the node is.
-    pub kind: NodeKind,
-}
-
-/// `referrer` has `subject` as its subject and was found through `via`.
-#[derive(Clone, Debug)]
-pub(crate) struct ReferrerEdge {
-    pub subject: Digest,
-    pub referrer: Digest,
-    pub via: Representation,
-}
-
-/// `tag` (a cosign legacy tag) points at `digest` on the source.
-#[derive(Clone, Debug)]
-pub(crate) struct CosignEdge {
-    pub tag: String,
-    pub digest: Digest,
-}
-
-/// The walked graph of one image.
-pub(crate) struct Graph {
-    /// The manifest the image tag points at on the target.
-    pub root: Digest,
-    /// Every manifest, by digest.
-    pub nodes: HashMap<Digest, Node>,
-    /// Digests in discovery order (for stable output).
-    pub order: Vec<Digest>,
-    /// Referrer relations.
-    pub referrers: Vec<ReferrerEdge>,
-    /// Cosign legacy tags to recreate.
-    pub cosign: Vec<CosignEdge>,
-    /// Skips decided while walking (filters, invalid listing entries).
-    pub events: Vec<CopyEvent>,
-    /// Referrers left out by filters.
-    pub filtered: u64,
-    /// Nodes (or listings) that could not be read, with why.
-    pub failures: Vec<(Option<Digest>, CopyError)>,
-    /// Digests that could not be read: whatever needs them is not copied.
-    pub unreadable: HashSet<Digest>,
-}
-
-/// Where a pending node was found.
-#[derive(Clone, Debug)]
-pub(crate) enum Origin {
-    Root,
-    Child,
-    Referrer {
-        subject: Digest,
-        via: Representation,
-    },
-    Cosign {
-        tag: String,
-    },
-}
-
-/// A node to visit.
-pub(crate) struct Pending {
-    pub digest: Digest,
-    pub depth: usize,
-    pub origin: Origin,
-    /// Already fetched during discovery (cosign tags are read by tag).
-    pub prefetched: Option<Manifest>,
-}
-
-/// State shared by one walk.
-pub(crate) struct WalkCtx<'a> {
-    pub copier: &'a Copier,
-    pub repo: &'a RepoName,
-    /// The source repository's tags, listed once per copier (shared by the
-    /// images of one run): fallback and cosign tags are read only when
-    /// listed. `None` when listing failed (then probed).
-    tags: Arc<OnceCell<Option<Arc<HashSet<String>>>>>,
-}
-
-impl WalkCtx<'_> {
-    /// `Some(true/false)` when the tag list is known, `None` to probe.
-    pub async fn has_tag(&self, tag: &str) -> Option<bool> {
-        let tags = self
-            .tags
-            .get_or_init(|| async {
-                match self.copier.source.tags(self.repo).await {
-                    Ok(t) => Some(Arc::new(t.into_iter().collect())),
-                    Err(e) if e.is_not_found() => Some(Arc::default()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot list source tags; probing referrer tags one by one");
-                        None
-                    }
-                }
-            })
-            .await;
-        tags.as_ref().map(|t| t.contains(tag))
-    }
-
-    /// True when the source is an OCI layout directory.
-    pub fn source_is_layout(&self) -> bool {
-        self.copier.source.is_layout()
-    }
-}
 
 enum Visit {
     Node {
@@ -129,6 +35,52 @@ enum Visit {
     },
     Skip(CopyEvent, bool),
     Fail(Digest, CopyError),
+    /// A limit was hit: the image ends here.
+    Abort(CopyError),
+}
+
+/// Counts against the per-image limits while walking.
+struct Budget<'a> {
+    opts: &'a CopyOptions,
+    registry: &'a str,
+    repo: &'a RepoName,
+    blobs: HashSet<Digest>,
+    manifest_bytes: u64,
+}
+
+impl Budget<'_> {
+    fn exceeded(&self, limit: Limit, max: u64, digest: &Digest) -> CopyError {
+        CopyError::LimitExceeded {
+            limit,
+            max,
+            registry: self.registry.to_string(),
+            repo: self.repo.to_string(),
+            digest: digest.clone(),
+        }
+    }
+
+    /// Takes `node` (reached at `digest`) into account, with `queued`
+    /// manifests known so far (kept or still to visit).
+    fn charge(&mut self, node: &Node, digest: &Digest, queued: usize) -> Result<(), CopyError> {
+        let opts = self.opts;
+        self.manifest_bytes = self
+            .manifest_bytes
+            .saturating_add(node.manifest.bytes().len() as u64);
+        if self.manifest_bytes > opts.max_manifest_bytes {
+            return Err(self.exceeded(Limit::ManifestBytes, opts.max_manifest_bytes, digest));
+        }
+        self.blobs
+            .extend(node.manifest.blobs().into_iter().map(|b| b.digest.clone()));
+        self.check_nodes(queued, digest)
+    }
+
+    fn check_nodes(&self, queued: usize, digest: &Digest) -> Result<(), CopyError> {
+        let max = self.opts.max_nodes;
+        if queued.saturating_add(self.blobs.len()) > max {
+            return Err(self.exceeded(Limit::Nodes, max as u64, digest));
+        }
+        Ok(())
+    }
 }
 
 /// Walks the graph of `reference` in `repo` on the copier's source.
@@ -137,17 +89,7 @@ pub(crate) async fn walk(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Graph, CopyError> {
-    let ctx = WalkCtx {
-        copier,
-        repo,
-        tags: copier
-            .source_tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(repo.clone())
-            .or_default()
-            .clone(),
-    };
+    let ctx = SourceRepo::new(copier, repo);
     let source = &copier.source;
     let fetched = source
         .manifest_fetch(repo, reference)
@@ -159,115 +101,48 @@ pub(crate) async fn walk(
             reference: reference.to_string(),
         })?;
     let root_manifest = fetched.manifest;
-    let mut graph = Graph {
-        root: root_manifest.digest().clone(),
-        nodes: HashMap::new(),
-        order: Vec::new(),
-        referrers: Vec::new(),
-        cosign: Vec::new(),
-        events: Vec::new(),
-        filtered: 0,
-        failures: Vec::new(),
-        unreadable: HashSet::new(),
-    };
+    let mut graph = Graph::new(root_manifest.digest().clone());
     let opts = &copier.options;
+    let mut budget = Budget {
+        opts,
+        registry: source.name(),
+        repo,
+        blobs: HashSet::new(),
+        manifest_bytes: 0,
+    };
     let mut visited: HashSet<Digest> = HashSet::new();
     let mut frontier: Vec<Pending> = Vec::new();
 
-    if opts.platform_mode == PlatformMode::Filter
+    let narrowing = opts.platform_mode == PlatformMode::Filter
         && !opts.platforms.is_empty()
-        && root_manifest.is_index()
-    {
-        let selected: Vec<Descriptor> =
-            platform::select_entries(root_manifest.child_manifests(), &opts.platforms)
-                .into_iter()
-                .cloned()
-                .collect();
-        let platforms_only: Vec<&Descriptor> = selected
-            .iter()
-            .filter(|d| !platform::is_attestation_entry(d))
-            .collect();
-        if platforms_only.is_empty() {
-            return Err(CopyError::NoPlatformMatch {
-                registry: source.name().to_string(),
-                repo: repo.to_string(),
-                reference: reference.to_string(),
-                wanted: opts
-                    .platforms
-                    .iter()
-                    .map(PlatformSpec::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            });
-        }
-        // The platform filter replaces the index (new digest or a platform
-        // manifest), so the index's own referrers no longer apply.
-        graph.events.push(CopyEvent {
-            digest: Some(root_manifest.digest().clone()),
-            kind: NodeKind::Index,
-            action: Action::Skip,
-            size: root_manifest.bytes().len() as u64,
-            reason: "index narrowed by --platform-mode filter; its referrers are not copied".into(),
-        });
+        && root_manifest.is_index();
+    let selected: Vec<Descriptor> = if narrowing {
+        platform::select_entries(root_manifest.child_manifests(), &opts.platforms)
+            .into_iter()
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // A filter that keeps every entry removes nothing: the index stays
+    // digest-exact, with its referrers.
+    if narrowing && selected.len() < root_manifest.child_manifests().len() {
+        narrow(
+            &ctx,
+            &root_manifest,
+            selected,
+            reference,
+            &mut graph,
+            &mut frontier,
+        )
+        .await?;
+        visited.extend(graph.order.iter().cloned());
         visited.insert(root_manifest.digest().clone());
-        if platforms_only.len() == 1 {
-            // One platform: the tag points at it, digest-exact.
-            let only = platforms_only[0].clone();
-            for d in &selected {
-                if d.digest != only.digest {
-                    graph.events.push(CopyEvent {
-                        digest: Some(d.digest.clone()),
-                        kind: NodeKind::Manifest,
-                        action: Action::Skip,
-                        size: d.size,
-                        reason: "attestation manifest: no index left to hold it".into(),
-                    });
-                }
-            }
-            graph.root = only.digest.clone();
-            frontier.push(Pending {
-                digest: only.digest.clone(),
-                depth: 0,
-                origin: Origin::Root,
-                prefetched: None,
-            });
-        } else {
-            let narrowed = narrowed_index(&root_manifest, &selected)?;
-            graph.root = narrowed.digest().clone();
-            // The new index is nobody's subject: no referrer discovery for it.
-            visited.insert(narrowed.digest().clone());
-            for d in &selected {
-                frontier.push(Pending {
-                    digest: d.digest.clone(),
-                    depth: 0,
-                    origin: Origin::Child,
-                    prefetched: None,
-                });
-            }
-            graph.order.push(narrowed.digest().clone());
-            graph.nodes.insert(
-                narrowed.digest().clone(),
-                Node {
-                    manifest: narrowed,
-                    kind: NodeKind::Index,
-                },
-            );
-        }
-        for d in root_manifest.child_manifests() {
-            if !selected.iter().any(|s| s.digest == d.digest) {
-                graph.events.push(CopyEvent {
-                    digest: Some(d.digest.clone()),
-                    kind: NodeKind::Manifest,
-                    action: Action::Skip,
-                    size: d.size,
-                    reason: "platform not selected".into(),
-                });
-            }
-        }
     } else {
         frontier.push(Pending {
             digest: root_manifest.digest().clone(),
             depth: 0,
+            nesting: 0,
             origin: Origin::Root,
             prefetched: Some(root_manifest),
         });
@@ -302,8 +177,10 @@ pub(crate) async fn walk(
                             via,
                         });
                     }
-                    if let Some(e) = discovery_error {
-                        graph.failures.push((Some(digest.clone()), e));
+                    match discovery_error {
+                        Some(e @ CopyError::LimitExceeded { .. }) => return Err(e),
+                        Some(e) => graph.failures.push((Some(digest.clone()), Arc::new(e))),
+                        None => {}
                     }
                     visited.insert(digest.clone());
                     if graph.nodes.contains_key(&digest) {
@@ -337,6 +214,8 @@ pub(crate) async fn walk(
                         }
                         frontier.push(p);
                     }
+                    let queued = graph.nodes.len() + 1 + frontier.len();
+                    budget.charge(&node, &digest, queued)?;
                     graph.order.push(digest.clone());
                     graph.nodes.insert(digest, *node);
                 }
@@ -348,16 +227,127 @@ pub(crate) async fn walk(
                 }
                 Visit::Fail(digest, e) => {
                     graph.unreadable.insert(digest.clone());
-                    graph.failures.push((Some(digest), e));
+                    graph.failures.push((Some(digest), Arc::new(e)));
                 }
+                Visit::Abort(e) => return Err(e),
             }
         }
     }
     Ok(graph)
 }
 
+/// Replaces the root index by what the platform filter keeps (`selected`,
+/// not every entry): one platform manifest, or a new index listing the
+/// kept entries. The index's own referrers no longer apply; they are
+/// counted as dropped.
+async fn narrow(
+    ctx: &SourceRepo<'_>,
+    index: &Manifest,
+    selected: Vec<Descriptor>,
+    reference: &Reference,
+    graph: &mut Graph,
+    frontier: &mut Vec<Pending>,
+) -> Result<(), CopyError> {
+    let opts = &ctx.copier.options;
+    let platforms_only: Vec<&Descriptor> = selected
+        .iter()
+        .filter(|d| !platform::is_attestation_entry(d))
+        .collect();
+    if platforms_only.is_empty() {
+        return Err(CopyError::NoPlatformMatch {
+            registry: ctx.copier.source.name().to_string(),
+            repo: ctx.repo.to_string(),
+            reference: reference.to_string(),
+            wanted: opts
+                .platforms
+                .iter()
+                .map(PlatformSpec::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        });
+    }
+    if opts.referrers {
+        match discover::discover(ctx, index.digest(), 1).await {
+            Ok(found) => graph.dropped = found.len() as u64,
+            Err(e @ CopyError::LimitExceeded { .. }) => return Err(e),
+            Err(e) => graph
+                .failures
+                .push((Some(index.digest().clone()), Arc::new(e))),
+        }
+    }
+    graph.events.push(CopyEvent {
+        digest: Some(index.digest().clone()),
+        kind: NodeKind::Index,
+        action: Action::Skip,
+        size: index.bytes().len() as u64,
+        reason: format!(
+            "index narrowed by --platform-mode filter; its {} referrers are not copied",
+            graph.dropped
+        ),
+        failure: None,
+    });
+    if platforms_only.len() == 1 {
+        // One platform: the tag points at it, digest-exact.
+        let only = platforms_only[0].clone();
+        for d in &selected {
+            if d.digest != only.digest {
+                graph.events.push(CopyEvent {
+                    digest: Some(d.digest.clone()),
+                    kind: NodeKind::Manifest,
+                    action: Action::Skip,
+                    size: d.size,
+                    reason: "attestation manifest: no index left to hold it".into(),
+                    failure: None,
+                });
+            }
+        }
+        graph.root = only.digest.clone();
+        frontier.push(Pending {
+            digest: only.digest.clone(),
+            depth: 0,
+            nesting: 0,
+            origin: Origin::Root,
+            prefetched: None,
+        });
+    } else {
+        let narrowed = narrowed_index(index, &selected)?;
+        graph.root = narrowed.digest().clone();
+        for d in &selected {
+            frontier.push(Pending {
+                digest: d.digest.clone(),
+                depth: 0,
+                nesting: 1,
+                origin: Origin::Child,
+                prefetched: None,
+            });
+        }
+        // The new index is nobody's subject: no referrer discovery for it.
+        graph.order.push(narrowed.digest().clone());
+        graph.nodes.insert(
+            narrowed.digest().clone(),
+            Node {
+                manifest: narrowed,
+                kind: NodeKind::Index,
+            },
+        );
+    }
+    for d in index.child_manifests() {
+        if !selected.iter().any(|s| s.digest == d.digest) {
+            graph.events.push(CopyEvent {
+                digest: Some(d.digest.clone()),
+                kind: NodeKind::Manifest,
+                action: Action::Skip,
+                size: d.size,
+                reason: "platform not selected".into(),
+                failure: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Reads one pending node, checks it, and lists what it leads to.
-async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
+async fn visit(ctx: &SourceRepo<'_>, p: Pending) -> Visit {
     let copier = ctx.copier;
     let opts = &copier.options;
     let manifest = match p.prefetched {
@@ -378,6 +368,7 @@ async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
                             action: Action::Skip,
                             size: 0,
                             reason: format!("listed by {via} but the manifest is missing"),
+                            failure: None,
                         },
                         false,
                     );
@@ -434,6 +425,7 @@ async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
                 action: Action::Skip,
                 size,
                 reason,
+                failure: None,
             },
             filtered,
         )
@@ -456,12 +448,23 @@ async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
     {
         return skip(kind, why, true);
     }
-    let mut next: Vec<Pending> = manifest
-        .child_manifests()
+    let children = manifest.child_manifests();
+    let nesting = p.nesting + 1;
+    if !children.is_empty() && nesting > opts.max_index_depth {
+        return Visit::Abort(CopyError::LimitExceeded {
+            limit: Limit::IndexDepth,
+            max: opts.max_index_depth as u64,
+            registry: copier.source.name().to_string(),
+            repo: ctx.repo.to_string(),
+            digest,
+        });
+    }
+    let mut next: Vec<Pending> = children
         .iter()
         .map(|d| Pending {
             digest: d.digest.clone(),
             depth: p.depth,
+            nesting,
             origin: Origin::Child,
             prefetched: None,
         })
@@ -483,7 +486,7 @@ async fn visit(ctx: &WalkCtx<'_>, p: Pending) -> Visit {
 }
 
 /// Why the filters leave a referrer out, or `None` to copy it.
-pub(crate) fn filter_reason(opts: &super::CopyOptions, desc: &Descriptor) -> Option<String> {
+pub(crate) fn filter_reason(opts: &CopyOptions, desc: &Descriptor) -> Option<String> {
     let at = desc.artifact_type.as_deref().unwrap_or("");
     if !opts.artifact_types_include.is_empty()
         && !opts.artifact_types_include.iter().any(|t| t == at)

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::copy_options;
-use crate::config::{Config, Job, Source};
+use crate::config::{Config, Job, Limits, Source};
 use crate::copy::{Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
@@ -71,6 +71,8 @@ pub struct Syncer {
     clock: Arc<dyn Clock>,
     /// Transfers in flight across all jobs (`limits.concurrent_blobs`).
     transfers: Arc<Semaphore>,
+    /// Graph bounds and the per-item deadline (`[limits]`).
+    limits: Limits,
     events: Option<mpsc::UnboundedSender<(String, CopyEvent)>>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -98,6 +100,7 @@ impl Syncer {
             store,
             clock,
             transfers: Arc::new(Semaphore::new(config.limits.concurrent_blobs.max(1))),
+            limits: config.limits.clone(),
             events: None,
             metrics: None,
         }
@@ -366,7 +369,7 @@ impl Syncer {
                             continue;
                         }
                     };
-                    let mut copier = Copier::new(src, dst, copy_options(job))
+                    let mut copier = Copier::new(src, dst, copy_options(job, &self.limits))
                         .with_permits(self.transfers.clone());
                     if let Some(tx) = &self.events {
                         copier = copier.with_events(forward(job.name.clone(), tx.clone()));
@@ -459,10 +462,32 @@ impl Syncer {
             reference = %item.reference,
             target = %item.dst,
         );
-        let result = self
-            .run_item(job, &item, &copier, options, store)
-            .instrument(span)
-            .await;
+        let deadline = self.limits.item_timeout;
+        let result = match tokio::time::timeout(
+            deadline,
+            self.run_item(job, &item, &copier, options, store)
+                .instrument(span),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                let error = format!(
+                    "{}: not done within {} (limits.item_timeout)",
+                    item.name,
+                    crate::config::fmt_duration(deadline)
+                );
+                if let Some(s) = store
+                    && let Err(e) = s
+                        .record_failure(&job.name, &item.name, &error, self.clock.now())
+                        .boxed()
+                        .await
+                {
+                    tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the item outcome.");
+                }
+                failed(error, "timeout", None)
+            }
+        };
         if let ItemResult::Failed { error, kind, .. } = &result {
             tracing::error!(job = %job.name, item = %item.name, kind = %kind, error = %error, "Image failed.");
         }
@@ -556,7 +581,7 @@ impl Syncer {
                 .await
             {
                 Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => failed(&e, e.kind_label(), e.registry()),
+                Err(e) => failed(&e, e.kind(), e.registry()),
             };
         }
         // The root's referrer set, as a fingerprint.
@@ -597,13 +622,20 @@ impl Syncer {
             .await
         {
             Ok(r) => r,
-            Err(e) => return failed(&e, e.kind_label(), e.registry()),
+            Err(e) => return failed(&e, e.kind(), e.registry()),
         };
         if !report.is_success() {
-            let error = report.failures.join("; ");
+            let error = report
+                .failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            // Labelled by what really failed (the first failure's kind).
+            let kind = report.failures.first().map_or("copy_step", |f| f.kind());
             return ItemResult::Failed {
                 error,
-                kind: "copy_step",
+                kind,
                 registry: None,
                 report: Some(report),
             };

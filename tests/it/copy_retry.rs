@@ -64,7 +64,10 @@ async fn a_blob_that_keeps_breaking_fails_its_image_after_two_restarts() {
     assert!(!report.is_success());
     let digest = sha256(&vec![7u8; 256 * 1024]);
     assert!(
-        report.failures.iter().any(|f| f.contains(&digest)),
+        report
+            .failures
+            .iter()
+            .any(|f| f.to_string().contains(&digest)),
         "{:?}",
         report.failures
     );

@@ -7,6 +7,7 @@ mod copy_retry;
 mod distribution;
 mod http_registry;
 mod layout;
+mod limits;
 mod observability;
 mod observability_daemon;
 mod reliability;

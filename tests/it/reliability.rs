@@ -129,7 +129,7 @@ async fn copy_all(
             .await
         {
             Ok(r) => report.merge(r),
-            Err(e) => report.failures.push(e.to_string()),
+            Err(e) => report.failures.push(e.into()),
         }
     }
     report
@@ -383,7 +383,7 @@ async fn faults_converge(api: bool, seed: u64) {
         (n_src, n_dst) = ((src_paths.len() / 10).max(1), (dst_paths.len() / 10).max(1));
         // Whatever happened, nothing corrupt is on the target.
         uploads_checked += assert_blobs_hash_to_their_digests(&dst, &state(&dst), "target");
-        for f in &report.failures {
+        for f in report.failures.iter().map(ToString::to_string) {
             if !f.contains("depends on") {
                 eprintln!("  {f}");
             }

@@ -30,6 +30,7 @@ use super::{
     RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source, StateSettings,
     Target, TargetMapping, Timing, lexically_normal,
 };
+use crate::copy::CopyOptions;
 use crate::oci::{Digest, ImageReference, Location, Platform};
 
 pub(super) fn load(
@@ -332,10 +333,44 @@ impl Resolver<'_> {
             Some(s) => self.duration(s, &p.key("drain_timeout"))?,
             None => Duration::from_secs(30),
         };
+        let item_timeout = match &l.item_timeout {
+            Some(s) => self.duration(s, &p.key("item_timeout"))?,
+            None => Limits::DEFAULT_ITEM_TIMEOUT,
+        };
+        let max_manifest_bytes_per_image = match &l.max_manifest_bytes_per_image {
+            None => CopyOptions::DEFAULT_MAX_MANIFEST_BYTES,
+            Some(v) => match parse_byte_size(v) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.problem(
+                        &p.key("max_manifest_bytes_per_image"),
+                        "invalid size: use a positive byte count or e.g. \"64MiB\"",
+                    );
+                    CopyOptions::DEFAULT_MAX_MANIFEST_BYTES
+                }
+            },
+        };
         Some(Limits {
             concurrent_jobs,
             concurrent_blobs,
             drain_timeout,
+            item_timeout,
+            max_index_depth: self.positive(
+                l.max_index_depth,
+                CopyOptions::DEFAULT_MAX_INDEX_DEPTH,
+                &p.key("max_index_depth"),
+            ),
+            max_nodes_per_image: self.positive(
+                l.max_nodes_per_image,
+                CopyOptions::DEFAULT_MAX_NODES,
+                &p.key("max_nodes_per_image"),
+            ),
+            max_manifest_bytes_per_image,
+            max_referrers_per_subject: self.positive(
+                l.max_referrers_per_subject,
+                CopyOptions::DEFAULT_MAX_REFERRERS_PER_SUBJECT,
+                &p.key("max_referrers_per_subject"),
+            ),
         })
     }
 

@@ -108,3 +108,36 @@ async fn failures_have_their_own_exit_status_and_are_said_once() {
     assert_eq!(stderr.matches("os error 98").count(), 1, "{}", text(&out));
     drop(taken);
 }
+
+/// One slow image cannot hold a job: past `limits.item_timeout` it fails
+/// with a named timeout, and the other image of the job is copied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_item_times_out_by_name_and_the_rest_is_copied() {
+    let src = TestRegistry::start(Options::default()).await;
+    let dst = TestRegistry::start(Options::default()).await;
+    let images = seed_tags(&src, REPO, "slow", 2);
+    src.push_fault(Fault {
+        method: None,
+        path_contains: "/manifests/t1".into(),
+        kind: FaultKind::Delay(std::time::Duration::from_secs(30)),
+        times: 1_000,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &src,
+        &dst,
+        "",
+        "[limits]\nitem_timeout = \"1s\"\n",
+    );
+    let config = ocimirror::config::load(&path).unwrap();
+    let started = std::time::Instant::now();
+    let reports = super::run_once(&config, &ocimirror::sync::SyncOptions::default()).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let report = &reports[0];
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    let failure = &report.failures[0];
+    assert!(failure.item.ends_with(":t1"), "{failure:?}");
+    assert!(failure.error.contains("limits.item_timeout"), "{failure:?}");
+    super::assert_mirrored(&dst, REPO, &images[0].1);
+}

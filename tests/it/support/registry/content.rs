@@ -225,6 +225,14 @@ pub(super) fn blob_get(
     if !store::valid_digest(digest) {
         return err(400, "DIGEST_INVALID", "invalid digest");
     }
+    if head && sh.options.lie_blob_head_size {
+        let size = lock(&sh.store).blob(name, digest).map_or(0, |b| b.len()) + 1;
+        let headers = [
+            ("docker-content-digest", digest.to_string()),
+            ("content-length", size.to_string()),
+        ];
+        return reply(200, &headers, Bytes::new());
+    }
     let Some(bytes) = lock(&sh.store).blob(name, digest) else {
         return not_found(sh, name, "BLOB_UNKNOWN", "blob unknown to registry");
     };

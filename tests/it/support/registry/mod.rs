@@ -69,6 +69,9 @@ pub struct Options {
     /// Added to every request before it is handled: a round trip to a remote
     /// registry, for benchmarks (default zero).
     pub latency: Duration,
+    /// Every blob HEAD answers 200 with a `Content-Length` one byte more than
+    /// the stored blob's (1 when absent): a target that lies about sizes.
+    pub lie_blob_head_size: bool,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             redirect_blobs: false,
             ratelimit: None,
             latency: Duration::ZERO,
+            lie_blob_head_size: false,
         }
     }
 }

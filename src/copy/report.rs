@@ -1,0 +1,379 @@
+//! What a copy reports: per-node events (for plans, progress and metrics),
+//! typed node failures, and the counts of a [`CopyReport`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::error::CopyError;
+use crate::oci::Digest;
+
+/// How a referrer is represented on a registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Representation {
+    /// Listed by the referrers API.
+    Api,
+    /// Listed in an `<alg>-<hex>` fallback index.
+    FallbackTag,
+    /// A cosign legacy tag (`sha256-<hex>.sig` ...).
+    CosignTag,
+    /// In an OCI layout directory (fallback-tag entry in `index.json`).
+    Layout,
+}
+
+impl fmt::Display for Representation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Representation::Api => "api",
+            Representation::FallbackTag => "fallback-tag",
+            Representation::CosignTag => "cosign-tag",
+            Representation::Layout => "layout",
+        })
+    }
+}
+
+/// What a node of the graph is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    /// An index or manifest list.
+    Index,
+    /// An image manifest.
+    Manifest,
+    /// A config or layer blob.
+    Blob,
+    /// A referrer manifest (signature, SBOM, attestation, ...).
+    Referrer,
+    /// A cosign legacy attachment (`.sig`/`.att`/`.sbom` tag).
+    Cosign,
+    /// An `<alg>-<hex>` fallback index on the target.
+    FallbackIndex,
+    /// A tag on the target.
+    Tag,
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            NodeKind::Index => "index",
+            NodeKind::Manifest => "manifest",
+            NodeKind::Blob => "blob",
+            NodeKind::Referrer => "referrer",
+            NodeKind::Cosign => "cosign",
+            NodeKind::FallbackIndex => "fallback-index",
+            NodeKind::Tag => "tag",
+        })
+    }
+}
+
+/// One node that failed: which, what it is, and the typed error (shared, so
+/// every task waiting on the same transfer reports the same error).
+#[derive(Clone, Debug)]
+pub struct NodeFailure {
+    /// The node, when the failure concerns one digest.
+    pub digest: Option<Digest>,
+    /// What the node is.
+    pub node: NodeKind,
+    /// Why it failed.
+    pub error: Arc<CopyError>,
+}
+
+impl NodeFailure {
+    /// The error's stable label (see [`CopyError::kind`]).
+    pub fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
+}
+
+impl From<CopyError> for NodeFailure {
+    /// An image-level failure (the image could not be read or planned).
+    fn from(error: CopyError) -> Self {
+        NodeFailure {
+            digest: None,
+            node: NodeKind::Manifest,
+            error: Arc::new(error),
+        }
+    }
+}
+
+impl PartialEq for NodeFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && self.node == other.node
+            && (Arc::ptr_eq(&self.error, &other.error)
+                || (self.kind() == other.kind()
+                    && self.error.to_string() == other.error.to_string()))
+    }
+}
+
+impl Eq for NodeFailure {}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.error, self.kind())
+    }
+}
+
+/// Counts of what a copy did. Add reports up with [`CopyReport::merge`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Manifests written to the target.
+    pub manifests_copied: u64,
+    /// Manifests already on the target.
+    pub manifests_skipped: u64,
+    /// Blobs uploaded.
+    pub blobs_copied: u64,
+    /// Blobs already on the target.
+    pub blobs_skipped: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: u64,
+    /// Bytes uploaded (blobs and manifests).
+    pub bytes: u64,
+    /// Tags written (image tags and cosign tags).
+    pub tags: u64,
+    /// Referrers left out by a filter or the depth limit.
+    pub filtered: u64,
+    /// Referrers listed on the source for an index that the platform
+    /// filter replaced (by one platform manifest or a narrowed index): they
+    /// no longer apply and are not copied. Not a failure, but not a plain
+    /// success either: callers should say so.
+    pub dropped: u64,
+    /// Referrers written, by (source, target) representation.
+    pub referrers: BTreeMap<(Representation, Representation), u64>,
+    /// Referrers already on the target, by (source, target) representation.
+    pub referrers_skipped: BTreeMap<(Representation, Representation), u64>,
+    /// Fallback indexes written on the target.
+    pub fallback_indexes_written: u64,
+    /// What failed (one entry per failed node); empty on success.
+    pub failures: Vec<NodeFailure>,
+}
+
+impl CopyReport {
+    /// Adds `other` to this report.
+    pub fn merge(&mut self, other: CopyReport) {
+        self.manifests_copied += other.manifests_copied;
+        self.manifests_skipped += other.manifests_skipped;
+        self.blobs_copied += other.blobs_copied;
+        self.blobs_skipped += other.blobs_skipped;
+        self.blobs_mounted += other.blobs_mounted;
+        self.bytes += other.bytes;
+        self.tags += other.tags;
+        self.filtered += other.filtered;
+        self.dropped += other.dropped;
+        for (k, v) in other.referrers {
+            *self.referrers.entry(k).or_default() += v;
+        }
+        for (k, v) in other.referrers_skipped {
+            *self.referrers_skipped.entry(k).or_default() += v;
+        }
+        self.fallback_indexes_written += other.fallback_indexes_written;
+        self.failures.extend(other.failures);
+    }
+
+    /// True when nothing failed.
+    pub fn is_success(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// True when nothing was written to the target.
+    pub fn wrote_nothing(&self) -> bool {
+        self.manifests_copied == 0
+            && self.blobs_copied == 0
+            && self.blobs_mounted == 0
+            && self.tags == 0
+            && self.fallback_indexes_written == 0
+    }
+}
+
+impl fmt::Display for CopyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "manifests: {} copied, {} present; blobs: {} copied, {} mounted, {} present; {} bytes; {} tags; {} fallback indexes written; {} referrers filtered",
+            self.manifests_copied,
+            self.manifests_skipped,
+            self.blobs_copied,
+            self.blobs_mounted,
+            self.blobs_skipped,
+            self.bytes,
+            self.tags,
+            self.fallback_indexes_written,
+            self.filtered
+        )?;
+        if self.dropped > 0 {
+            write!(
+                f,
+                "; {} referrers dropped with the filtered index",
+                self.dropped
+            )?;
+        }
+        if !self.referrers.is_empty() {
+            let parts: Vec<String> = self
+                .referrers
+                .iter()
+                .map(|((s, t), n)| format!("{s}→{t}: {n}"))
+                .collect();
+            write!(f, "; referrers {}", parts.join(", "))?;
+        }
+        if !self.failures.is_empty() {
+            write!(f, "; {} failed", self.failures.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// What happened (or, in a plan, would happen) to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Copied (plan: would be copied).
+    Copy,
+    /// Mounted from another repository (plan: would be tried).
+    Mount,
+    /// Already on the target: nothing to do.
+    Exists,
+    /// Left out (filter, depth, platform, invalid listing entry).
+    Skip,
+    /// Published in another representation than on the source.
+    Convert,
+    /// A tag or fallback index written (plan: would be written).
+    Write,
+    /// Failed.
+    Fail,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Action::Copy => "copy",
+            Action::Mount => "mount",
+            Action::Exists => "exists",
+            Action::Skip => "skip",
+            Action::Convert => "convert",
+            Action::Write => "write",
+            Action::Fail => "fail",
+        })
+    }
+}
+
+/// One thing the engine did or would do, for `--plan`, progress and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyEvent {
+    /// The node (for tags: the manifest the tag points at).
+    pub digest: Option<Digest>,
+    /// What the node is.
+    pub kind: NodeKind,
+    /// What happened.
+    pub action: Action,
+    /// Size in bytes, where known.
+    pub size: u64,
+    /// Why (human-readable, one line).
+    pub reason: String,
+    /// For [`Action::Fail`]: the typed failure (its `kind()` labels metrics).
+    pub failure: Option<NodeFailure>,
+}
+
+impl fmt::Display for CopyEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<7} {:<14} ", self.action, self.kind)?;
+        match &self.digest {
+            Some(d) => write!(f, "{d}")?,
+            None => f.write_str("-")?,
+        }
+        if !self.reason.is_empty() {
+            write!(f, "  ({})", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// A line of a dry-run plan.
+pub type PlanItem = CopyEvent;
+
+/// What happened to one blob or manifest on the target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Uploaded, with the bytes sent.
+    Copied(u64),
+    /// Mounted from the source repository.
+    Mounted,
+    /// Already there.
+    Exists,
+    /// Manifest written; whether the target indexed its subject.
+    Put { subject_indexed: bool, size: u64 },
+    /// Dry run: would be copied (or mounted, when `mount`).
+    Planned { mount: bool },
+    /// Not copied on purpose (a foreign layer the source does not serve).
+    Skipped(String),
+}
+
+/// Sends events to the sink and, for plans, keeps them.
+pub(crate) struct Recorder {
+    sink: Option<mpsc::UnboundedSender<CopyEvent>>,
+    pub dry_run: bool,
+    pub collected: Vec<CopyEvent>,
+}
+
+impl Recorder {
+    pub fn new(sink: Option<mpsc::UnboundedSender<CopyEvent>>, dry_run: bool) -> Self {
+        Recorder {
+            sink,
+            dry_run,
+            collected: Vec::new(),
+        }
+    }
+
+    pub fn emit(&mut self, event: CopyEvent) {
+        if let Some(s) = &self.sink {
+            // A closed sink only means nobody listens any more.
+            let _ = s.send(event.clone());
+        }
+        if self.dry_run {
+            self.collected.push(event);
+        }
+    }
+
+    /// An event that is not a failure.
+    pub fn note(
+        &mut self,
+        digest: Option<Digest>,
+        kind: NodeKind,
+        action: Action,
+        size: u64,
+        reason: String,
+    ) {
+        self.emit(CopyEvent {
+            digest,
+            kind,
+            action,
+            size,
+            reason,
+            failure: None,
+        });
+    }
+
+    /// Records a failure in the report and as an event.
+    pub fn fail(
+        &mut self,
+        report: &mut CopyReport,
+        digest: Option<Digest>,
+        node: NodeKind,
+        error: Arc<CopyError>,
+    ) {
+        tracing::warn!(error = %error, kind = error.kind(), "copy step failed");
+        let failure = NodeFailure {
+            digest: digest.clone(),
+            node,
+            error,
+        };
+        report.failures.push(failure.clone());
+        self.emit(CopyEvent {
+            digest,
+            kind: node,
+            action: Action::Fail,
+            size: 0,
+            reason: failure.error.to_string(),
+            failure: Some(failure),
+        });
+    }
+}
