@@ -323,27 +323,6 @@ fn other_job_checks() {
         "invalid platform",
     );
     assert_one(
-        &format!(
-            "version = 1\n{MINIMAL_JOB}platforms = ['linux/amd64']\nplatform_mode = 'whole'\n"
-        ),
-        "jobs[0].platform_mode",
-        "whole",
-    );
-    assert_one(
-        &format!(
-            "version = 1\n[defaults]\nplatforms = ['linux/amd64']\nplatform_mode = 'whole'\n{MINIMAL_JOB}"
-        ),
-        "defaults.platform_mode",
-        "whole",
-    );
-    assert_one(
-        &format!(
-            "version = 1\n[defaults]\nplatform_mode = 'whole'\n{MINIMAL_JOB}platforms = ['linux/amd64']\n"
-        ),
-        "jobs[0].platforms",
-        "whole",
-    );
-    assert_one(
         &format!("version = 1\n[registries.\"ghcr.io\"]\nusername = 'u'\n{MINIMAL_JOB}"),
         "registries.\"ghcr.io\".username",
         "needs password",
@@ -372,17 +351,29 @@ fn platforms_merge_with_defaults() {
             j.platform_mode,
         )
     };
+    // A platform list alone never switches to filter mode: indexes stay
+    // whole (and digest-exact) unless a job asks for "filter".
     assert_eq!(
         view("a"),
-        (vec!["linux/amd64".to_string()], PlatformMode::Filter)
+        (vec!["linux/amd64".to_string()], PlatformMode::Whole)
     );
-    // An explicit "whole" drops the default list.
-    assert_eq!(view("b"), (vec![], PlatformMode::Whole));
+    assert_eq!(
+        view("b"),
+        (vec!["linux/amd64".to_string()], PlatformMode::Whole)
+    );
     // A job's own list replaces the default one.
     assert_eq!(
         view("c"),
-        (vec!["linux/arm64/v8".to_string()], PlatformMode::Filter)
+        (vec!["linux/arm64/v8".to_string()], PlatformMode::Whole)
     );
+    let (_d, res) = load_text(
+        "c.toml",
+        &format!(
+            "version = 1\n{MINIMAL_JOB}platforms = ['linux/amd64']\nplatform_mode = 'filter'\n"
+        ),
+        &[],
+    );
+    assert_eq!(res.unwrap().jobs[0].platform_mode, PlatformMode::Filter);
 }
 
 #[test]
@@ -494,7 +485,7 @@ fn env_problems_name_the_environment() {
         assert_eq!(
             shown,
             [
-                "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout``",
+                "environment: limits.typo: unknown field: found `typo`, expected `one of `concurrent_jobs`, `concurrent_blobs`, `drain_timeout`, `item_timeout`, `max_index_depth`, `max_nodes_per_image`, `max_manifest_bytes_per_image`, `max_referrers_per_subject``",
                 "environment: limits.drain_timeout: invalid duration \"whenever\": expected number at 0 (use e.g. \"30s\", \"15m\", \"1h 30m\")",
             ]
         );

@@ -19,12 +19,6 @@ impl Resolver<'_> {
             .as_ref()
             .map(|ps| self.platforms(ps, &p.key("platforms")))
             .unwrap_or_default();
-        if d.platform_mode == Some(PlatformMode::Whole) && !platforms.is_empty() {
-            self.problem(
-                &p.key("platform_mode"),
-                "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
-            );
-        }
         let referrers = d.referrers.clone().unwrap_or_default();
         self.check_referrers(&referrers, &p.key("referrers"));
         ResolvedDefaults {
@@ -280,31 +274,14 @@ impl Resolver<'_> {
             .platforms
             .as_ref()
             .map(|ps| self.platforms(ps, &p.key("platforms")));
-        let platforms = match (&own_platforms, j.platform_mode) {
-            (Some(ps), _) => ps.clone(),
-            // A job that asks for whole indexes drops the default platform list.
-            (None, Some(PlatformMode::Whole)) => Vec::new(),
-            (None, _) => d.platforms.clone(),
-        };
-        let platform_mode =
-            j.platform_mode
-                .or(d.platform_mode)
-                .unwrap_or(if platforms.is_empty() {
-                    PlatformMode::Whole
-                } else {
-                    PlatformMode::Filter
-                });
-        if platform_mode == PlatformMode::Whole && own_platforms.is_some_and(|ps| !ps.is_empty()) {
-            let key = if j.platform_mode.is_some() {
-                "platform_mode"
-            } else {
-                "platforms"
-            };
-            self.problem(
-                &p.key(key),
-                "platform_mode = \"whole\" copies every platform: remove `platforms` or use \"filter\"",
-            );
-        }
+        let platforms = own_platforms.unwrap_or_else(|| d.platforms.clone());
+        // Whole unless the user asks for filter: a platform list alone
+        // narrows nothing, so indexes (and their signatures) stay
+        // digest-exact, as config/daemon.toml says.
+        let platform_mode = j
+            .platform_mode
+            .or(d.platform_mode)
+            .unwrap_or(PlatformMode::Whole);
         let referrers = match &j.referrers {
             Some(r) => {
                 self.check_referrers(r, &p.key("referrers"));
