@@ -843,15 +843,12 @@ async fn referrers_unsupported_missing_repo_and_override() {
     );
     assert_eq!(tr.count("GET", "/referrers/"), 0);
 
-    // With the API on, a missing repository answers 404 NAME_UNKNOWN: no
-    // verdict is cached, so the next call asks again.
+    // With the API on, a missing repository answers 404 NAME_UNKNOWN: an
+    // error when listing; no verdict is cached, so the next call asks again.
     let tr2 = TestRegistry::start(Options::default()).await;
     let r2 = client(&tr2);
     let missing = repo("missing/repo");
-    assert_eq!(
-        r2.referrers_api(&missing, subject.digest()).await.unwrap(),
-        None
-    );
+    assert!(r2.referrers_api(&missing, subject.digest()).await.is_err());
     assert_eq!(
         r2.referrers_support(&missing).await.unwrap(),
         ReferrersSupport::Unknown
