@@ -11,7 +11,7 @@ use ocimirror::oci::{Digest, Manifest, Reference};
 use ocimirror::registry::http::{Credentials, HttpRegistry, HttpSettings, Secret};
 use ocimirror::registry::{Precondition, ReferrersSupport, Registry};
 
-use crate::copy_matrix::{
+use crate::interop_places::{
     Dst, Place, Src, assert_copied, assert_no_web_page_visited, assert_tag_written_last, form,
     run_concurrently, source, target,
 };

@@ -6,6 +6,8 @@ mod copy_retry;
 mod distribution;
 mod http_registry;
 mod interop;
+mod interop_personalities;
+mod interop_places;
 mod layout;
 mod observability;
 mod observability_daemon;

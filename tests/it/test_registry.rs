@@ -7,16 +7,14 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::registry::{
-    Auth, Fault, FaultKind, Options, Personality, RetryAfter, TestRegistry,
-};
+use crate::support::registry::{Auth, Fault, FaultKind, Options, RetryAfter, TestRegistry};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -27,12 +25,12 @@ fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn desc(media_type: &str, bytes: &[u8]) -> Value {
+pub(crate) fn desc(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha(bytes), "size": bytes.len()})
 }
 
 /// An image manifest over `config` and `layers`, optionally with a subject and artifactType.
-fn image(
+pub(crate) fn image(
     config: &[u8],
     layers: &[&[u8]],
     subject: Option<&Value>,
@@ -55,7 +53,12 @@ fn image(
 }
 
 /// Seed config+layer blobs and an image manifest under `tag`; returns (manifest bytes, digest).
-fn seed_image(reg: &TestRegistry, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+pub(crate) fn seed_image(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> (Vec<u8>, String) {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     reg.put_blob(repo, config);
     reg.put_blob(repo, layer);
@@ -94,7 +97,7 @@ async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
 }
 
-fn h(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn h(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)
         .map(|v| v.to_str().unwrap().to_string())
@@ -1434,105 +1437,4 @@ async fn concurrent_requests_are_measured() {
     assert_eq!(reg.max_concurrent_requests(), 3);
     reg.reset_max_concurrent_requests();
     assert_eq!(reg.max_concurrent_requests(), 0);
-}
-
-/// Each personality answers the referrers path (and `OCI-Subject` on PUT) as the registry it
-/// stands for: the oracle of the interop tests.
-#[tokio::test]
-async fn personalities_answer_the_referrers_path_as_documented() {
-    let c = client();
-    for p in Personality::ALL {
-        let reg = TestRegistry::start_as(p).await;
-        // Referrers401 works with a token for everything but the referrers path.
-        let auth = if p.needs_credentials() {
-            let r = c
-                .get(format!(
-                    "{}/token?service=test-registry&scope=repository:r:pull,push",
-                    reg.url()
-                ))
-                .basic_auth(Personality::USER, Some(Personality::PASSWORD))
-                .send()
-                .await
-                .unwrap();
-            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-            Some(format!("Bearer {}", v["token"].as_str().unwrap()))
-        } else {
-            None
-        };
-        let with_auth = |b: reqwest::RequestBuilder| match &auth {
-            Some(a) => b.header("authorization", a),
-            None => b,
-        };
-        let (subject, subject_digest) = seed_image(&reg, "r", "v1", b"layer");
-        reg.put_blob("r", b"{}");
-        let m = image(b"{}", &[], Some(&desc(OCI_MANIFEST, &subject)), None);
-        let put = with_auth(c.put(format!("{}/v2/r/manifests/t", reg.url())))
-            .header("content-type", OCI_MANIFEST)
-            .body(m)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(put.status(), StatusCode::CREATED, "{p:?}");
-        let oci_subject = h(&put, "oci-subject");
-        let expect_subject = matches!(p, Personality::FullApi | Personality::DockerHub2024);
-        assert_eq!(oci_subject.is_some(), expect_subject, "{p:?}");
-        let r = with_auth(c.get(format!("{}/v2/r/referrers/{subject_digest}", reg.url())))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let ct = h(&r, "content-type").unwrap_or_default();
-        let location = h(&r, "location");
-        let challenge = h(&r, "www-authenticate");
-        let body = r.text().await.unwrap();
-        match p {
-            Personality::FullApi => {
-                assert_eq!((status, ct.as_str()), (200, OCI_INDEX));
-                assert_eq!(
-                    serde_json::from_str::<Value>(&body).unwrap()["manifests"]
-                        .as_array()
-                        .unwrap()
-                        .len(),
-                    1
-                );
-            }
-            Personality::Distribution28 | Personality::DockerHub2024 => {
-                assert_eq!(
-                    (status, body.as_str()),
-                    (404, "404 page not found\n"),
-                    "{p:?}"
-                );
-            }
-            Personality::ApiOff405 => {
-                assert_eq!(status, 405);
-                assert!(body.contains("\"UNSUPPORTED\""), "{body}");
-            }
-            Personality::Ghcr303 => {
-                assert_eq!(status, 303);
-                let page = location.unwrap();
-                assert!(page.starts_with("http://127.0.0.2:"), "{page}");
-                let r = c.get(&page).send().await.unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                assert!(h(&r, "content-type").unwrap().starts_with("text/html"));
-                assert_eq!(reg.count("GET", "/orgs/test/packages"), 1);
-            }
-            Personality::Html200 => {
-                assert_eq!(status, 200);
-                assert!(
-                    ct.starts_with("text/html") && body.contains("<html>"),
-                    "{ct} {body}"
-                );
-            }
-            Personality::Referrers401 => {
-                assert_eq!(status, 401);
-                assert!(challenge.unwrap().contains("insufficient_scope"));
-                // The same token reads the repository.
-                let r = with_auth(c.get(format!("{}/v2/r/manifests/v1", reg.url())))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-            }
-        }
-    }
 }
