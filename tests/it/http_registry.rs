@@ -1079,6 +1079,11 @@ async fn no_secret_in_logs_errors_or_debug_output() {
         .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
+    // A second live dispatcher keeps tracing from deciding callsite
+    // interest through the registering thread's default alone (its "just
+    // one dispatcher" shortcut): otherwise a callsite first hit by another
+    // test's thread meanwhile is cached as disabled, for us too.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let s = HttpSettings {
