@@ -7,7 +7,8 @@
 //! core (redirects, retries, limits, counters, error mapping); `session`
 //! the auth flow (ping, tokens, re-auth on 401); `auth`, `credentials`,
 //! `retry`, `limits`, `stats` are the pure parts; `blob`, `manifest`,
-//! `tags`, `referrers` are the API families.
+//! `tags`, `referrers` are the API families; `verdict` says what each
+//! answer of the referrers endpoint means.
 //!
 //! Imports only [`crate::oci`] and [`crate::registry`]. reqwest types
 //! never leave this module.
