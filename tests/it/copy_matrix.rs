@@ -1,238 +1,32 @@
-//! The copy engine across representations: source {referrers API, fallback
-//! tags, both, cosign legacy tags, OCI layout} x target {referrers API, tag
-//! schema, OCI layout}, on a 2-platform index with nested referrers. Every
-//! assertion reads the target directly (test registry accessors, raw layout
+//! The copy engine across representations and registries. Sources: the
+//! referrers API, fallback tags, both, cosign legacy tags, OCI layouts,
+//! every registry personality and a real distribution 2.8; targets: every
+//! personality, OCI layouts and distribution 2.8. The fixture is a
+//! 2-platform index with nested referrers. Every assertion reads the target
+//! directly (test registry state, raw HTTP to distribution, raw layout
 //! files), never through ocimirror.
 
 use std::sync::Arc;
 
 use ocimirror::copy::{Copier, CopyOptions, CopyReport};
-use ocimirror::oci::Location;
-use ocimirror::oci::{Reference, RepoName, Tag};
+use ocimirror::oci::RepoName;
 use ocimirror::registry::Registry;
 use ocimirror::registry::http::{HttpRegistry, HttpSettings};
-use ocimirror::registry::open::open;
-use tempfile::TempDir;
 
-use crate::support::fixtures::{
-    self, ATT, Fixture, Form, LayoutView, SIG, fallback_tag, index_digests,
+use crate::interop_places::{
+    Dst, Place, REPO, Src, assert_copied, assert_no_web_page_visited, assert_tag_written_last,
+    form, run_concurrently, source, target, v1,
 };
-use crate::support::registry::{Fault, FaultKind, Options, TestRegistry};
+use crate::support::distribution::Distribution;
+use crate::support::fixtures::{self, ATT, Fixture, Form, SIG, fallback_tag, index_digests};
+use crate::support::registry::{Fault, FaultKind, Options, Personality, TestRegistry};
 
-const REPO: &str = "team/app";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Src {
-    Api,
-    Tags,
-    Both,
-    Cosign,
-    Layout,
-    /// A layout listing every manifest but keeping no fallback tags
-    /// (as oras-go writes them): referrers found by the subject scan.
-    LayoutScan,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dst {
-    Api,
-    TagSchema,
-    Layout,
-}
-
-pub enum Place {
-    Reg(TestRegistry),
-    Dir(TempDir),
-}
-
-impl Place {
-    pub async fn registry(api: bool) -> Place {
-        Place::Reg(
-            TestRegistry::start(Options {
-                referrers_api: api,
-                ..Options::default()
-            })
-            .await,
-        )
-    }
-
-    pub fn dir() -> Place {
-        Place::Dir(tempfile::tempdir().unwrap())
-    }
-
-    pub fn adapter(&self) -> Arc<dyn Registry> {
-        match self {
-            Place::Reg(r) => {
-                Arc::new(HttpRegistry::new(&r.host(), HttpSettings::default()).unwrap())
-            }
-            Place::Dir(d) => open(
-                &Location::Layout(d.path().to_path_buf()),
-                &HttpSettings::default(),
-            )
-            .unwrap(),
-        }
-    }
-
-    pub fn repo(&self) -> RepoName {
-        match self {
-            Place::Reg(_) => RepoName::new(REPO).unwrap(),
-            Place::Dir(_) => RepoName::root(),
-        }
-    }
-
-    /// Writes the fixture (again: seeding is idempotent).
-    pub fn seed(&self, f: &Fixture) {
-        match self {
-            Place::Reg(r) => fixtures::seed_registry(r, REPO, f),
-            Place::Dir(d) => fixtures::write_layout(d.path(), f),
-        }
-    }
-
-    /// A manifest's exact bytes by tag or digest.
-    pub fn manifest(&self, reference: &str) -> Option<Vec<u8>> {
-        match self {
-            Place::Reg(r) => r.manifest(REPO, reference).map(|(_, b)| b),
-            Place::Dir(d) => {
-                let v = LayoutView::read(d.path());
-                let digest = if reference.starts_with("sha256:") {
-                    reference.to_string()
-                } else {
-                    v.tags().get(reference)?.clone()
-                };
-                v.blob(&digest)
-            }
-        }
-    }
-
-    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
-        match self {
-            Place::Reg(r) => r.blob(REPO, digest),
-            Place::Dir(d) => LayoutView::read(d.path()).blob(digest),
-        }
-    }
-
-    pub fn tags(&self) -> Vec<String> {
-        match self {
-            Place::Reg(r) => r.tags(REPO),
-            Place::Dir(d) => LayoutView::read(d.path()).tags().into_keys().collect(),
-        }
-    }
-
-    pub fn clear_log(&self) {
-        if let Place::Reg(r) = self {
-            r.clear_log();
-        }
-    }
-
-    /// Write requests (PUT, POST, PATCH) since the log was cleared.
-    pub fn writes(&self) -> usize {
-        match self {
-            Place::Reg(r) => r.count("PUT", "") + r.count("POST", "") + r.count("PATCH", ""),
-            Place::Dir(_) => 0,
-        }
-    }
-}
-
-fn v1() -> Reference {
-    Reference::Tag(Tag::new("v1").unwrap())
-}
-
-pub async fn source(kind: Src, f: &Fixture) -> Place {
-    let p = match kind {
-        Src::Api | Src::Both => Place::registry(true).await,
-        Src::Tags | Src::Cosign => Place::registry(false).await,
-        Src::Layout | Src::LayoutScan => Place::dir(),
-    };
-    p.seed(f);
-    p
-}
-
-pub async fn target(kind: Dst) -> Place {
-    match kind {
-        Dst::Api => Place::registry(true).await,
-        Dst::TagSchema => Place::registry(false).await,
-        Dst::Layout => Place::dir(),
-    }
-}
-
-pub fn form(kind: Src) -> Form {
-    match kind {
-        Src::Api | Src::LayoutScan => Form::Api,
-        Src::Tags | Src::Both | Src::Layout => Form::Tags,
-        Src::Cosign => Form::Cosign,
-    }
-}
-
-/// Every node byte-identical, the tag on the index, and the referrers
-/// listed the way the target represents them.
-pub fn assert_copied(dst: &Place, dst_kind: Dst, f: &Fixture) {
-    for m in &f.manifests {
-        assert_eq!(
-            dst.manifest(&m.digest).as_deref(),
-            Some(&m.bytes[..]),
-            "manifest {}",
-            m.digest
-        );
-    }
-    for b in &f.blobs {
-        let d = fixtures::sha256(b);
-        assert_eq!(dst.blob(&d).as_deref(), Some(&b[..]), "blob {d}");
-    }
-    assert_eq!(
-        dst.manifest("v1").map(|b| fixtures::sha256(&b)),
-        Some(f.index.clone())
-    );
-    for (tag, digest) in &f.cosign_tags {
-        assert_eq!(
-            dst.manifest(tag).map(|b| fixtures::sha256(&b)).as_ref(),
-            Some(digest),
-            "cosign tag {tag}"
-        );
-    }
-    let mut subjects: Vec<&String> = f.edges.iter().map(|e| &e.subject).collect();
-    subjects.dedup();
-    for subject in subjects {
-        let mut want: Vec<String> = f
-            .edges
-            .iter()
-            .filter(|e| &e.subject == subject)
-            .map(|e| e.referrer.clone())
-            .collect();
-        want.sort();
-        match (dst_kind, dst) {
-            (Dst::Api, Place::Reg(r)) => assert_eq!(r.referrers(REPO, subject), want),
-            _ => {
-                let bytes = dst
-                    .manifest(&fallback_tag(subject))
-                    .unwrap_or_else(|| panic!("no fallback index for {subject}"));
-                assert_eq!(index_digests(&bytes), want, "fallback index of {subject}");
-                // Entries are what the API would list.
-                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                for e in v["manifests"].as_array().unwrap() {
-                    let m = f.manifest(e["digest"].as_str().unwrap());
-                    assert_eq!(e, &m.referrer_desc());
-                }
-            }
-        }
-    }
-    if dst_kind == Dst::Api {
-        let fallback: Vec<String> = dst
-            .tags()
-            .into_iter()
-            .filter(|t| t.starts_with("sha256-") && !t.contains('.'))
-            .collect();
-        assert!(
-            fallback.is_empty(),
-            "fallback tags on an API target: {fallback:?}"
-        );
-    }
-}
-
-async fn cell(src_kind: Src, dst_kind: Dst) {
+async fn cell(src_kind: Src, dst_kind: Dst, dist: Option<&Arc<Distribution>>) {
     let form = form(src_kind);
-    let mut f = fixtures::image(form, "matrix");
-    let src = source(src_kind, &f).await;
-    let dst = target(dst_kind).await;
+    let mut f = fixtures::image(form, &format!("{src_kind:?} to {dst_kind:?}"));
+    let src = source(src_kind, &f, dist).await;
+    let dst = target(dst_kind, dist).await;
+    dst.clear_log();
     let copier = Copier::new(src.adapter(), dst.adapter(), CopyOptions::default());
     let report = copier
         .copy_image(&src.repo(), &v1(), &dst.repo(), None)
@@ -240,7 +34,8 @@ async fn cell(src_kind: Src, dst_kind: Dst) {
         .unwrap();
     assert!(report.is_success(), "{:?}", report.failures);
     assert_eq!(report.manifests_copied, 6, "{report}");
-    assert_copied(&dst, dst_kind, &f);
+    assert_copied(&dst, dst_kind, &f).await;
+    assert_tag_written_last(&dst, &f);
 
     // A re-run writes nothing.
     dst.clear_log();
@@ -254,7 +49,7 @@ async fn cell(src_kind: Src, dst_kind: Dst) {
 
     // A new signature on the index is the only thing the next run copies.
     let late = f.add_referrer(form, &f.index.clone(), SIG, "late signature", "sig");
-    src.seed(&f);
+    src.seed(&f).await;
     dst.clear_log();
     // The next run (a copier per run: it caches the source's tag list).
     let copier = Copier::new(src.adapter(), dst.adapter(), CopyOptions::default());
@@ -266,18 +61,24 @@ async fn cell(src_kind: Src, dst_kind: Dst) {
     assert_eq!(next.manifests_copied, 1, "{next}");
     // Its layer (a cosign signature also has its own config blob).
     let new_blobs = if form == Form::Cosign { 2 } else { 1 };
-    assert_eq!(next.blobs_copied, new_blobs, "{next}");
-    assert_eq!(dst.manifest(&late.digest).as_deref(), Some(&late.bytes[..]));
+    // (Mounted when source and target share a registry.)
+    assert_eq!(next.blobs_copied + next.blobs_mounted, new_blobs, "{next}");
+    assert_eq!(
+        dst.manifest(&late.digest).await.as_deref(),
+        Some(&late.bytes[..])
+    );
     if let Place::Reg(r) = &dst {
         let manifest_puts = r.count("PUT", "/manifests/");
-        let expected = match (form, dst_kind) {
-            (Form::Cosign, _) => 2, // the manifest, then its tag
-            (_, Dst::Api) => 1,     // the referrer only
-            _ => 2,                 // the referrer, then the fallback index
+        let expected = match form {
+            Form::Cosign => 2,            // the manifest, then its tag
+            _ if dst_kind.has_api() => 1, // the referrer only
+            _ => 2,                       // the referrer, then the fallback index
         };
         assert_eq!(manifest_puts, expected, "{:#?}", r.log());
     }
-    assert_copied(&dst, dst_kind, &f);
+    assert_copied(&dst, dst_kind, &f).await;
+    assert_no_web_page_visited(&src);
+    assert_no_web_page_visited(&dst);
 }
 
 macro_rules! matrix {
@@ -285,7 +86,7 @@ macro_rules! matrix {
         $(
             #[tokio::test]
             async fn $name() {
-                cell(Src::$src, Dst::$dst).await;
+                cell(Src::$src, Dst::$dst, None).await;
             }
         )*
     };
@@ -301,15 +102,59 @@ matrix! {
     both_to_api: Both -> Api;
     both_to_tag_schema: Both -> TagSchema;
     both_to_layout: Both -> Layout;
+    both_to_distribution: Both -> Distribution;
     cosign_to_api: Cosign -> Api;
     cosign_to_tag_schema: Cosign -> TagSchema;
     cosign_to_layout: Cosign -> Layout;
+    cosign_to_distribution: Cosign -> Distribution;
     layout_to_api: Layout -> Api;
     layout_to_tag_schema: Layout -> TagSchema;
     layout_to_layout: Layout -> Layout;
+    layout_to_distribution: Layout -> Distribution;
     layout_scan_to_api: LayoutScan -> Api;
     layout_scan_to_tag_schema: LayoutScan -> TagSchema;
     layout_scan_to_layout: LayoutScan -> Layout;
+}
+
+/// Every target of the personality matrix.
+fn personality_targets() -> Vec<Dst> {
+    let mut t: Vec<Dst> = Personality::ALL.iter().map(|p| Dst::Reg(*p)).collect();
+    t.extend([Dst::Layout, Dst::Distribution]);
+    t
+}
+
+/// `src` into every target at once (one distribution shared through
+/// distinct repositories).
+async fn row(src: Src) {
+    let dist = Arc::new(Distribution::start());
+    let cells = personality_targets().into_iter().map(|dst| {
+        let dist = dist.clone();
+        let name = format!("{src:?} -> {dst:?}");
+        (name, async move { cell(src, dst, Some(&dist)).await })
+    });
+    run_concurrently(cells.collect()).await;
+}
+
+macro_rules! personality_rows {
+    ($($name:ident: $src:expr;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                row($src).await;
+            }
+        )*
+    };
+}
+
+personality_rows! {
+    full_api_to_every_personality: Src::Reg(Personality::FullApi);
+    distribution28_to_every_personality: Src::Reg(Personality::Distribution28);
+    api_off_405_to_every_personality: Src::Reg(Personality::ApiOff405);
+    ghcr_303_to_every_personality: Src::Reg(Personality::Ghcr303);
+    docker_hub_2024_to_every_personality: Src::Reg(Personality::DockerHub2024);
+    html_200_to_every_personality: Src::Reg(Personality::Html200);
+    referrers_401_to_every_personality: Src::Reg(Personality::Referrers401);
+    real_distribution_to_every_personality: Src::Distribution;
 }
 
 #[tokio::test]
@@ -317,8 +162,8 @@ async fn concurrent_copies_of_two_referrers_of_one_subject_lose_neither() {
     let mut f = fixtures::image(Form::Api, "race");
     let index = f.index.clone();
     let sig = f.add_referrer(Form::Api, &index, SIG, "index signature", "");
-    let src = source(Src::Api, &f).await;
-    let dst = target(Dst::TagSchema).await;
+    let src = source(Src::Api, &f, None).await;
+    let dst = target(Dst::TagSchema, None).await;
     let Place::Reg(reg) = &dst else {
         unreachable!()
     };
@@ -328,6 +173,25 @@ async fn concurrent_copies_of_two_referrers_of_one_subject_lose_neither() {
         &format!("/manifests/{}", fallback_tag(&index)),
         FaultKind::Status(412),
     ));
+    race(&src, &dst, &f, &sig.digest).await;
+    assert_eq!(reg.pending_faults(), 0, "the 412 fault was exercised");
+}
+
+/// distribution ignores `If-Match`: the per-subject lock alone must keep
+/// two concurrent copies from losing a referrer.
+#[tokio::test]
+async fn concurrent_referrers_of_one_subject_into_distribution_lose_neither() {
+    let mut f = fixtures::image(Form::Api, "dist-race");
+    let index = f.index.clone();
+    let sig = f.add_referrer(Form::Api, &index, SIG, "index signature", "");
+    let src = source(Src::Api, &f, None).await;
+    let dst = target(Dst::Distribution, None).await;
+    race(&src, &dst, &f, &sig.digest).await;
+}
+
+/// Two copiers, one for the attestation and one for the new signature of
+/// the index, at once: the fallback index lists both.
+async fn race(src: &Place, dst: &Place, f: &Fixture, sig: &str) {
     let only = |t: &str| CopyOptions {
         artifact_types_include: vec![t.to_string()],
         ..CopyOptions::default()
@@ -346,11 +210,10 @@ async fn concurrent_copies_of_two_referrers_of_one_subject_lose_neither() {
         ra.failures,
         rb.failures
     );
-    let mut want = vec![f.att.clone(), sig.digest.clone()];
+    let mut want = vec![f.att.clone(), sig.to_string()];
     want.sort();
-    let bytes = dst.manifest(&fallback_tag(&index)).unwrap();
+    let bytes = dst.manifest(&fallback_tag(&f.index)).await.unwrap();
     assert_eq!(index_digests(&bytes), want);
-    assert_eq!(reg.pending_faults(), 0, "the 412 fault was exercised");
 }
 
 #[tokio::test]
@@ -359,8 +222,8 @@ async fn request_counts_of_a_cold_copy_and_a_noop_recopy() {
     // 3 referrers: SBOM on amd64, signature on the SBOM, attestation on the index.
     assert_eq!(f.edges.len(), 3);
     f.edges.truncate(3);
-    let src = source(Src::Api, &f).await;
-    let dst = target(Dst::Api).await;
+    let src = source(Src::Api, &f, None).await;
+    let dst = target(Dst::Api, None).await;
     let (Place::Reg(s), Place::Reg(t)) = (&src, &dst) else {
         unreachable!()
     };

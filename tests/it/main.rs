@@ -1,11 +1,13 @@
 //! Integration tests (one binary; one module per area).
 
 mod copy_cli;
-mod copy_distribution;
 mod copy_matrix;
 mod copy_retry;
 mod distribution;
 mod http_registry;
+mod interop;
+mod interop_personalities;
+mod interop_places;
 mod layout;
 mod limits;
 mod observability;

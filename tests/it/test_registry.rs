@@ -9,12 +9,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::support::registry::{Auth, Fault, FaultKind, Options, RetryAfter, TestRegistry};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -25,12 +25,12 @@ fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-fn desc(media_type: &str, bytes: &[u8]) -> Value {
+pub(crate) fn desc(media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": sha(bytes), "size": bytes.len()})
 }
 
 /// An image manifest over `config` and `layers`, optionally with a subject and artifactType.
-fn image(
+pub(crate) fn image(
     config: &[u8],
     layers: &[&[u8]],
     subject: Option<&Value>,
@@ -53,7 +53,12 @@ fn image(
 }
 
 /// Seed config+layer blobs and an image manifest under `tag`; returns (manifest bytes, digest).
-fn seed_image(reg: &TestRegistry, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+pub(crate) fn seed_image(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    layer: &[u8],
+) -> (Vec<u8>, String) {
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     reg.put_blob(repo, config);
     reg.put_blob(repo, layer);
@@ -92,7 +97,7 @@ async fn json_of(r: reqwest::Response) -> Value {
     serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
 }
 
-fn h(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn h(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)
         .map(|v| v.to_str().unwrap().to_string())

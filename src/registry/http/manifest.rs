@@ -12,8 +12,7 @@ use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::media_type::{MANIFEST_ACCEPT, essence};
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, ManifestError, Reference, RepoName};
 use crate::registry::{
-    ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome, ReferrersSupport,
-    RegistryError,
+    ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome, RegistryError,
 };
 
 /// Extra reads of a manifest whose bytes did not match their digest.
@@ -303,16 +302,16 @@ impl HttpRegistry {
                 )),
             ));
         }
-        let subject_indexed = match (
+        let subject_header = match (
             manifest.subject(),
             header_str(resp.headers(), "oci-subject"),
         ) {
             (Some(subject), Some(v)) => v.trim() == subject.digest.to_string(),
             _ => false,
         };
-        if subject_indexed {
-            self.cache_referrers(&ctx.repo, ReferrersSupport::Supported);
-        }
+        // The header alone is not trusted (Docker Hub 2024 sent it without
+        // serving the API): the endpoint confirms it once per repository.
+        let subject_indexed = subject_header && self.subject_indexing_confirmed(repo).await;
         Ok(PutManifestOutcome { subject_indexed })
     }
 }

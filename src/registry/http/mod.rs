@@ -7,7 +7,8 @@
 //! core (redirects, retries, limits, counters, error mapping); `session`
 //! the auth flow (ping, tokens, re-auth on 401); `auth`, `credentials`,
 //! `retry`, `limits`, `stats` are the pure parts; `blob`, `manifest`,
-//! `tags`, `referrers` are the API families.
+//! `tags`, `referrers` are the API families; `verdict` says what each
+//! answer of the referrers endpoint means.
 //!
 //! Imports only [`crate::oci`] and [`crate::registry`]. reqwest types
 //! never leave this module.
@@ -23,6 +24,7 @@ mod manifest;
 mod referrers;
 mod session;
 mod tags;
+mod verdict;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -610,7 +612,10 @@ impl HttpRegistry {
         body: Option<reqwest::Body>,
         mut auth: Option<HeaderValue>,
     ) -> Result<reqwest::Response, RegistryError> {
-        let follow = method == Method::GET || method == Method::HEAD;
+        // A redirect on the referrers path is a web page, not the API
+        // (GHCR's 303 to github.com): its verdict, not a hop (verdict.rs).
+        let follow =
+            (method == Method::GET || method == Method::HEAD) && ctx.op != Operation::Referrers;
         let mut body = body;
         for _ in 0..=MAX_REDIRECTS {
             let mut req = self
@@ -669,13 +674,22 @@ impl HttpRegistry {
     /// The error for an unexpected response status, with the OCI error
     /// codes of its body (read defensively, capped).
     pub(crate) async fn status_error(&self, ctx: &Ctx, resp: reqwest::Response) -> RegistryError {
-        let status = resp.status().as_u16();
-        let retry_after = header_str(resp.headers(), "retry-after")
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = read_limited(resp, MAX_ERROR_BODY).await.unwrap_or_default();
+        self.status_error_of(ctx, status, &headers, &body)
+    }
+
+    /// [`HttpRegistry::status_error`] for a response whose body was read.
+    pub(crate) fn status_error_of(
+        &self,
+        ctx: &Ctx,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> RegistryError {
+        let retry_after = header_str(headers, "retry-after")
             .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-        let (codes, message) = match read_limited(resp, MAX_ERROR_BODY).await {
-            Ok(body) => parse_error_body(&body),
-            Err(_) => (Vec::new(), String::new()),
-        };
+        let (codes, message) = parse_error_body(body);
         let kind = match status {
             404 => ErrorKind::NotFound,
             401 => ErrorKind::Unauthorized(if codes.is_empty() {

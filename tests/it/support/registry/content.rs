@@ -147,7 +147,8 @@ pub(super) async fn manifest_put(
         ),
         ("docker-content-digest", digest),
     ];
-    if sh.referrers_api.load(Ordering::SeqCst)
+    if (sh.referrers_api.load(Ordering::SeqCst)
+        || sh.options.personality.claims_subject_without_api())
         && let Some(s) = parsed
             .get("subject")
             .and_then(|s| s.get("digest"))

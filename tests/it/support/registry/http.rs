@@ -16,6 +16,7 @@ use super::content::{
     blob_delete, blob_get, blob_store_handle, manifest_delete, manifest_get, manifest_put,
 };
 use super::listing::{catalog, referrers, tags_list};
+use super::personality::{self, Personality};
 use super::store::{self, OciError};
 use super::uploads::{upload_cancel, upload_patch, upload_put, upload_start, upload_status};
 use super::{FaultKind, LoggedRequest, RetryAfter, Shared, lock};
@@ -28,6 +29,15 @@ pub fn router(shared: Sh) -> Router {
         .fallback(main_entry)
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
+}
+
+/// The app of the web origin a [`super::Personality::Ghcr303`] redirects to.
+pub fn web_router(shared: Sh) -> Router {
+    Router::new().fallback(web_entry).with_state(shared)
+}
+
+async fn web_entry(State(sh): State<Sh>, req: Request) -> Response {
+    with_log_and_faults(sh, req, |_, _| async { personality::html_page() }).await
 }
 
 /// The blob redirect target's app.
@@ -409,8 +419,14 @@ async fn handle(sh: Sh, req: Request) -> Response {
         return plain_404();
     }
     // distribution has no such route at all: its router answers before any auth.
-    if matches!(route, Route::Referrers(..)) && !sh.referrers_api.load(Ordering::SeqCst) {
-        return plain_404();
+    if matches!(route, Route::Referrers(..))
+        && let Some(r) = personality::referrers_answer(
+            sh.options.personality,
+            sh.referrers_api.load(Ordering::SeqCst),
+            sh.web_host.as_deref(),
+        )
+    {
+        return r;
     }
     if matches!(route, Route::Token) {
         // GET form only; a POST (OAuth2 form) answers 404 so clients fall back to GET.
@@ -460,6 +476,19 @@ async fn handle(sh: Sh, req: Request) -> Response {
             read_only,
             &required,
         );
+        let verdict = match (&route, verdict) {
+            // The token is good, but this path alone refuses it.
+            (Route::Referrers(name, _), Verdict::Allowed)
+                if sh.options.personality == Personality::Referrers401 =>
+            {
+                Verdict::Challenge(format!(
+                    "Bearer realm=\"http://{}/token\",service=\"test-registry\",\
+                     scope=\"repository:{name}:pull\",error=\"insufficient_scope\"",
+                    sh.host
+                ))
+            }
+            (_, v) => v,
+        };
         if let Verdict::Challenge(c) = verdict {
             drain(req).await;
             let detail: Vec<Value> = required

@@ -18,6 +18,9 @@
 //!   (and no `*/*`) answers 404 `MANIFEST_UNKNOWN`. No `Accept` header accepts everything.
 //! - Every read of a repository that holds nothing (manifest, blob, tags/list, referrers)
 //!   answers 404 `NAME_UNKNOWN`; uploads and mounts create the repository.
+//! - Personalities (see `personality.rs`) answer the referrers path as real registries
+//!   without the API do; the 303 of [`Personality::Ghcr303`] leads to `127.0.0.2:<port>`, whose
+//!   requests are logged like the others (path `/orgs/test/packages`).
 //! - The blob redirect target is logged with the path `/_blobstore/<digest>`; blob HEAD is
 //!   answered directly (no redirect).
 //! - Uploads: a failed final PUT (bad digest) ends the session like distribution; a request
@@ -31,6 +34,7 @@ mod auth;
 mod content;
 mod http;
 mod listing;
+mod personality;
 mod store;
 mod uploads;
 
@@ -45,11 +49,16 @@ use tokio::task::JoinHandle;
 
 use store::Store;
 
+pub use personality::Personality;
+
 /// Switches of a [`TestRegistry`], fixed at start (except the ones with setters).
 #[derive(Clone)]
 pub struct Options {
     /// Serve the referrers API (default true); off => plain-text 404 like distribution, no `OCI-Subject`.
     pub referrers_api: bool,
+    /// How the referrers endpoint answers when there is no API (default
+    /// [`Personality::FullApi`]); presets: [`Personality::options`].
+    pub personality: Personality,
     /// Honour cross-repository mounts (default true); off => mount POST opens an upload session (202).
     pub mount: bool,
     /// Authentication (default anonymous).
@@ -78,6 +87,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             referrers_api: true,
+            personality: Personality::FullApi,
             mount: true,
             auth: None,
             tag_page_size: None,
@@ -216,6 +226,8 @@ pub(crate) struct Shared {
     pub(crate) host: String,
     /// `localhost:<port2>` of the blob redirect listener.
     pub(crate) blob_host: Option<String>,
+    /// `127.0.0.2:<port3>` of the web page a [`Personality::Ghcr303`] redirects to.
+    pub(crate) web_host: Option<String>,
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<VecDeque<Fault>>,
     pub(crate) log: Mutex<Vec<LoggedRequest>>,
@@ -258,12 +270,22 @@ impl TestRegistry {
         let blob_host = blob_listener
             .as_ref()
             .map(|l| format!("localhost:{}", l.local_addr().unwrap().port()));
+        // Another origin, as GHCR's github.com web pages are.
+        let web_listener = if options.personality == Personality::Ghcr303 {
+            Some(tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap())
+        } else {
+            None
+        };
+        let web_host = web_listener
+            .as_ref()
+            .map(|l| l.local_addr().unwrap().to_string());
         let shared = Arc::new(Shared {
             referrers_api: AtomicBool::new(options.referrers_api),
             mount: AtomicBool::new(options.mount),
             options,
             host: addr.to_string(),
             blob_host,
+            web_host,
             store: Mutex::new(Store::default()),
             faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
@@ -282,11 +304,27 @@ impl TestRegistry {
                 let _ = axum::serve(l, app).await;
             }));
         }
+        if let Some(l) = web_listener {
+            let app = http::web_router(shared.clone());
+            tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            }));
+        }
         TestRegistry {
             shared,
             addr,
             tasks,
         }
+    }
+
+    /// Starts a registry with this personality's preset options.
+    pub async fn start_as(personality: Personality) -> TestRegistry {
+        TestRegistry::start(personality.options()).await
+    }
+
+    /// The personality it was started with.
+    pub fn personality(&self) -> Personality {
+        self.shared.options.personality
     }
 
     /// `127.0.0.1:<port>`.
