@@ -106,7 +106,30 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
         } else {
             match copier.options.target_referrers {
                 ReferrersMode::Tags => Representation::FallbackTag,
-                ReferrersMode::Api => Representation::Api,
+                // Api means "never a fallback tag", not "hope": a target
+                // that answers "no API" fails the referrer by name.
+                ReferrersMode::Api => match copier.target_support(dst_repo).await {
+                    Ok(ReferrersSupport::Unsupported) => {
+                        let e = CopyError::Unsupported {
+                            side: Side::Target,
+                            registry: copier.target.name().to_string(),
+                            message: format!(
+                                "repository {dst_repo} has no referrers API (target referrers mode \
+                                 is api, so no fallback tag is written for {})",
+                                edge.referrer
+                            ),
+                        };
+                        run.unpublished.push(edge.referrer.clone());
+                        run.fail(Some(edge.referrer.clone()), NodeKind::Referrer, Arc::new(e));
+                        continue;
+                    }
+                    Ok(_) => Representation::Api,
+                    Err(e) => {
+                        run.unpublished.push(edge.referrer.clone());
+                        run.fail(Some(edge.referrer.clone()), NodeKind::Referrer, Arc::new(e));
+                        continue;
+                    }
+                },
                 ReferrersMode::Auto => {
                     let support = match copier.target_support(dst_repo).await {
                         Ok(s) => s,
