@@ -140,12 +140,11 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
             Some(Credentials::IdentityToken(Secret::new(token.expose())))
         }
     };
+    use crate::registry::http::DockerConfigSource;
     let docker_config = match &s.docker_config {
-        crate::config::DockerConfig::Disabled => None,
-        crate::config::DockerConfig::Default => {
-            crate::registry::http::credentials::default_docker_config()
-        }
-        crate::config::DockerConfig::Path(p) => Some(p.clone()),
+        crate::config::DockerConfig::Disabled => DockerConfigSource::Off,
+        crate::config::DockerConfig::Default => DockerConfigSource::Default,
+        crate::config::DockerConfig::Path(p) => DockerConfigSource::Path(p.clone()),
     };
     HttpSettings {
         credentials,

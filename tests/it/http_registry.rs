@@ -12,7 +12,7 @@ use serde_json::json;
 use ocimirror::oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
 use ocimirror::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 use ocimirror::registry::http::{
-    Credentials, HttpRegistry, HttpSettings, RetryPolicy, Secret, UploadMode,
+    Credentials, DockerConfigSource, HttpRegistry, HttpSettings, RetryPolicy, Secret, UploadMode,
 };
 use ocimirror::registry::{
     BlobStream, ErrorKind, Operation, Precondition, ReferrersSupport, Registry, RegistryError,
@@ -26,7 +26,7 @@ use crate::support::values::{body_of, desc as blob_desc, repo, tag};
 fn settings() -> HttpSettings {
     HttpSettings {
         // Never read the developer's own Docker config.
-        docker_config: Some("/nonexistent/ocimirror-test/config.json".into()),
+        docker_config: DockerConfigSource::Off,
         retry: RetryPolicy {
             max_attempts: 4,
             min_delay: Duration::from_millis(1),

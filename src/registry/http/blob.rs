@@ -16,7 +16,9 @@ use futures::{Stream, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use super::{Ctx, HttpRegistry, ReqBody, UploadMode, header_str, lock, transport_kind};
+use super::{
+    Ctx, HttpRegistry, ReqBody, UploadMode, header_str, lock, sanitize, throughput, transport_kind,
+};
 use crate::oci::{Descriptor, Digest, RepoName};
 use crate::registry::stream::{StreamContext, verify};
 use crate::registry::{Blob, BlobStream, ErrorKind, Operation, RegistryError};
@@ -150,17 +152,25 @@ impl HttpRegistry {
         let registry = self.name.clone();
         let err_repo = ctx.repo.clone();
         let target = ctx.target.clone();
-        let body: BlobStream = Box::pin(resp.bytes_stream().map(move |r| {
-            r.map_err(|e| {
-                RegistryError::new(
-                    registry.clone(),
-                    err_repo.clone(),
-                    Operation::BlobGet,
-                    target.clone(),
-                    transport_kind(e),
-                )
-            })
+        let fail = move |kind: ErrorKind| {
+            RegistryError::new(
+                registry.clone(),
+                err_repo.clone(),
+                Operation::BlobGet,
+                target.clone(),
+                kind,
+            )
+        };
+        let body: BlobStream = Box::pin(resp.bytes_stream().map({
+            let fail = fail.clone();
+            move |r| r.map_err(|e| fail(transport_kind(e)))
         }));
+        let body = throughput::enforce(
+            body,
+            self.settings.min_blob_bytes_per_second,
+            self.settings.blob_throughput_window,
+            fail,
+        );
         let stream = verify(
             body,
             digest.clone(),
@@ -304,7 +314,7 @@ impl HttpRegistry {
                     ctx,
                     ErrorKind::InvalidResponse(format!(
                         "registry stored the blob as {}, expected {}",
-                        d.trim(),
+                        sanitize(d),
                         desc.digest
                     )),
                 ),

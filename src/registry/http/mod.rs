@@ -28,6 +28,7 @@ mod request;
 mod session;
 mod settings;
 mod tags;
+mod throughput;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,12 +45,12 @@ use crate::oci::{Location, RepoName};
 
 pub use self::credentials::{Credentials, Secret};
 pub use self::retry::RetryPolicy;
-pub use self::settings::{HttpSettings, UploadMode};
+pub use self::settings::{DockerConfigSource, HttpSettings, UploadMode};
 pub use self::stats::{OperationStats, RateLimitStatus, RequestObserver, RequestStats};
 
 pub(crate) use self::request::{
     MAX_ERROR_BODY, MAX_METADATA_BODY, ReadError, ReqBody, header_str, parse_error_body,
-    read_limited, transport_kind,
+    read_limited, sanitize, transport_kind,
 };
 
 /// The context of one operation: for errors, counters and token scopes.
@@ -92,9 +93,9 @@ pub struct HttpRegistry {
     /// One connection pool; redirects are followed by hand.
     client: reqwest::Client,
     settings: HttpSettings,
-    /// Explicit credentials, or those found in the Docker config when the
-    /// adapter was built (never looked up again while serving).
-    credentials: Option<Credentials>,
+    /// Explicit credentials, or those found in the Docker config, looked
+    /// up once when first needed (see `session`); `None` inside = anonymous.
+    credentials: tokio::sync::OnceCell<Option<Credentials>>,
     /// Request rate and in-flight caps.
     limits: Limits,
     stats: Mutex<RequestStats>,
@@ -195,23 +196,12 @@ impl HttpRegistry {
         }
         let client = builder.build().map_err(|e| fail(transport_kind(e)))?;
 
+        // Explicit credentials are known now; the Docker config is read on
+        // the first request that needs credentials, so building an adapter
+        // never runs a credential helper (callers may hold a lock).
         let credentials = match &settings.credentials {
-            Some(c) => Some(c.clone()),
-            None => {
-                match settings
-                    .docker_config
-                    .clone()
-                    .or_else(credentials::default_docker_config)
-                {
-                    Some(path) => credentials::from_docker_config(
-                        &path,
-                        host,
-                        &settings.credential_helper_dirs,
-                    )
-                    .map_err(|e| fail(ErrorKind::Credentials(e.to_string())))?,
-                    None => None,
-                }
-            }
+            Some(c) => tokio::sync::OnceCell::new_with(Some(Some(c.clone()))),
+            None => tokio::sync::OnceCell::new(),
         };
 
         Ok(HttpRegistry {
@@ -288,7 +278,7 @@ mod tests {
         let r = HttpRegistry::new(
             "docker.io",
             HttpSettings {
-                docker_config: Some("/nonexistent/config.json".into()),
+                docker_config: DockerConfigSource::Off,
                 ..HttpSettings::default()
             },
         )
@@ -298,7 +288,7 @@ mod tests {
             "reg.example:5000",
             HttpSettings {
                 plain_http: Some(true),
-                docker_config: Some("/nonexistent/config.json".into()),
+                docker_config: DockerConfigSource::Off,
                 ..HttpSettings::default()
             },
         )
@@ -308,7 +298,7 @@ mod tests {
             "localhost:5000",
             HttpSettings {
                 plain_http: Some(false),
-                docker_config: Some("/nonexistent/config.json".into()),
+                docker_config: DockerConfigSource::Off,
                 ..HttpSettings::default()
             },
         )

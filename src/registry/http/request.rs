@@ -21,8 +21,10 @@ pub(crate) const MAX_ERROR_BODY: usize = 64 * 1024;
 pub(crate) const MAX_METADATA_BODY: usize = 4 * 1024 * 1024;
 /// Redirect hops followed before giving up.
 const MAX_REDIRECTS: usize = 10;
-/// Longest error message kept from a response body.
+/// Longest server-supplied string kept for an error message.
 const MAX_MESSAGE: usize = 200;
+/// Most OCI error codes kept from one error body.
+const MAX_ERROR_CODES: usize = 8;
 
 /// A request body, replayable or not.
 pub(crate) enum ReqBody {
@@ -60,13 +62,22 @@ pub(crate) fn transport_kind(e: reqwest::Error) -> ErrorKind {
     ErrorKind::Transport { message, retryable }
 }
 
-fn trim_message(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() <= MAX_MESSAGE {
-        return s.to_string();
+/// A server-supplied string made safe for one line of a message or log:
+/// control characters (newlines included) escaped, at most
+/// [`MAX_MESSAGE`] characters.
+pub(crate) fn sanitize(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.trim().chars().enumerate() {
+        if n == MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
-    let mut out: String = s.chars().take(MAX_MESSAGE).collect();
-    out.push('…');
     out
 }
 
@@ -83,23 +94,31 @@ struct ErrorEntry {
     message: Option<String>,
 }
 
-/// OCI error codes and the first message from an error body; anything that
-/// is not the JSON envelope (HTML, plain text) gives nothing.
+/// OCI error codes (at most [`MAX_ERROR_CODES`], then a count of the
+/// rest) and the first message from an error body, sanitized; anything
+/// that is not the JSON envelope (HTML, plain text) gives nothing.
 pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<String>, String) {
     match serde_json::from_slice::<ErrorEnvelope>(body) {
         Ok(env) => {
-            let codes = env
+            let all: Vec<&str> = env
                 .errors
                 .iter()
-                .map(|e| e.code.clone())
+                .map(|e| e.code.as_str())
                 .filter(|c| !c.is_empty())
-                .map(|c| trim_message(&c))
                 .collect();
+            let mut codes: Vec<String> = all
+                .iter()
+                .take(MAX_ERROR_CODES)
+                .map(|c| sanitize(c))
+                .collect();
+            if all.len() > MAX_ERROR_CODES {
+                codes.push(format!("(+{} more)", all.len() - MAX_ERROR_CODES));
+            }
             let message = env
                 .errors
                 .iter()
-                .find_map(|e| e.message.clone().filter(|m| !m.is_empty()))
-                .map(|m| trim_message(&m))
+                .find_map(|e| e.message.as_deref().filter(|m| !m.is_empty()))
+                .map(sanitize)
                 .unwrap_or_default();
             (codes, message)
         }
@@ -111,7 +130,25 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn same_origin(a: &Url, b: &Url) -> bool {
+/// Operations whose requests and answers are small, so they get a total
+/// deadline; blob bodies get a minimum throughput instead.
+fn is_metadata(op: Operation) -> bool {
+    !matches!(op, Operation::BlobGet | Operation::BlobPut)
+}
+
+/// The error of a metadata request that outlived its deadline.
+pub(crate) fn deadline_passed(deadline: Duration) -> ErrorKind {
+    ErrorKind::Transport {
+        message: format!(
+            "no complete answer within the {} s metadata deadline",
+            deadline.as_secs_f64()
+        ),
+        retryable: true,
+    }
+}
+
+/// Same scheme, host and port.
+pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
@@ -168,20 +205,46 @@ impl HttpRegistry {
         })
     }
 
-    /// Resolves a `Location`/`Link` URL against the URL of the request that
-    /// returned it (RFC 3986).
+    /// True for URLs on the registry's own origin: only requests to it
+    /// carry credentials, and only its challenges are answered. Every other
+    /// URL (upload `Location`, `Link`, redirect target) is someone else's.
+    pub(crate) fn is_own_origin(&self, url: &Url) -> bool {
+        same_origin(&self.base, url)
+    }
+
+    /// Resolves a `Location`/`Link`/redirect URL against the URL of the
+    /// request that returned it (RFC 3986), refusing to go from HTTPS to
+    /// plain HTTP and any scheme but those two.
     pub(crate) fn resolve(
         &self,
         ctx: &Ctx,
         base: &Url,
         location: &str,
     ) -> Result<Url, RegistryError> {
-        base.join(location).map_err(|e| {
+        let url = base.join(location).map_err(|e| {
             self.err(
                 ctx,
                 ErrorKind::InvalidResponse(format!("unusable Location/Link header: {e}")),
             )
-        })
+        })?;
+        match (base.scheme(), url.scheme()) {
+            ("https", "https") | ("http", "http" | "https") => Ok(url),
+            ("https", "http") => Err(self.err(
+                ctx,
+                ErrorKind::InsecureDowngrade(format!(
+                    "{} named {}",
+                    base.origin().ascii_serialization(),
+                    url.origin().ascii_serialization()
+                )),
+            )),
+            (_, other) => Err(self.err(
+                ctx,
+                ErrorKind::InvalidResponse(format!(
+                    "Location/Link with scheme {}",
+                    sanitize(other)
+                )),
+            )),
+        }
     }
 
     /// Runs `f` until it succeeds, fails for good, or the retry policy is
@@ -231,6 +294,14 @@ impl HttpRegistry {
         op: Operation,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ErrorKind> {
+        // Metadata answers are small: a total deadline (body included)
+        // stops a server that trickles bytes just fast enough to defeat the
+        // idle read timeout.
+        let deadline = is_metadata(op).then_some(self.settings.metadata_timeout);
+        let req = match deadline {
+            Some(d) => req.timeout(d),
+            None => req,
+        };
         let (permit, waited) = self.limits.acquire().await;
         let started = Instant::now();
         let result = req.send().await;
@@ -264,7 +335,10 @@ impl HttpRegistry {
             }
             Err(e) => {
                 stats.record_transport_error(op);
-                Err(transport_kind(e))
+                match deadline {
+                    Some(d) if e.is_timeout() => Err(deadline_passed(d)),
+                    _ => Err(transport_kind(e)),
+                }
             }
         }
     }
@@ -282,9 +356,14 @@ impl HttpRegistry {
         mut body: ReqBody,
     ) -> Result<reqwest::Response, RegistryError> {
         self.ensure_ping(ctx).await?;
+        let own = self.is_own_origin(&url);
         let mut reauthenticated = false;
         loop {
-            let (auth, sent_token) = self.authorization(ctx).await?;
+            let (auth, sent_token) = if own {
+                self.authorization(ctx).await?
+            } else {
+                (None, None)
+            };
             let sent_auth = auth.is_some();
             let resp = self
                 .send_following(
@@ -296,7 +375,10 @@ impl HttpRegistry {
                     auth,
                 )
                 .await?;
+            // A challenge from another origin is not ours to answer: our
+            // credentials (or a token bought with them) must not go there.
             if resp.status() == StatusCode::UNAUTHORIZED
+                && self.is_own_origin(resp.url())
                 && !reauthenticated
                 && body.replayable()
                 && self
@@ -343,7 +425,7 @@ impl HttpRegistry {
                 return Ok(resp);
             };
             let next = self.resolve(ctx, &url, location)?;
-            if !same_origin(&url, &next) {
+            if !self.is_own_origin(&next) {
                 // Pre-signed storage URLs refuse (and must never see) our
                 // credentials (spec-notes §1.7).
                 auth = None;
@@ -448,5 +530,60 @@ mod tests {
             &a,
             &Url::parse("https://127.0.0.1:5000/v2/x").unwrap()
         ));
+    }
+
+    #[test]
+    fn error_bodies_are_capped_in_count_and_escaped() {
+        let entries: Vec<String> = (0..50)
+            .map(|i| format!(r#"{{"code":"C{i}","message":"line one\nline two\u001b[31m"}}"#))
+            .collect();
+        let body = format!(r#"{{"errors":[{}]}}"#, entries.join(","));
+        let (codes, msg) = parse_error_body(body.as_bytes());
+        assert_eq!(codes.len(), MAX_ERROR_CODES + 1, "{codes:?}");
+        assert_eq!(codes.last().map(String::as_str), Some("(+42 more)"));
+        assert!(!msg.contains('\n') && !msg.contains('\u{1b}'), "{msg:?}");
+        assert_eq!(msg, "line one\\nline two\\u{1b}[31m");
+        let kind = ErrorKind::Status {
+            status: 500,
+            codes,
+            message: msg,
+            retry_after: None,
+        };
+        assert!(!kind.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn returned_urls_may_not_leave_https() {
+        let r = HttpRegistry::new(
+            "reg.example",
+            super::super::HttpSettings {
+                docker_config: super::super::DockerConfigSource::Off,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let ctx = Ctx {
+            op: Operation::TagList,
+            repo: "app".into(),
+            target: None,
+            scopes: Vec::new(),
+        };
+        let base = Url::parse("https://reg.example/v2/app/tags/list").unwrap();
+        for ok in ["/v2/app/tags/list?last=a", "https://cdn.example/x?sig=1"] {
+            assert!(r.resolve(&ctx, &base, ok).is_ok(), "{ok}");
+        }
+        let e = r
+            .resolve(&ctx, &base, "http://reg.example/v2/app/tags/list?last=a")
+            .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InsecureDowngrade(_)), "{e}");
+        assert!(e.to_string().contains("http://reg.example"), "{e}");
+        assert!(r.resolve(&ctx, &base, "file:///etc/passwd").is_err());
+        // Plain HTTP registries may move to HTTPS.
+        let plain = Url::parse("http://reg.example/v2/").unwrap();
+        assert!(r.resolve(&ctx, &plain, "https://reg.example/v2/").is_ok());
+        // Only the registry's own origin is "own".
+        assert!(r.is_own_origin(&Url::parse("https://reg.example:443/v2/").unwrap()));
+        assert!(!r.is_own_origin(&Url::parse("https://cdn.example/v2/").unwrap()));
+        assert!(!r.is_own_origin(&Url::parse("http://reg.example/v2/").unwrap()));
     }
 }

@@ -23,14 +23,27 @@ pub enum UploadMode {
     },
 }
 
+/// Where credentials may come from when none are given explicitly.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum DockerConfigSource {
+    /// No Docker config at all: no file is read, not even to look.
+    Off,
+    /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+    #[default]
+    Default,
+    /// This file.
+    Path(PathBuf),
+}
+
 /// Settings of one [`HttpRegistry`](super::HttpRegistry). `Debug` never shows secrets.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Explicit credentials; when `None`, the Docker config is consulted.
     pub credentials: Option<Credentials>,
-    /// Docker `config.json`; `None` = `$DOCKER_CONFIG/config.json` or
-    /// `~/.docker/config.json`.
-    pub docker_config: Option<PathBuf>,
+    /// The Docker `config.json` consulted when `credentials` is `None`.
+    pub docker_config: DockerConfigSource,
+    /// Longest a `docker-credential-*` helper may take before it is killed.
+    pub credential_helper_timeout: Duration,
     /// Directories searched before `PATH` for `docker-credential-*`.
     pub credential_helper_dirs: Vec<PathBuf>,
     /// `Some(true)` = plain HTTP, `Some(false)` = HTTPS, `None` = plain
@@ -58,13 +71,23 @@ pub struct HttpSettings {
     pub connect_timeout: Duration,
     /// Longest silence while reading a response.
     pub read_timeout: Duration,
+    /// Total deadline of one metadata request (ping, token, manifest,
+    /// tags, referrers, catalog), body included: a server trickling bytes
+    /// cannot hold a job forever.
+    pub metadata_timeout: Duration,
+    /// Slowest blob body accepted, in bytes per second averaged over
+    /// `blob_throughput_window`; 0 = no minimum.
+    pub min_blob_bytes_per_second: u64,
+    /// The window over which blob throughput is averaged.
+    pub blob_throughput_window: Duration,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             credentials: None,
-            docker_config: None,
+            docker_config: DockerConfigSource::Default,
+            credential_helper_timeout: Duration::from_secs(30),
             credential_helper_dirs: Vec::new(),
             plain_http: None,
             ca_certificates: Vec::new(),
@@ -79,6 +102,9 @@ impl Default for HttpSettings {
             user_agent: concat!("ocimirror/", env!("CARGO_PKG_VERSION")).to_string(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(300),
+            metadata_timeout: Duration::from_secs(60),
+            min_blob_bytes_per_second: 1024,
+            blob_throughput_window: Duration::from_secs(30),
         }
     }
 }

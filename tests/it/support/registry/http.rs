@@ -229,6 +229,19 @@ async fn body_fault(sh: &Shared, method: &str, path: &str, r: Response) -> Respo
             });
             Response::from_parts(parts, Body::from_stream(stream))
         }
+        FaultKind::Trickle { chunk, every } => {
+            let chunk = chunk.max(1);
+            let stream = futures::stream::unfold(bytes, move |rest| async move {
+                if rest.is_empty() {
+                    return None;
+                }
+                tokio::time::sleep(every).await;
+                let mut rest = rest;
+                let head = rest.split_to(chunk.min(rest.len()));
+                Some((Ok::<Bytes, std::io::Error>(head), rest))
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
         _ => Response::from_parts(parts, Body::from(bytes)),
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
-//!   arrives, before authentication. Body faults (`ResetMidBody`, `TruncatedBody`, `WrongBytes`)
+//!   arrives, before authentication. Body faults (`ResetMidBody`, `TruncatedBody`, `WrongBytes`,
+//!   `Trickle`)
 //!   are matched only against 2xx responses that carry a body, so a 401 challenge or a HEAD does
 //!   not use them up.
 //! - Manifest GET/HEAD honours `Accept` like distribution: a stored type that is not accepted
@@ -173,6 +174,14 @@ pub enum FaultKind {
     WrongBytes,
     /// Answer normally after this delay.
     Delay(Duration),
+    /// The whole body, but `chunk` bytes at a time, one chunk every `every`:
+    /// a link too slow to be useful yet never silent long enough for an idle timeout.
+    Trickle {
+        /// Bytes per chunk (at least 1).
+        chunk: usize,
+        /// Pause before each chunk.
+        every: Duration,
+    },
 }
 
 /// Form of the `Retry-After` header on an injected 429.
