@@ -1,7 +1,8 @@
-//! Time limits on requests over a link that trickles bytes: just often
-//! enough to defeat the idle read timeout, far too slowly to be useful.
-//! Metadata requests get a total deadline; blob bodies a minimum
-//! throughput. Both leave an honest slow registry alone.
+//! Bad links. One that trickles bytes, just often enough to defeat the
+//! idle read timeout and far too slowly to be useful: metadata requests get
+//! a total deadline, blob bodies a minimum throughput, and both leave an
+//! honest slow registry alone. One that cuts connections mid-body: blob
+//! reads resume with `Range` from where they were.
 
 use std::time::{Duration, Instant};
 
@@ -100,4 +101,65 @@ async fn a_trickled_blob_body_fails_below_the_minimum_throughput() {
     for part in [tr.host().as_str(), "app", d.as_str(), "slower than"] {
         assert!(text.contains(part), "{text:?} lacks {part:?}");
     }
+}
+
+#[tokio::test]
+async fn a_blob_over_a_link_that_cuts_every_response_resumes_with_range() {
+    const CUT: usize = 256 * 1024;
+    let tr = TestRegistry::start(Options::default()).await;
+    let data: Vec<u8> = (0..4 * 1024 * 1024 + 12_345)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    let d = tr.put_blob("app", &data);
+    let digest: Digest = d.parse().unwrap();
+    tr.push_fault(Fault {
+        times: 1000,
+        ..Fault::once(Some("GET"), "/blobs/", FaultKind::CutAfter(CUT))
+    });
+    let r = client(&tr, |s| s.retry.max_attempts = 3);
+    let blob = r.blob_get(&repo("app"), &digest).await.unwrap();
+    assert_eq!(blob.size, data.len() as u64);
+    let mut body = blob.stream;
+    let mut got = Vec::new();
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(got == data, "the resumed read delivered other bytes");
+    // Every response brings at most CUT bytes; resuming from the offset
+    // reached means no byte is sent twice, so the requests are just enough.
+    let gets = tr.count("GET", &format!("/blobs/{d}"));
+    let needed = data.len().div_ceil(CUT);
+    assert!(
+        gets <= needed + 2,
+        "{gets} GETs for {needed} pieces: bytes were sent again"
+    );
+    assert!(gets >= needed, "{gets} GETs cannot carry {needed} pieces");
+}
+
+#[tokio::test]
+async fn a_link_that_brings_nothing_gives_up_after_the_retry_budget() {
+    let tr = TestRegistry::start(Options::default()).await;
+    let data = vec![9u8; 64 * 1024];
+    let d = tr.put_blob("app", &data);
+    let digest: Digest = d.parse().unwrap();
+    // The first response brings half; every later one is cut before a byte.
+    tr.push_fault(Fault::once(Some("GET"), "/blobs/", FaultKind::ResetMidBody));
+    tr.push_fault(Fault {
+        times: 1000,
+        ..Fault::once(Some("GET"), "/blobs/", FaultKind::CutAfter(0))
+    });
+    let r = client(&tr, |s| s.retry.max_attempts = 3);
+    let blob = r.blob_get(&repo("app"), &digest).await.unwrap();
+    let mut body = blob.stream;
+    let mut e = None;
+    while let Some(chunk) = body.next().await {
+        if let Err(err) = chunk {
+            e = Some(err);
+            break;
+        }
+    }
+    let e = e.expect("a link that never brings the rest cannot succeed");
+    assert!(e.to_string().contains(&d), "{e}");
+    // One good half, then 3 fruitless resumes.
+    assert_eq!(tr.count("GET", &format!("/blobs/{d}")), 1 + 3);
 }

@@ -25,6 +25,7 @@ mod blob;
 mod manifest;
 mod referrers;
 mod request;
+mod resume;
 mod session;
 mod settings;
 mod tags;
@@ -78,44 +79,64 @@ impl Ctx {
     }
 }
 
-/// A registry reached over HTTP(S).
-///
-/// The `std` mutexes guard plain data for a moment and are never held
-/// across an `.await`; the one `tokio` mutex (`token_fetch`) is held while
-/// a token request is in flight, so it must be awaitable.
+/// A registry reached over HTTP(S): a cheap handle on its shared state,
+/// so that a blob stream can keep one to resume an interrupted read.
 pub struct HttpRegistry {
-    /// The registry as named in image references (`docker.io`,
-    /// `localhost:5000`); used in every error and metric.
-    name: String,
-    /// The API origin (`https://registry-1.docker.io/`): requests go here,
-    /// and only requests to this origin carry credentials.
-    base: Url,
-    /// One connection pool; redirects are followed by hand.
-    client: reqwest::Client,
-    settings: HttpSettings,
-    /// Explicit credentials, or those found in the Docker config, looked
-    /// up once when first needed (see `session`); `None` inside = anonymous.
-    credentials: tokio::sync::OnceCell<Option<Credentials>>,
-    /// Request rate and in-flight caps.
-    limits: Limits,
-    stats: Mutex<RequestStats>,
-    /// Set once the `/v2/` ping has answered: the registry is pinged once,
-    /// and concurrent first requests wait for the same ping.
-    ping: tokio::sync::OnceCell<()>,
-    /// The scheme the registry asked for (from the ping, or a later 401).
-    scheme: Mutex<AuthScheme>,
-    /// Bearer tokens by realm, service and scope set.
-    tokens: Mutex<TokenCache>,
-    /// Serialises token fetches, so a burst of requests (or of 401s for one
-    /// expired token) shares one new token instead of asking N times.
-    token_fetch: tokio::sync::Mutex<()>,
-    /// Referrers-API verdict per repository, with when it was probed.
-    referrers_cache: Mutex<HashMap<String, (ReferrersSupport, Instant)>>,
-    /// The latest Docker Hub pull allowance seen.
-    hub_ratelimit: Mutex<Option<RateLimitStatus>>,
-    /// Receives every request (metrics), if set.
-    observer: Option<Arc<dyn RequestObserver>>,
+    shared: Arc<Shared>,
 }
+
+impl std::ops::Deref for HttpRegistry {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+mod shared {
+    use super::*;
+
+    /// The state of one [`HttpRegistry`], shared by its handles.
+    ///
+    /// The `std` mutexes guard plain data for a moment and are never held
+    /// across an `.await`; the one `tokio` mutex (`token_fetch`) is held
+    /// while a token request is in flight, so it must be awaitable.
+    pub struct Shared {
+        /// The registry as named in image references (`docker.io`,
+        /// `localhost:5000`); used in every error and metric.
+        pub(super) name: String,
+        /// The API origin (`https://registry-1.docker.io/`): requests go here,
+        /// and only requests to this origin carry credentials.
+        pub(super) base: Url,
+        /// One connection pool; redirects are followed by hand.
+        pub(super) client: reqwest::Client,
+        pub(super) settings: HttpSettings,
+        /// Explicit credentials, or those found in the Docker config, looked
+        /// up once when first needed (see `session`); `None` inside = anonymous.
+        pub(super) credentials: tokio::sync::OnceCell<Option<Credentials>>,
+        /// Request rate and in-flight caps.
+        pub(super) limits: Limits,
+        pub(super) stats: Mutex<RequestStats>,
+        /// Set once the `/v2/` ping has answered: the registry is pinged once,
+        /// and concurrent first requests wait for the same ping.
+        pub(super) ping: tokio::sync::OnceCell<()>,
+        /// The scheme the registry asked for (from the ping, or a later 401).
+        pub(super) scheme: Mutex<AuthScheme>,
+        /// Bearer tokens by realm, service and scope set.
+        pub(super) tokens: Mutex<TokenCache>,
+        /// Serialises token fetches, so a burst of requests (or of 401s for one
+        /// expired token) shares one new token instead of asking N times.
+        pub(super) token_fetch: tokio::sync::Mutex<()>,
+        /// Referrers-API verdict per repository, with when it was probed.
+        pub(super) referrers_cache: Mutex<HashMap<String, (ReferrersSupport, Instant)>>,
+        /// The latest Docker Hub pull allowance seen.
+        pub(super) hub_ratelimit: Mutex<Option<RateLimitStatus>>,
+        /// Receives every request (metrics), if set.
+        pub(super) observer: Option<Arc<dyn RequestObserver>>,
+    }
+}
+
+use self::shared::Shared;
 
 impl std::fmt::Debug for HttpRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,26 +226,39 @@ impl HttpRegistry {
         };
 
         Ok(HttpRegistry {
-            name: host.to_string(),
-            base,
-            client,
-            limits: Limits::new(settings.requests_per_second, settings.max_in_flight),
-            credentials,
-            settings,
-            stats: Mutex::new(RequestStats::default()),
-            ping: tokio::sync::OnceCell::new(),
-            scheme: Mutex::new(AuthScheme::Anonymous),
-            tokens: Mutex::new(TokenCache::default()),
-            token_fetch: tokio::sync::Mutex::new(()),
-            referrers_cache: Mutex::new(HashMap::new()),
-            hub_ratelimit: Mutex::new(None),
-            observer: None,
+            shared: Arc::new(Shared {
+                name: host.to_string(),
+                base,
+                client,
+                limits: Limits::new(settings.requests_per_second, settings.max_in_flight),
+                credentials,
+                settings,
+                stats: Mutex::new(RequestStats::default()),
+                ping: tokio::sync::OnceCell::new(),
+                scheme: Mutex::new(AuthScheme::Anonymous),
+                tokens: Mutex::new(TokenCache::default()),
+                token_fetch: tokio::sync::Mutex::new(()),
+                referrers_cache: Mutex::new(HashMap::new()),
+                hub_ratelimit: Mutex::new(None),
+                observer: None,
+            }),
         })
+    }
+
+    /// Another handle on the same registry state (connections, limits,
+    /// tokens, counters).
+    pub(crate) fn handle(&self) -> HttpRegistry {
+        HttpRegistry {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Reports every request to `observer` (metrics) as well.
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
-        self.observer = Some(observer);
+        // Called right after `new`, before any handle exists.
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.observer = Some(observer);
+        }
         self
     }
 

@@ -12,7 +12,7 @@
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
 //!   arrives, before authentication. Body faults (`ResetMidBody`, `TruncatedBody`, `WrongBytes`,
-//!   `Trickle`)
+//!   `CutAfter`, `Trickle`)
 //!   are matched only against 2xx responses that carry a body, so a 401 challenge or a HEAD does
 //!   not use them up.
 //! - Manifest GET/HEAD honours `Accept` like distribution: a stored type that is not accepted
@@ -174,6 +174,9 @@ pub enum FaultKind {
     WrongBytes,
     /// Answer normally after this delay.
     Delay(Duration),
+    /// Full `Content-Length` announced, the connection closed after this many body bytes (a
+    /// body no longer than that is served whole).
+    CutAfter(usize),
     /// The whole body, but `chunk` bytes at a time, one chunk every `every`:
     /// a link too slow to be useful yet never silent long enough for an idle timeout.
     Trickle {
