@@ -19,15 +19,15 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures::StreamExt;
 use ocimirror::oci::Digest;
-use ocimirror::registry::Registry;
 use ocimirror::registry::http::{
     Credentials, DockerConfigSource, HttpRegistry, HttpSettings, RetryPolicy, Secret,
 };
+use ocimirror::registry::{ErrorKind, Registry};
 use tokio::task::JoinHandle;
 
 use crate::support::cli::text;
 use crate::support::registry::{Auth, Options, TestRegistry};
-use crate::support::values::{body_of, desc, repo};
+use crate::support::values::{body_of, desc, repo, tag};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-pw";
@@ -133,6 +133,15 @@ impl Origins {
     }
 }
 
+/// The `Host` a request was sent to.
+fn uri_host(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn basic_value() -> String {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     format!("Basic {enc}")
@@ -197,6 +206,11 @@ async fn main_handler(State(st): State<Arc<MainState>>, req: Request) -> Respons
             format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#),
         )
             .into_response(),
+        (Method::GET, "/v2/r/manifests/elsewhere") => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", format!("http://{other}/challenge"))],
+        )
+            .into_response(),
         (Method::GET, p) if p.starts_with("/v2/r/blobs/") => (
             StatusCode::TEMPORARY_REDIRECT,
             [("location", format!("http://{other}/blob"))],
@@ -239,6 +253,19 @@ async fn other_handler(
         )
             .into_response(),
         (Method::GET, "/blob") => b"hello".to_vec().into_response(),
+        // A challenge naming a token server of its own: answering it would
+        // hand our credentials to that server.
+        (Method::GET, "/challenge") => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                "www-authenticate",
+                format!(
+                    r#"Bearer realm="http://{}/token",service="x""#,
+                    uri_host(&headers)
+                ),
+            )],
+        )
+            .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -289,6 +316,23 @@ async fn redirect_to_another_origin_gets_no_credentials() {
     }
     assert_eq!(bytes, b"hello");
     o.assert_other_saw_no_credentials("GET", "/blob");
+}
+
+#[tokio::test]
+async fn a_challenge_from_another_origin_is_not_answered() {
+    let o = Origins::start(Mode::Basic).await;
+    let e = o
+        .client()
+        .manifest_fetch(&repo("r"), &tag("elsewhere"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Unauthorized(_)), "{e}");
+    o.assert_other_saw_no_credentials("GET", "/challenge");
+    let seen = o.seen_by_other.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|(_, p, _)| p == "/token"),
+        "a token was asked for at the other origin's realm: {seen:?}"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,12 @@
 //! the [`Registry`](super::Registry) implementation; `session` the auth flow (ping, tokens,
 //! re-auth on 401); `auth`, `credentials`, `retry`, `limits`, `stats` are
 //! the pure parts; `blob`, `manifest`, `tags`, `referrers` are the API
-//! families.
+//! families, with `resume` (cut blob reads go on with `Range`) and
+//! `throughput` (a floor for blob bodies) beside `blob`.
+//!
+//! Credentials only ever go to the registry's own origin: URLs it hands
+//! back (upload `Location`, `Link` pages, redirects) may name other hosts,
+//! which get requests without `Authorization` (see `request`).
 //!
 //! Imports only [`crate::oci`] and [`crate::registry`]. reqwest types
 //! never leave this module.

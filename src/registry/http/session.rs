@@ -363,3 +363,40 @@ fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
         .flat_map(auth::parse_challenges)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::http::{DockerConfigSource, HttpSettings};
+
+    fn registry(plain: bool) -> HttpRegistry {
+        let settings = HttpSettings {
+            docker_config: DockerConfigSource::Off,
+            plain_http: Some(plain),
+            ..HttpSettings::default()
+        };
+        HttpRegistry::new("reg.example", settings).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_http_token_realm_is_refused_for_an_https_registry() {
+        let ctx = Ctx {
+            op: Operation::Token,
+            repo: "app".into(),
+            target: None,
+            scopes: Vec::new(),
+        };
+        let e = registry(false)
+            .fetch_token(&ctx, "http://127.0.0.1:1/token", "svc", &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InsecureDowngrade(_)), "{e}");
+        assert!(e.to_string().contains("http://127.0.0.1:1"), "{e}");
+        // A plain-HTTP registry may name one (this one is not listening).
+        let e = registry(true)
+            .fetch_token(&ctx, "http://127.0.0.1:1/token", "svc", &[])
+            .await
+            .unwrap_err();
+        assert!(!matches!(e.kind, ErrorKind::InsecureDowngrade(_)), "{e}");
+    }
+}
