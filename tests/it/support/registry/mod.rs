@@ -67,6 +67,8 @@ pub struct Options {
     pub redirect_blobs: bool,
     /// `(limit, remaining)` => Docker Hub style `ratelimit-*` headers on manifest GET/HEAD.
     pub ratelimit: Option<(u64, u64)>,
+    /// Blob GET ignores `Range` and always answers 200 with the whole blob (default false).
+    pub ignore_range: bool,
     /// Added to every request before it is handled: a round trip to a remote
     /// registry, for benchmarks (default zero).
     pub latency: Duration,
@@ -85,6 +87,7 @@ impl Default for Options {
             redirect_blobs: false,
             ratelimit: None,
             latency: Duration::ZERO,
+            ignore_range: false,
         }
     }
 }
