@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use crate::config::{Job, Limits, ReferrersMode, RegistryAuth, RegistrySettings};
 use crate::copy::{CopyOptions, PlatformSpec};
 use crate::registry::ReferrersSupport;
-use crate::registry::http::{Credentials, HttpSettings, Secret, UploadMode};
+use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, Secret, UploadMode};
 
 /// Maps a config registry entry to the HTTP adapter's settings.
 pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
@@ -20,13 +20,13 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
             Some(Credentials::IdentityToken(Secret::new(token.expose())))
         }
     };
+    // Three states down to the adapter: "off" reads no Docker config at all.
     let docker_config = match &s.docker_config {
-        crate::config::DockerConfig::Disabled => None,
-        crate::config::DockerConfig::Default => {
-            crate::registry::http::credentials::default_docker_config()
-        }
-        crate::config::DockerConfig::Path(p) => Some(p.clone()),
+        crate::config::DockerConfig::Disabled => DockerConfigSource::Off,
+        crate::config::DockerConfig::Default => DockerConfigSource::Default,
+        crate::config::DockerConfig::Path(p) => DockerConfigSource::Path(p.clone()),
     };
+
     HttpSettings {
         credentials,
         docker_config,
@@ -48,6 +48,9 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
             ReferrersMode::Api => Some(ReferrersSupport::Supported),
             ReferrersMode::Tags => Some(ReferrersSupport::Unsupported),
         },
+        referrers_cache_ttl: s.referrers_cache_ttl,
+        metadata_timeout: s.request_timeout,
+        min_blob_bytes_per_second: s.min_blob_bytes_per_second,
         ..HttpSettings::default()
     }
 }

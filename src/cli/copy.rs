@@ -148,7 +148,9 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     if args.plain_http {
         http.plain_http = Some(true);
     }
-    http.docker_config = args.docker_config.clone();
+    if let Some(path) = &args.docker_config {
+        http.docker_config = crate::registry::http::DockerConfigSource::Path(path.clone());
+    }
     let source = open(&args.src.location, &http)?;
     let target = open(&args.dst.location, &http)?;
     if args.dst.digest.is_some() {

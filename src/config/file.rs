@@ -203,6 +203,15 @@ pub struct FileRegistry {
     /// `"api"` (has the referrers API), `"tags"` (use the fallback tag
     /// schema), `"auto"` (detect). Default `"auto"`.
     pub referrers: Option<ReferrersMode>,
+    /// How long a detected referrers-API verdict is trusted before the
+    /// registry is asked again. Default `"5m"`.
+    pub referrers_cache_ttl: Option<String>,
+    /// Total deadline of every request except blob bodies (manifests, tags,
+    /// referrers, tokens), body included. Default `"60s"`.
+    pub request_timeout: Option<String>,
+    /// Slowest blob body accepted, in bytes per second averaged over 30 s
+    /// of waiting (`0` turns the floor off). Default `1024`.
+    pub min_blob_bytes_per_second: Option<u64>,
 }
 
 /// `[[jobs]]`: one mirroring job.

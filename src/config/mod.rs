@@ -275,6 +275,14 @@ pub struct RegistrySettings {
     pub chunk_size: u64,
     /// Forced referrers capability (`Auto` = detect).
     pub referrers: ReferrersMode,
+    /// How long a detected referrers verdict is trusted.
+    #[serde(serialize_with = "ser_duration")]
+    pub referrers_cache_ttl: Duration,
+    /// Total deadline of every request except blob bodies.
+    #[serde(serialize_with = "ser_duration")]
+    pub request_timeout: Duration,
+    /// Slowest blob body accepted (bytes per second; 0 = no floor).
+    pub min_blob_bytes_per_second: u64,
 }
 
 impl RegistrySettings {
@@ -282,6 +290,12 @@ impl RegistrySettings {
     pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
     /// Default chunk size (8 MiB).
     pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+    /// Default trust of a referrers verdict (regclient and oras-go: 5 min).
+    pub const DEFAULT_REFERRERS_CACHE_TTL: Duration = Duration::from_secs(300);
+    /// Default total deadline of a metadata request.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default floor for blob bodies.
+    pub const DEFAULT_MIN_BLOB_BYTES_PER_SECOND: u64 = 1024;
 
     /// The settings used for a host with no `[registries]` entry.
     pub fn defaults(host: &str) -> Self {
@@ -297,6 +311,9 @@ impl RegistrySettings {
             upload: UploadMode::Monolithic,
             chunk_size: Self::DEFAULT_CHUNK_SIZE,
             referrers: ReferrersMode::Auto,
+            referrers_cache_ttl: Self::DEFAULT_REFERRERS_CACHE_TTL,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            min_blob_bytes_per_second: Self::DEFAULT_MIN_BLOB_BYTES_PER_SECOND,
         }
     }
 }

@@ -678,3 +678,26 @@ fn graph_limits_and_item_timeout() {
         "invalid size",
     );
 }
+
+#[test]
+fn registry_timeouts_and_verdict_ttl() {
+    let (_dir, res) = load_text(
+        "c.toml",
+        &format!(
+            "version = 1\n[registries.\"ghcr.io\"]\nreferrers_cache_ttl = \"1m\"\n\
+             request_timeout = \"2m\"\nmin_blob_bytes_per_second = 0\n{MINIMAL_JOB}"
+        ),
+        &[],
+    );
+    let r = res.unwrap().registry("ghcr.io");
+    assert_eq!(r.referrers_cache_ttl, Duration::from_secs(60));
+    assert_eq!(r.request_timeout, Duration::from_secs(120));
+    assert_eq!(r.min_blob_bytes_per_second, 0);
+    let d = RegistrySettings::defaults("x");
+    assert_eq!(d.request_timeout, Duration::from_secs(60));
+    assert_one(
+        &format!("version = 1\n[registries.\"ghcr.io\"]\nrequest_timeout = \"0s\"\n{MINIMAL_JOB}"),
+        "registries.\"ghcr.io\".request_timeout",
+        "longer than 0s",
+    );
+}

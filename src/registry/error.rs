@@ -134,6 +134,10 @@ pub enum ErrorKind {
     /// Credential lookup or configuration failure.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// An HTTPS registry pointed at plain HTTP (a `Location`, `Link`,
+    /// redirect or token realm); refused so nothing travels in clear text.
+    #[error("refused to leave HTTPS for plain HTTP: {0}")]
+    InsecureDowngrade(String),
 }
 
 impl ErrorKind {
@@ -165,6 +169,7 @@ impl ErrorKind {
             ErrorKind::Transport { .. } => "transport",
             ErrorKind::Io(_) => "io",
             ErrorKind::Credentials(_) => "credentials",
+            ErrorKind::InsecureDowngrade(_) => "insecure_downgrade",
         }
     }
 

@@ -12,7 +12,9 @@ use ocimirror::oci::media_type::{
     DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST,
 };
 use ocimirror::oci::{Descriptor, Digest, Manifest, RepoName};
-use ocimirror::registry::http::{HttpRegistry, HttpSettings, RetryPolicy, UploadMode};
+use ocimirror::registry::http::{
+    DockerConfigSource, HttpRegistry, HttpSettings, RetryPolicy, UploadMode,
+};
 use ocimirror::registry::{ErrorKind, Precondition, ReferrersSupport, Registry};
 
 use crate::support::distribution::Distribution;
@@ -22,7 +24,7 @@ fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
     HttpRegistry::new(
         &d.host(),
         HttpSettings {
-            docker_config: Some("/nonexistent/ocimirror-test/config.json".into()),
+            docker_config: DockerConfigSource::Off,
             upload,
             retry: RetryPolicy {
                 max_attempts: 3,
@@ -255,7 +257,7 @@ async fn tls_by_default_with_custom_ca() {
     let name = repo("tls/app");
     let settings = |f: &dyn Fn(&mut HttpSettings)| {
         let mut s = HttpSettings {
-            docker_config: Some("/nonexistent/ocimirror-test/config.json".into()),
+            docker_config: DockerConfigSource::Off,
             // Loopback would default to plain HTTP; this registry speaks TLS.
             plain_http: Some(false),
             retry: RetryPolicy {

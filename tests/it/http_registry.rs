@@ -12,7 +12,7 @@ use serde_json::json;
 use ocimirror::oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
 use ocimirror::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 use ocimirror::registry::http::{
-    Credentials, HttpRegistry, HttpSettings, RetryPolicy, Secret, UploadMode,
+    Credentials, DockerConfigSource, HttpRegistry, HttpSettings, RetryPolicy, Secret, UploadMode,
 };
 use ocimirror::registry::{
     BlobStream, ErrorKind, Operation, Precondition, ReferrersSupport, Registry, RegistryError,
@@ -26,7 +26,7 @@ use crate::support::values::{body_of, desc as blob_desc, repo, tag};
 fn settings() -> HttpSettings {
     HttpSettings {
         // Never read the developer's own Docker config.
-        docker_config: Some("/nonexistent/ocimirror-test/config.json".into()),
+        docker_config: DockerConfigSource::Off,
         retry: RetryPolicy {
             max_attempts: 4,
             min_delay: Duration::from_millis(1),
@@ -363,29 +363,24 @@ async fn blob_roundtrip_is_streamed_and_verified() {
 }
 
 #[tokio::test]
-async fn blob_body_faults_end_in_named_stream_errors() {
+async fn blob_body_faults_end_in_named_stream_errors_or_resume() {
     let tr = TestRegistry::start(Options::default()).await;
     let r = client(&tr);
     let data = vec![7u8; 64 * 1024];
     let d = tr.put_blob("app", &data);
     let digest: Digest = d.parse().unwrap();
-    for kind in [
-        FaultKind::WrongBytes,
-        FaultKind::ResetMidBody,
-        FaultKind::TruncatedBody,
-    ] {
+    tr.push_fault(Fault::once(Some("GET"), "/blobs/", FaultKind::WrongBytes));
+    let blob = r.blob_get(&repo("app"), &digest).await.unwrap();
+    let e = read_all(blob.stream).await.unwrap_err();
+    assert_names(&e, &tr, "app", Operation::BlobGet, &d);
+    assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
+    // A connection cut mid-body is resumed from where it stopped.
+    for kind in [FaultKind::ResetMidBody, FaultKind::TruncatedBody] {
+        tr.clear_log();
         tr.push_fault(Fault::once(Some("GET"), "/blobs/", kind.clone()));
         let blob = r.blob_get(&repo("app"), &digest).await.unwrap();
-        let e = read_all(blob.stream).await.unwrap_err();
-        assert_names(&e, &tr, "app", Operation::BlobGet, &d);
-        if matches!(kind, FaultKind::WrongBytes) {
-            assert!(matches!(e.kind, ErrorKind::DigestMismatch { .. }), "{e}");
-        } else {
-            assert!(
-                e.is_retryable() || matches!(e.kind, ErrorKind::SizeMismatch { .. }),
-                "{kind:?}: {e}"
-            );
-        }
+        assert_eq!(read_all(blob.stream).await.unwrap(), data, "{kind:?}");
+        assert_eq!(tr.count("GET", "/blobs/"), 2, "{kind:?}: one resume");
     }
     // And after the faults, a clean read.
     let blob = r.blob_get(&repo("app"), &digest).await.unwrap();
@@ -1120,7 +1115,9 @@ async fn no_secret_in_logs_errors_or_debug_output() {
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
-        logs.contains("HTTP response"),
+        // Any adapter event will do: which callsites a thread-local
+        // subscriber sees can vary when other tests register them first.
+        logs.contains("ocimirror::registry::http"),
         "the subscriber captured the adapter's logs"
     );
     let tokens = tr.issued_tokens();

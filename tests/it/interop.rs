@@ -31,7 +31,7 @@ fn client(tr: &TestRegistry, f: impl FnOnce(&mut HttpSettings)) -> HttpRegistry 
                 username: Personality::USER.into(),
                 password: Secret::new(Personality::PASSWORD),
             }),
-        docker_config: Some("/nonexistent/config.json".into()),
+        docker_config: ocimirror::registry::http::DockerConfigSource::Off,
         ..HttpSettings::default()
     };
     f(&mut s);

@@ -3,6 +3,7 @@
 mod copy_cli;
 mod copy_matrix;
 mod copy_retry;
+mod credentials;
 mod distribution;
 mod http_registry;
 mod interop;
@@ -13,6 +14,7 @@ mod limits;
 mod observability;
 mod observability_daemon;
 mod reliability;
+mod slow_links;
 mod support;
 mod sync_jobs;
 mod test_registry;

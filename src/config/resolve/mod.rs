@@ -537,6 +537,20 @@ impl Resolver<'_> {
                 Ok(n) => n,
             },
         };
+        let referrers_cache_ttl = match &r.referrers_cache_ttl {
+            Some(d) => self.duration(d, &p.key("referrers_cache_ttl")),
+            None => Some(RegistrySettings::DEFAULT_REFERRERS_CACHE_TTL),
+        };
+        let request_timeout = match &r.request_timeout {
+            Some(d) => match self.duration(d, &p.key("request_timeout")) {
+                Some(d) if d.is_zero() => {
+                    self.problem(&p.key("request_timeout"), "must be longer than 0s");
+                    None
+                }
+                other => other,
+            },
+            None => Some(RegistrySettings::DEFAULT_REQUEST_TIMEOUT),
+        };
         if self.problems.len() > before {
             return None;
         }
@@ -553,6 +567,11 @@ impl Resolver<'_> {
             upload: r.upload.unwrap_or_default(),
             chunk_size,
             referrers: r.referrers.unwrap_or_default(),
+            referrers_cache_ttl: referrers_cache_ttl?,
+            request_timeout: request_timeout?,
+            min_blob_bytes_per_second: r
+                .min_blob_bytes_per_second
+                .unwrap_or(RegistrySettings::DEFAULT_MIN_BLOB_BYTES_PER_SECOND),
         })
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::credentials::Secret;
 
@@ -242,6 +242,36 @@ pub fn parse_scope_list(s: &str) -> Vec<Scope> {
 /// Docker's client does (the token spec says tokens should last ≥ 60 s).
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Tokens are trusted at most this long, whatever the server says; a
+/// registry that revokes one earlier answers 401 and a fresh one is fetched.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a token received at `now` may be used: `expires_in` (default
+/// 60 s, any number accepted) less the token's age by `issued_at` (RFC
+/// 3339), clamped to [`MIN_TOKEN_LIFETIME`, `MAX_TOKEN_LIFETIME`]. An
+/// `issued_at` in the future, unparseable, or older than the lifetime means
+/// the clocks disagree: the lifetime then counts from receipt.
+pub fn token_lifetime(
+    expires_in: Option<f64>,
+    issued_at: Option<&str>,
+    now: SystemTime,
+) -> Duration {
+    let secs = expires_in
+        .filter(|s| s.is_finite())
+        .unwrap_or(MIN_TOKEN_LIFETIME.as_secs_f64());
+    let ttl = Duration::try_from_secs_f64(secs.clamp(
+        MIN_TOKEN_LIFETIME.as_secs_f64(),
+        MAX_TOKEN_LIFETIME.as_secs_f64(),
+    ))
+    .unwrap_or(MIN_TOKEN_LIFETIME);
+    let age = issued_at
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+        .and_then(|t| now.duration_since(SystemTime::from(t)).ok())
+        .filter(|age| *age < ttl)
+        .unwrap_or(Duration::ZERO);
+    ttl.saturating_sub(age).max(MIN_TOKEN_LIFETIME)
+}
+
 /// A cached token with its expiry.
 #[derive(Clone, Debug)]
 struct CachedToken {
@@ -269,20 +299,12 @@ impl TokenCache {
         (now + margin < t.expires).then(|| t.token.clone())
     }
 
-    /// Stores a token issued at `now` with `expires_in` (default 60 s,
-    /// raised to [`MIN_TOKEN_LIFETIME`]).
-    pub fn insert(&mut self, key: String, token: Secret, expires_in: Option<u64>, now: Instant) {
-        let ttl = expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(MIN_TOKEN_LIFETIME)
-            .max(MIN_TOKEN_LIFETIME);
-        self.tokens.insert(
-            key,
-            CachedToken {
-                token,
-                expires: now + ttl,
-            },
-        );
+    /// Stores a token received at `now`, usable for `lifetime` (see
+    /// [`token_lifetime`]; clamped again here, so no value overflows).
+    pub fn insert(&mut self, key: String, token: Secret, lifetime: Duration, now: Instant) {
+        let ttl = lifetime.clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        self.tokens.insert(key, CachedToken { token, expires });
     }
 
     /// Makes `to` name the same token (and expiry) as `from`.
@@ -384,7 +406,7 @@ mod tests {
     fn token_cache_expiry_and_early_refresh() {
         let mut c = TokenCache::default();
         let t0 = Instant::now();
-        c.insert("k".into(), Secret::new("tok"), Some(300), t0);
+        c.insert("k".into(), Secret::new("tok"), Duration::from_secs(300), t0);
         assert!(c.get("k", t0, REFRESH_MARGIN).is_some());
         assert!(
             c.get("k", t0 + Duration::from_secs(295), REFRESH_MARGIN)
@@ -394,8 +416,8 @@ mod tests {
             c.get("k", t0 + Duration::from_secs(293), Duration::ZERO)
                 .is_some()
         );
-        // Absent or tiny expires_in: 60 s.
-        c.insert("d".into(), Secret::new("tok"), None, t0);
+        // Tiny or huge lifetimes are clamped.
+        c.insert("d".into(), Secret::new("tok"), Duration::ZERO, t0);
         assert!(
             c.get("d", t0 + Duration::from_secs(50), REFRESH_MARGIN)
                 .is_some()
@@ -404,12 +426,58 @@ mod tests {
             c.get("d", t0 + Duration::from_secs(55), REFRESH_MARGIN)
                 .is_none()
         );
-        c.insert("z".into(), Secret::new("tok"), Some(1), t0);
+        c.insert("z".into(), Secret::new("tok"), Duration::MAX, t0);
         assert!(
-            c.get("z", t0 + Duration::from_secs(30), REFRESH_MARGIN)
+            c.get("z", t0 + Duration::from_secs(3600), REFRESH_MARGIN)
                 .is_some()
+        );
+        assert!(
+            c.get("z", t0 + MAX_TOKEN_LIFETIME, Duration::ZERO)
+                .is_none()
         );
         c.remove("z");
         assert!(c.get("z", t0, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped_and_never_overflow() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(token_lifetime(None, None, now)), 60);
+        assert_eq!(secs(token_lifetime(Some(300.0), None, now)), 300);
+        assert_eq!(secs(token_lifetime(Some(1.0), None, now)), 60);
+        for huge in [u64::MAX as f64, f64::MAX, f64::INFINITY, f64::NAN, -5.0] {
+            let d = token_lifetime(Some(huge), None, now);
+            assert!(
+                d >= MIN_TOKEN_LIFETIME && d <= MAX_TOKEN_LIFETIME,
+                "{huge}: {d:?}"
+            );
+        }
+        assert_eq!(
+            token_lifetime(Some(u64::MAX as f64), None, now),
+            MAX_TOKEN_LIFETIME
+        );
+        // issued_at 100 s ago: 200 s left of 300.
+        assert_eq!(
+            secs(token_lifetime(
+                Some(300.0),
+                Some("2023-11-14T22:11:40Z"),
+                now
+            )),
+            200
+        );
+        // In the future, absurd, or unparseable: counted from receipt.
+        for issued in [
+            "2099-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59+14:00",
+            "yesterday",
+        ] {
+            assert_eq!(
+                secs(token_lifetime(Some(300.0), Some(issued), now)),
+                300,
+                "{issued}"
+            );
+        }
     }
 }

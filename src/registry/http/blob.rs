@@ -16,7 +16,10 @@ use futures::{Stream, StreamExt};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use super::{Ctx, HttpRegistry, ReqBody, UploadMode, header_str, lock, transport_kind};
+use super::{
+    Ctx, HttpRegistry, ReqBody, UploadMode, header_str, lock, resume, sanitize, throughput,
+    transport_kind,
+};
 use crate::oci::{Descriptor, Digest, RepoName};
 use crate::registry::stream::{StreamContext, verify};
 use crate::registry::{Blob, BlobStream, ErrorKind, Operation, RegistryError};
@@ -116,8 +119,8 @@ impl HttpRegistry {
     ) -> Result<Blob, RegistryError> {
         let ctx = Ctx::new(Operation::BlobGet, repo, Some(digest.to_string()), false);
         let url = self.url(&ctx, &Self::blob_path(repo, digest))?;
-        // Only getting the response is retried; a body cut short surfaces
-        // as a stream error and the caller starts over.
+        // Getting the response is retried here; a body cut short is
+        // resumed by the stream (see `resume`).
         let resp = self
             .with_retry(|| async {
                 let resp = self
@@ -147,20 +150,10 @@ impl HttpRegistry {
                 )
             })?,
         };
-        let registry = self.name.clone();
-        let err_repo = ctx.repo.clone();
-        let target = ctx.target.clone();
-        let body: BlobStream = Box::pin(resp.bytes_stream().map(move |r| {
-            r.map_err(|e| {
-                RegistryError::new(
-                    registry.clone(),
-                    err_repo.clone(),
-                    Operation::BlobGet,
-                    target.clone(),
-                    transport_kind(e),
-                )
-            })
-        }));
+        let first = self.blob_body(&ctx, resp);
+        // Cut connections resume with `Range` from the byte reached; the
+        // digest check below still covers the whole blob.
+        let body = resume::resuming(self.handle(), ctx.clone(), url, size, first);
         let stream = verify(
             body,
             digest.clone(),
@@ -171,6 +164,33 @@ impl HttpRegistry {
             },
         );
         Ok(Blob { size, stream })
+    }
+
+    /// The body of a blob GET response as a blob stream: transport errors
+    /// named after `ctx`, and the minimum throughput enforced.
+    pub(super) fn blob_body(&self, ctx: &Ctx, resp: reqwest::Response) -> BlobStream {
+        let registry = self.name.clone();
+        let repo = ctx.repo.clone();
+        let target = ctx.target.clone();
+        let fail = move |kind: ErrorKind| {
+            RegistryError::new(
+                registry.clone(),
+                repo.clone(),
+                Operation::BlobGet,
+                target.clone(),
+                kind,
+            )
+        };
+        let body: BlobStream = Box::pin(resp.bytes_stream().map({
+            let fail = fail.clone();
+            move |r| r.map_err(|e| fail(transport_kind(e)))
+        }));
+        throughput::enforce(
+            body,
+            self.settings.min_blob_bytes_per_second,
+            self.settings.blob_throughput_window,
+            fail,
+        )
     }
 
     /// `POST /v2/<name>/blobs/uploads/` (retried: nothing is sent yet);
@@ -304,7 +324,7 @@ impl HttpRegistry {
                     ctx,
                     ErrorKind::InvalidResponse(format!(
                         "registry stored the blob as {}, expected {}",
-                        d.trim(),
+                        sanitize(d),
                         desc.digest
                     )),
                 ),

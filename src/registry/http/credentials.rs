@@ -7,12 +7,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde::Deserialize;
+
+use super::settings::DockerConfigSource;
+
+/// Most bytes read from a credential helper's answer.
+const MAX_HELPER_OUTPUT: u64 = 64 * 1024;
 
 /// A secret string (password, token). `Debug` and `Display` print
 /// `<redacted>`; [`Secret::expose`] is the only way to read it.
@@ -112,6 +119,31 @@ pub fn default_docker_config() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
 }
 
+/// The Docker config file `source` names; `None` for [`DockerConfigSource::Off`]
+/// (or no `$DOCKER_CONFIG`/`$HOME` to find one in).
+pub fn docker_config_path(source: &DockerConfigSource) -> Option<PathBuf> {
+    match source {
+        DockerConfigSource::Off => None,
+        DockerConfigSource::Default => default_docker_config(),
+        DockerConfigSource::Path(p) => Some(p.clone()),
+    }
+}
+
+/// Credentials for `registry` from the Docker config `source` names; with
+/// [`DockerConfigSource::Off`] no file is touched. Blocks while a helper
+/// runs (at most `helper_timeout`): call it off the async runtime.
+pub fn lookup(
+    source: &DockerConfigSource,
+    registry: &str,
+    helper_dirs: &[PathBuf],
+    helper_timeout: Duration,
+) -> Result<Option<Credentials>, CredentialsError> {
+    match docker_config_path(source) {
+        Some(path) => from_docker_config(&path, registry, helper_dirs, helper_timeout),
+        None => Ok(None),
+    }
+}
+
 /// The keys under which `auths`/`credHelpers` may store a registry: the
 /// host itself, and for Docker Hub its historical names.
 fn lookup_keys(registry: &str) -> Vec<String> {
@@ -145,11 +177,13 @@ fn normalise_key(key: &str) -> &str {
 /// Looks up credentials for `registry` (as in an image reference, e.g.
 /// `docker.io`, `localhost:5000`) in the Docker config at `path`.
 /// A missing file means no credentials. `helper_dirs` are searched before
-/// `PATH` for `docker-credential-*` programs.
+/// `PATH` for `docker-credential-*` programs; one that has not answered
+/// within `helper_timeout` is killed.
 pub fn from_docker_config(
     path: &Path,
     registry: &str,
     helper_dirs: &[PathBuf],
+    helper_timeout: Duration,
 ) -> Result<Option<Credentials>, CredentialsError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -170,7 +204,7 @@ pub fn from_docker_config(
     let keys = lookup_keys(registry);
     for key in &keys {
         if let Some(helper) = config.cred_helpers.get(key) {
-            return run_helper(helper, key, helper_dirs);
+            return run_helper(helper, key, helper_dirs, helper_timeout);
         }
     }
     if let Some(store) = &config.creds_store {
@@ -181,7 +215,7 @@ pub fn from_docker_config(
             registry
         };
         // As Docker does: the store wins; the file is the fallback.
-        if let Some(c) = run_helper(store, key, helper_dirs)? {
+        if let Some(c) = run_helper(store, key, helper_dirs, helper_timeout)? {
             return Ok(Some(c));
         }
     }
@@ -248,11 +282,13 @@ fn find_helper(name: &str, helper_dirs: &[PathBuf]) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(program))
 }
 
-/// Runs `docker-credential-<helper> get` with the host on stdin.
+/// Runs `docker-credential-<helper> get` with the host on stdin, killing
+/// it when it has not exited within `timeout`.
 fn run_helper(
     helper: &str,
     host: &str,
     helper_dirs: &[PathBuf],
+    timeout: Duration,
 ) -> Result<Option<Credentials>, CredentialsError> {
     let fail = |reason: String| CredentialsError::Helper {
         helper: helper.to_string(),
@@ -271,20 +307,47 @@ fn run_helper(
         if let Err(e) = stdin.write_all(host.as_bytes())
             && e.kind() != std::io::ErrorKind::BrokenPipe
         {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(fail(format!("cannot write: {}", e.kind())));
         }
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("cannot wait: {}", e.kind())))?;
-    if !out.status.success() {
+    // stdout is drained on a thread so a chatty helper cannot block on a
+    // full pipe while we wait for it to exit.
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.take(MAX_HELPER_OUTPUT).read_to_end(&mut buf);
+            let _ = tx.send(buf);
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "no answer within {} s; stopped",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(fail(format!("cannot wait: {}", e.kind()))),
+        }
+    };
+    // A grandchild may still hold stdout open: wait for it a short while only.
+    let stdout = rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+    if !status.success() {
         // The protocol reports a missing entry on stdout.
-        if String::from_utf8_lossy(&out.stdout).contains("credentials not found") {
+        if String::from_utf8_lossy(&stdout).contains("credentials not found") {
             return Ok(None);
         }
-        return Err(fail(format!("exit status {}", out.status)));
+        return Err(fail(format!("exit status {status}")));
     }
-    let parsed: HelperOutput = serde_json::from_slice(&out.stdout)
+    let parsed: HelperOutput = serde_json::from_slice(&stdout)
         .map_err(|_| fail("output is not the expected JSON".into()))?;
     if parsed.secret.is_empty() {
         return Ok(None);
@@ -302,6 +365,8 @@ fn run_helper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T: Duration = Duration::from_secs(30);
 
     fn write(dir: &Path, json: &str) -> PathBuf {
         let p = dir.join("config.json");
@@ -336,7 +401,9 @@ mod tests {
                 "https://reg.example/v2/":{{"auth":"{auth}"}}}}}}"#
             ),
         );
-        let hub = from_docker_config(&p, "docker.io", &[]).unwrap().unwrap();
+        let hub = from_docker_config(&p, "docker.io", &[], T)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             hub,
             Credentials::Basic {
@@ -344,25 +411,27 @@ mod tests {
                 password: Secret::new("pa:ss")
             }
         );
-        let local = from_docker_config(&p, "localhost:5000", &[])
+        let local = from_docker_config(&p, "localhost:5000", &[], T)
             .unwrap()
             .unwrap();
         assert!(matches!(local, Credentials::Basic { ref username, .. } if username == "bob"));
-        let tok = from_docker_config(&p, "tok.example", &[]).unwrap().unwrap();
+        let tok = from_docker_config(&p, "tok.example", &[], T)
+            .unwrap()
+            .unwrap();
         assert_eq!(tok, Credentials::IdentityToken(Secret::new("idt")));
         assert!(
-            from_docker_config(&p, "reg.example", &[])
+            from_docker_config(&p, "reg.example", &[], T)
                 .unwrap()
                 .is_some()
         );
-        assert!(from_docker_config(&p, "other", &[]).unwrap().is_none());
+        assert!(from_docker_config(&p, "other", &[], T).unwrap().is_none());
     }
 
     #[test]
     fn missing_file_is_none_and_bad_files_do_not_leak() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            from_docker_config(&dir.path().join("nope.json"), "x", &[])
+            from_docker_config(&dir.path().join("nope.json"), "x", &[], T)
                 .unwrap()
                 .is_none()
         );
@@ -370,13 +439,13 @@ mod tests {
             dir.path(),
             r#"{"auths":{"x":{"auth":"c2VjcmV0LW5vLWNvbG9u"}}}"#,
         );
-        let e = from_docker_config(&p, "x", &[]).unwrap_err().to_string();
+        let e = from_docker_config(&p, "x", &[], T).unwrap_err().to_string();
         assert!(
             !e.contains("secret-no-colon") && !e.contains("c2VjcmV0"),
             "{e}"
         );
         let p = write(dir.path(), r#"{"auths": "topsecret"#);
-        let e = from_docker_config(&p, "x", &[]).unwrap_err().to_string();
+        let e = from_docker_config(&p, "x", &[], T).unwrap_err().to_string();
         assert!(!e.contains("topsecret"), "{e}");
     }
 
@@ -406,7 +475,7 @@ mod tests {
             r#"{"credsStore":"fake","credHelpers":{"t.example":"tok","n.example":"none"},
                "auths":{"a.example":{"username":"x","password":"y"}}}"#,
         );
-        let c = from_docker_config(&p, "reg.example:5000", &dirs)
+        let c = from_docker_config(&p, "reg.example:5000", &dirs, T)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -416,18 +485,20 @@ mod tests {
                 password: Secret::new("s3cret")
             }
         );
-        let c = from_docker_config(&p, "docker.io", &dirs).unwrap().unwrap();
+        let c = from_docker_config(&p, "docker.io", &dirs, T)
+            .unwrap()
+            .unwrap();
         assert!(
             matches!(c, Credentials::Basic { ref username, .. } if username == "u-https://index.docker.io/v1/")
         );
         assert_eq!(
-            from_docker_config(&p, "t.example", &dirs).unwrap(),
+            from_docker_config(&p, "t.example", &dirs, T).unwrap(),
             Some(Credentials::IdentityToken(Secret::new("idtok")))
         );
-        assert_eq!(from_docker_config(&p, "n.example", &dirs).unwrap(), None);
+        assert_eq!(from_docker_config(&p, "n.example", &dirs, T).unwrap(), None);
         // The store wins over auths; auths are the fallback.
         assert!(matches!(
-            from_docker_config(&p, "a.example", &dirs).unwrap(),
+            from_docker_config(&p, "a.example", &dirs, T).unwrap(),
             Some(Credentials::Basic { ref username, .. }) if username == "u-a.example"
         ));
         let p = write(
@@ -435,11 +506,47 @@ mod tests {
             r#"{"credsStore":"none","auths":{"a.example":{"username":"x","password":"y"}}}"#,
         );
         assert!(matches!(
-            from_docker_config(&p, "a.example", &dirs).unwrap(),
+            from_docker_config(&p, "a.example", &dirs, T).unwrap(),
             Some(Credentials::Basic { ref username, .. }) if username == "x"
         ));
         let p = write(dir.path(), r#"{"credsStore":"missing-helper"}"#);
-        let e = from_docker_config(&p, "r", &dirs).unwrap_err();
+        let e = from_docker_config(&p, "r", &dirs, T).unwrap_err();
         assert!(e.to_string().contains("docker-credential-missing-helper"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_hanging_helper_is_killed_at_its_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("docker-credential-hang");
+        std::fs::write(&p, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = write(dir.path(), r#"{"credsStore":"hang"}"#);
+        let started = Instant::now();
+        let e = from_docker_config(
+            &config,
+            "r.example",
+            &[dir.path().to_path_buf()],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("docker-credential-hang") && e.contains("r.example"),
+            "{e}"
+        );
+        assert!(e.contains("no answer within"), "{e}");
+    }
+
+    #[test]
+    fn off_names_no_file() {
+        assert_eq!(docker_config_path(&DockerConfigSource::Off), None);
+        assert_eq!(
+            docker_config_path(&DockerConfigSource::Path("/x/c.json".into())),
+            Some(PathBuf::from("/x/c.json"))
+        );
+        assert_eq!(lookup(&DockerConfigSource::Off, "r", &[], T).unwrap(), None);
     }
 }

@@ -3,7 +3,7 @@
 //! Basic credentials, or the OAuth2 refresh-token grant for identity
 //! tokens) and re-authentication after a 401 (spec-notes §6).
 
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tracing::debug;
 
 use super::auth::{self, Challenge, Scope};
-use super::credentials::{Credentials, Secret};
+use super::credentials::{self, Credentials, Secret};
 use super::{Ctx, HttpRegistry, MAX_METADATA_BODY, lock};
 use crate::registry::{ErrorKind, Operation, RegistryError};
 
@@ -30,8 +30,11 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    /// Any JSON number: a server's absurd value is clamped, not refused.
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<f64>,
+    #[serde(default)]
+    issued_at: Option<String>,
 }
 
 impl HttpRegistry {
@@ -85,8 +88,34 @@ impl HttpRegistry {
             .then_some(AuthScheme::Basic)
     }
 
-    fn basic_header(&self) -> Option<HeaderValue> {
-        match &self.credentials {
+    /// The credentials for this registry: explicit ones, else a Docker
+    /// config lookup made once, on the first request that needs them, on a
+    /// blocking thread (a credential helper may take a while) and with no
+    /// lock held.
+    pub(super) async fn resolved_credentials(
+        &self,
+        ctx: &Ctx,
+    ) -> Result<Option<&Credentials>, RegistryError> {
+        self.credentials
+            .get_or_try_init(|| async {
+                let source = self.settings.docker_config.clone();
+                let host = self.name.clone();
+                let dirs = self.settings.credential_helper_dirs.clone();
+                let timeout = self.settings.credential_helper_timeout;
+                tokio::task::spawn_blocking(move || {
+                    credentials::lookup(&source, &host, &dirs, timeout)
+                })
+                .await
+                .map_err(|e| ErrorKind::Credentials(format!("lookup did not finish: {e}")))?
+                .map_err(|e| ErrorKind::Credentials(e.to_string()))
+            })
+            .await
+            .map(Option::as_ref)
+            .map_err(|k| self.err(ctx, k))
+    }
+
+    fn basic_header(credentials: Option<&Credentials>) -> Option<HeaderValue> {
+        match credentials {
             Some(Credentials::Basic { username, password }) => {
                 let raw = format!("{username}:{}", password.expose());
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw);
@@ -108,7 +137,10 @@ impl HttpRegistry {
         let scheme = lock(&self.scheme).clone();
         match scheme {
             AuthScheme::Anonymous => Ok((None, None)),
-            AuthScheme::Basic => Ok((self.basic_header(), None)),
+            AuthScheme::Basic => Ok((
+                Self::basic_header(self.resolved_credentials(ctx).await?),
+                None,
+            )),
             AuthScheme::Bearer { realm, service } => {
                 let (_, token) = self.token(ctx, &realm, &service, &ctx.scopes, None).await?;
                 let mut v =
@@ -153,10 +185,10 @@ impl HttpRegistry {
             op: Operation::Token,
             ..ctx.clone()
         };
-        let (token, expires_in) = self
+        let (token, lifetime) = self
             .with_retry(|| self.fetch_token(&tctx, realm, service, scopes))
             .await?;
-        lock(&self.tokens).insert(key.clone(), token.clone(), expires_in, Instant::now());
+        lock(&self.tokens).insert(key.clone(), token.clone(), lifetime, Instant::now());
         Ok((key, token))
     }
 
@@ -166,15 +198,38 @@ impl HttpRegistry {
         realm: &str,
         service: &str,
         scopes: &[Scope],
-    ) -> Result<(Secret, Option<u64>), RegistryError> {
+    ) -> Result<(Secret, Duration), RegistryError> {
         let mut url = Url::parse(realm).map_err(|e| {
             self.err(
                 ctx,
                 ErrorKind::InvalidResponse(format!("invalid token realm: {e}")),
             )
         })?;
+        // A token request carries the credentials: never in clear text to
+        // a realm named by an HTTPS registry (unless it is configured
+        // insecure).
+        match url.scheme() {
+            "https" => {}
+            "http" if self.base.scheme() == "http" || !self.settings.tls_verify => {}
+            "http" => {
+                return Err(self.err(
+                    ctx,
+                    ErrorKind::InsecureDowngrade(format!(
+                        "token realm {}",
+                        url.origin().ascii_serialization()
+                    )),
+                ));
+            }
+            other => {
+                return Err(self.err(
+                    ctx,
+                    ErrorKind::InvalidResponse(format!("token realm with scheme {other:?}")),
+                ));
+            }
+        }
         let merged = auth::merge_scopes(scopes);
-        let req = match &self.credentials {
+        let credentials = self.resolved_credentials(ctx).await?;
+        let req = match credentials {
             Some(Credentials::IdentityToken(refresh)) => {
                 // OAuth2 refresh-token grant (distribution auth/oauth.md).
                 let scope = merged
@@ -202,7 +257,7 @@ impl HttpRegistry {
                     }
                 }
                 let mut req = self.client.get(url);
-                if let Some(basic) = self.basic_header() {
+                if let Some(basic) = Self::basic_header(credentials) {
                     req = req.header(header::AUTHORIZATION, basic);
                 }
                 req
@@ -218,7 +273,7 @@ impl HttpRegistry {
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 e.kind = ErrorKind::Unauthorized(format!(
                     "token endpoint refused the {} (HTTP {})",
-                    if self.credentials.is_some() {
+                    if credentials.is_some() {
                         "credentials"
                     } else {
                         "anonymous request"
@@ -245,7 +300,12 @@ impl HttpRegistry {
                     ErrorKind::InvalidResponse("token response has no token".into()),
                 )
             })?;
-        Ok((Secret::new(token), parsed.expires_in))
+        let lifetime = auth::token_lifetime(
+            parsed.expires_in,
+            parsed.issued_at.as_deref(),
+            SystemTime::now(),
+        );
+        Ok((Secret::new(token), lifetime))
     }
 
     /// Reacts to a 401: learns the challenge and gets a fresh token (with
@@ -265,7 +325,8 @@ impl HttpRegistry {
         match scheme {
             AuthScheme::Basic => {
                 // Retry only when we have credentials we did not send yet.
-                Ok(self.credentials.is_some() && (previous != AuthScheme::Basic || !sent_auth))
+                let have = self.resolved_credentials(ctx).await?.is_some();
+                Ok(have && (previous != AuthScheme::Basic || !sent_auth))
             }
             AuthScheme::Bearer { realm, service } => {
                 let mut scopes = ctx.scopes.clone();
@@ -301,4 +362,41 @@ fn challenges_of(headers: &HeaderMap) -> Vec<Challenge> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(auth::parse_challenges)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::http::{DockerConfigSource, HttpSettings};
+
+    fn registry(plain: bool) -> HttpRegistry {
+        let settings = HttpSettings {
+            docker_config: DockerConfigSource::Off,
+            plain_http: Some(plain),
+            ..HttpSettings::default()
+        };
+        HttpRegistry::new("reg.example", settings).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_http_token_realm_is_refused_for_an_https_registry() {
+        let ctx = Ctx {
+            op: Operation::Token,
+            repo: "app".into(),
+            target: None,
+            scopes: Vec::new(),
+        };
+        let e = registry(false)
+            .fetch_token(&ctx, "http://127.0.0.1:1/token", "svc", &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::InsecureDowngrade(_)), "{e}");
+        assert!(e.to_string().contains("http://127.0.0.1:1"), "{e}");
+        // A plain-HTTP registry may name one (this one is not listening).
+        let e = registry(true)
+            .fetch_token(&ctx, "http://127.0.0.1:1/token", "svc", &[])
+            .await
+            .unwrap_err();
+        assert!(!matches!(e.kind, ErrorKind::InsecureDowngrade(_)), "{e}");
+    }
 }

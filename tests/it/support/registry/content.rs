@@ -241,6 +241,9 @@ pub(super) fn blob_get(
         let url = format!("http://{bh}/_blobstore/{digest}?repo={}", enc(name));
         return reply(307, &[("location", url)], Body::empty());
     }
+    if sh.options.ignore_range {
+        return serve_blob(digest, bytes, &HeaderMap::new(), head);
+    }
     serve_blob(digest, bytes, h, head)
 }
 

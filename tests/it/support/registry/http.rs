@@ -211,8 +211,13 @@ async fn body_fault(sh: &Shared, method: &str, path: &str, r: Response) -> Respo
             v[len / 2] ^= 0xff;
             Response::from_parts(parts, Body::from(v))
         }
-        FaultKind::TruncatedBody | FaultKind::ResetMidBody => {
-            let half = bytes.slice(..len / 2);
+        FaultKind::CutAfter(n) if n >= len => Response::from_parts(parts, Body::from(bytes)),
+        FaultKind::TruncatedBody | FaultKind::ResetMidBody | FaultKind::CutAfter(_) => {
+            let cut = match kind {
+                FaultKind::CutAfter(n) => n,
+                _ => len / 2,
+            };
+            let half = bytes.slice(..cut);
             let reset = matches!(kind, FaultKind::ResetMidBody);
             // Announce the full length and send half. The pause lets hyper flush what was
             // sent (an immediate error would abort before the headers go out). Then either fail
@@ -236,6 +241,19 @@ async fn body_fault(sh: &Shared, method: &str, path: &str, r: Response) -> Respo
                         _ => None,
                     }
                 }
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        FaultKind::Trickle { chunk, every } => {
+            let chunk = chunk.max(1);
+            let stream = futures::stream::unfold(bytes, move |rest| async move {
+                if rest.is_empty() {
+                    return None;
+                }
+                tokio::time::sleep(every).await;
+                let mut rest = rest;
+                let head = rest.split_to(chunk.min(rest.len()));
+                Some((Ok::<Bytes, std::io::Error>(head), rest))
             });
             Response::from_parts(parts, Body::from_stream(stream))
         }

@@ -11,7 +11,8 @@
 //!
 //! Behaviour worth knowing when writing tests:
 //! - `Status`, `TooManyRequests` and `Delay` faults are matched (and used up) when a request
-//!   arrives, before authentication. Body faults (`ResetMidBody`, `TruncatedBody`, `WrongBytes`)
+//!   arrives, before authentication. Body faults (`ResetMidBody`, `TruncatedBody`, `WrongBytes`,
+//!   `CutAfter`, `Trickle`)
 //!   are matched only against 2xx responses that carry a body, so a 401 challenge or a HEAD does
 //!   not use them up.
 //! - Manifest GET/HEAD honours `Accept` like distribution: a stored type that is not accepted
@@ -75,6 +76,8 @@ pub struct Options {
     pub redirect_blobs: bool,
     /// `(limit, remaining)` => Docker Hub style `ratelimit-*` headers on manifest GET/HEAD.
     pub ratelimit: Option<(u64, u64)>,
+    /// Blob GET ignores `Range` and always answers 200 with the whole blob (default false).
+    pub ignore_range: bool,
     /// Added to every request before it is handled: a round trip to a remote
     /// registry, for benchmarks (default zero).
     pub latency: Duration,
@@ -98,6 +101,7 @@ impl Default for Options {
             ratelimit: None,
             latency: Duration::ZERO,
             lie_blob_head_size: false,
+            ignore_range: false,
         }
     }
 }
@@ -187,6 +191,17 @@ pub enum FaultKind {
     WrongBytes,
     /// Answer normally after this delay.
     Delay(Duration),
+    /// Full `Content-Length` announced, the connection closed after this many body bytes (a
+    /// body no longer than that is served whole).
+    CutAfter(usize),
+    /// The whole body, but `chunk` bytes at a time, one chunk every `every`:
+    /// a link too slow to be useful yet never silent long enough for an idle timeout.
+    Trickle {
+        /// Bytes per chunk (at least 1).
+        chunk: usize,
+        /// Pause before each chunk.
+        every: Duration,
+    },
 }
 
 /// Form of the `Retry-After` header on an injected 429.
