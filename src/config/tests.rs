@@ -79,7 +79,12 @@ fn examples_resolve_to_what_they_say() {
         Timing::Interval(Duration::from_secs(6 * 3600))
     );
     assert_eq!(alpine.schedule.jitter, Duration::from_secs(300));
-    assert_eq!(alpine.platform_mode, PlatformMode::Filter);
+    // [defaults] lists platforms without a mode: indexes stay whole.
+    assert_eq!(alpine.platform_mode, PlatformMode::Whole);
+    assert_eq!(
+        daemon.job("app").unwrap().platform_mode,
+        PlatformMode::Filter
+    );
     assert_eq!(alpine.referrers.depth, 2);
     let distroless = daemon.job("distroless-static").unwrap();
     assert!(matches!(distroless.schedule.timing, Timing::Cron(_)));

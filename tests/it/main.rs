@@ -11,6 +11,7 @@ mod interop_personalities;
 mod interop_places;
 mod layout;
 mod limits;
+mod listing_limits;
 mod observability;
 mod observability_daemon;
 mod reliability;

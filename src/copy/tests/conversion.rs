@@ -166,17 +166,32 @@ async fn auto_discovery_takes_the_union_of_api_and_fallback_tag() {
 async fn api_target_mode_never_writes_fallback_tags_and_tags_mode_always_does() {
     let src = Arc::new(MemoryRegistry::new("src", true));
     let f = fixture(&src, false);
-    let dst = Arc::new(MemoryRegistry::new("dst", false));
     let opts = CopyOptions {
         target_referrers: ReferrersMode::Api,
         ..CopyOptions::default()
     };
-    let r = copier(&src, &dst, opts)
+    let dst = Arc::new(MemoryRegistry::new("dst", true));
+    let r = copier(&src, &dst, opts.clone())
         .copy_image(&repo(), &v1(), &repo(), None)
         .await
         .unwrap();
     assert!(r.is_success());
     assert_eq!(dst.tag_list(REPO), vec!["v1".to_string()]);
+    // Api mode on a target without the API: never a fallback tag, and the
+    // referrers fail by name (so the image tag waits) instead of being
+    // pushed where nothing can find them.
+    let dst = Arc::new(MemoryRegistry::new("dst", false));
+    let r = copier(&src, &dst, opts)
+        .copy_image(&repo(), &v1(), &repo(), None)
+        .await
+        .unwrap();
+    assert!(!r.is_success());
+    assert!(
+        r.failures.iter().any(|f| f.kind() == "unsupported"),
+        "{:?}",
+        r.failures
+    );
+    assert!(dst.tag_list(REPO).is_empty(), "{:?}", dst.tag_list(REPO));
     let dst = Arc::new(MemoryRegistry::new("dst", true));
     let opts = CopyOptions {
         target_referrers: ReferrersMode::Tags,

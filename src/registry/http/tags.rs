@@ -10,13 +10,17 @@ use serde::Deserialize;
 
 use super::auth::Scope;
 use super::{Ctx, HttpRegistry, MAX_METADATA_BODY, ReqBody};
-use crate::oci::RepoName;
+use crate::oci::{RepoName, Tag};
 use crate::registry::{ErrorKind, Operation, RegistryError};
 
 /// Entries asked for per page.
 const PAGE_SIZE: usize = 1000;
 /// Pages followed at most (a loop guard).
 const MAX_PAGES: usize = 10_000;
+/// Entries kept from one listing (tags of a repository, or the catalog).
+pub(crate) const MAX_LISTING_ENTRIES: usize = 1_000_000;
+/// Body bytes read for one listing, all pages together.
+const MAX_LISTING_BYTES: usize = 256 * 1024 * 1024;
 
 /// The target of the `rel="next"` link in one or more `Link` values.
 pub fn next_link<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
@@ -73,22 +77,24 @@ struct CatalogPage {
 }
 
 impl HttpRegistry {
-    /// Fetches every page starting at `first`, handing each body to `page`.
+    /// Fetches every page starting at `first`, handing each body to
+    /// `page`, which answers how many new entries it held. Bounded in pages,
+    /// bytes and entries; a page that adds nothing yet links to another is a
+    /// loop, however its URL is spelled.
     pub(super) async fn paginate(
         &self,
         ctx: &Ctx,
         first: Url,
         headers: HeaderMap,
-        mut page: impl FnMut(&[u8], &HeaderMap) -> Result<(), RegistryError>,
+        mut page: impl FnMut(&[u8], &HeaderMap) -> Result<usize, RegistryError>,
     ) -> Result<(), RegistryError> {
         let mut url = first;
         let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        let (mut bytes, mut entries) = (0usize, 0usize);
+        let invalid = |what: String| self.err(ctx, ErrorKind::InvalidResponse(what));
+        for page_no in 1..=MAX_PAGES {
             if !seen.insert(url.to_string()) {
-                return Err(self.err(
-                    ctx,
-                    ErrorKind::InvalidResponse("pagination Link loops back".into()),
-                ));
+                return Err(invalid("pagination Link loops back".into()));
             }
             let (body, resp_headers) = self
                 .with_retry(|| async {
@@ -108,20 +114,35 @@ impl HttpRegistry {
                     Ok((self.read_body(ctx, resp, MAX_METADATA_BODY).await?, h))
                 })
                 .await?;
-            page(&body, &resp_headers)?;
+            bytes = bytes.saturating_add(body.len());
+            if bytes > MAX_LISTING_BYTES {
+                return Err(invalid(format!(
+                    "listing larger than {} MiB",
+                    MAX_LISTING_BYTES >> 20
+                )));
+            }
+            let added = page(&body, &resp_headers)?;
+            entries = entries.saturating_add(added);
+            if entries > MAX_LISTING_ENTRIES {
+                return Err(invalid(format!(
+                    "listing has more than {MAX_LISTING_ENTRIES} entries"
+                )));
+            }
             let links = resp_headers
                 .get_all("link")
                 .iter()
                 .filter_map(|v| v.to_str().ok());
             match next_link(links) {
+                Some(_) if added == 0 => {
+                    return Err(invalid(format!(
+                        "pagination makes no progress: page {page_no} added no new entry but links to another"
+                    )));
+                }
                 Some(next) => url = self.resolve(ctx, &url, &next)?,
                 None => return Ok(()),
             }
         }
-        Err(self.err(
-            ctx,
-            ErrorKind::InvalidResponse(format!("more than {MAX_PAGES} pages")),
-        ))
+        Err(invalid(format!("more than {MAX_PAGES} pages")))
     }
 
     pub(super) async fn tags_impl(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
@@ -131,6 +152,7 @@ impl HttpRegistry {
             .append_pair("n", &PAGE_SIZE.to_string());
         let mut tags = Vec::new();
         let mut seen = HashSet::new();
+        let mut dropped = Dropped::default();
         self.paginate(&ctx, url, HeaderMap::new(), |body, _| {
             let page: TagPage = serde_json::from_slice(body).map_err(|_| {
                 self.err(
@@ -138,14 +160,18 @@ impl HttpRegistry {
                     ErrorKind::InvalidResponse("tag list is not the expected JSON".into()),
                 )
             })?;
+            let before = seen.len();
             for t in page.tags.unwrap_or_default() {
-                if seen.insert(t.clone()) {
+                if Tag::new(&t).is_err() {
+                    dropped.note(t);
+                } else if seen.insert(t.clone()) {
                     tags.push(t);
                 }
             }
-            Ok(())
+            Ok(seen.len() - before)
         })
         .await?;
+        dropped.warn(&self.name, repo.as_str(), "tag");
         Ok(tags)
     }
 
@@ -161,6 +187,8 @@ impl HttpRegistry {
         url.query_pairs_mut()
             .append_pair("n", &PAGE_SIZE.to_string());
         let mut repos = Vec::new();
+        let mut seen = HashSet::new();
+        let mut dropped = Dropped::default();
         self.paginate(&ctx, url, HeaderMap::new(), |body, _| {
             let page: CatalogPage = serde_json::from_slice(body).map_err(|_| {
                 self.err(
@@ -168,11 +196,46 @@ impl HttpRegistry {
                     ErrorKind::InvalidResponse("catalog is not the expected JSON".into()),
                 )
             })?;
-            repos.extend(page.repositories.unwrap_or_default());
-            Ok(())
+            let before = seen.len();
+            for r in page.repositories.unwrap_or_default() {
+                if RepoName::new(&r).is_err() {
+                    dropped.note(r);
+                } else if seen.insert(r.clone()) {
+                    repos.push(r);
+                }
+            }
+            Ok(seen.len() - before)
         })
         .await?;
+        dropped.warn(&self.name, "", "repository");
         Ok(repos)
+    }
+}
+
+/// Names a listing held that fail the grammar: dropped at parse time and
+/// said once per listing, not once each.
+#[derive(Default)]
+struct Dropped {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Dropped {
+    fn note(&mut self, name: String) {
+        self.count += 1;
+        self.first.get_or_insert(name);
+    }
+
+    fn warn(&self, registry: &str, repository: &str, what: &str) {
+        if let Some(first) = &self.first {
+            tracing::warn!(
+                registry = %registry,
+                repository = %repository,
+                dropped = self.count,
+                example = %first.escape_debug(),
+                "Dropped {what} names that are not valid {what} names."
+            );
+        }
     }
 }
 
