@@ -38,6 +38,8 @@
 //!   the copy engine's events. Imports `metrics`, `copy`, `config`, `registry`.
 //! - [`server`]: `/metrics`, `/healthz` and `/readyz`. Imports `metrics`.
 //! - [`logging`]: tracing subscriber set-up. A leaf.
+//! - [`secret`]: passwords and tokens that never print (config and HTTP
+//!   adapter share it). A leaf.
 //! - [`app`]: all wiring: config → adapters, store, metrics, syncer,
 //!   scheduler and server; `run_once` and `serve(config, listener,
 //!   shutdown)`. The commands and the tests call it; nothing else builds
@@ -70,6 +72,7 @@ pub mod observe;
 pub mod oci;
 pub mod registry;
 pub mod scheduler;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod sync;

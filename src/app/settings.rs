@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use crate::config::{Job, Limits, ReferrersMode, RegistryAuth, RegistrySettings};
 use crate::copy::{CopyOptions, PlatformSpec};
 use crate::registry::ReferrersSupport;
-use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, Secret, UploadMode};
+use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, UploadMode};
 
 /// Maps a config registry entry to the HTTP adapter's settings.
 pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
@@ -14,10 +14,10 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
         RegistryAuth::Anonymous => None,
         RegistryAuth::Basic { username, password } => Some(Credentials::Basic {
             username: username.clone(),
-            password: Secret::new(password.expose()),
+            password: password.clone(),
         }),
         RegistryAuth::Token { token } => {
-            Some(Credentials::IdentityToken(Secret::new(token.expose())))
+            Some(Credentials::IdentityToken(token.clone()))
         }
     };
     // Three states down to the adapter: "off" reads no Docker config at all.

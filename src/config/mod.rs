@@ -21,7 +21,6 @@ pub mod file;
 mod problems;
 mod resolve;
 mod schedule;
-mod secret;
 mod tags;
 
 use std::collections::BTreeMap;
@@ -39,7 +38,7 @@ pub use crate::logging::LogFormat;
 pub use check::{CheckReport, check, load, load_with_env, show};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
-pub use secret::Secret;
+pub use crate::secret::Secret;
 pub use tags::{Pattern, TagSelector};
 
 /// The only configuration schema version this build understands.

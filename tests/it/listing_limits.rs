@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ocimirror::registry::http::{DockerConfigSource, HttpRegistry, HttpSettings};
-use ocimirror::registry::{ErrorKind, Operation};
+use ocimirror::registry::{ErrorKind, Operation, Registry};
 use serde_json::json;
 
 use crate::support::values::repo;

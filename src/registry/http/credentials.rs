@@ -5,8 +5,8 @@
 //! Nothing here ever prints a secret: [`Secret`] redacts itself in `Debug`
 //! and `Display`, and errors name only hosts and helper names.
 
+pub use crate::secret::Secret;
 use std::collections::HashMap;
-use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,35 +20,6 @@ use super::settings::DockerConfigSource;
 
 /// Most bytes read from a credential helper's answer.
 const MAX_HELPER_OUTPUT: u64 = 64 * 1024;
-
-/// A secret string (password, token). `Debug` and `Display` print
-/// `<redacted>`; [`Secret::expose`] is the only way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for building an `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Credentials for one registry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Passwords and tokens that never print.
+//! Passwords and tokens that never print: one type for the config file
+//! and the HTTP adapter. A leaf: imports nothing from the crate.
 
 use std::fmt;
 
@@ -27,7 +28,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", Self::REDACTED)
+        f.write_str(Self::REDACTED)
     }
 }
 
