@@ -374,15 +374,25 @@ pub(super) fn ensure_layout(dir: &Path, alg: Option<&str>) -> io::Result<()> {
         .unwrap_or_else(|p| p.into_inner())
         .insert(dir.to_path_buf());
     if first {
-        let mut removed = remove_stale_temps(dir, STALE_TEMP_AGE)?;
-        for entry in std::fs::read_dir(&blobs)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                removed += remove_stale_temps(&entry.path(), STALE_TEMP_AGE)?;
+        // Best effort: a sweep that fails must not fail the write.
+        let sweep = || -> io::Result<usize> {
+            let mut removed = remove_stale_temps(dir, STALE_TEMP_AGE)?;
+            for entry in std::fs::read_dir(&blobs)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    removed += remove_stale_temps(&entry.path(), STALE_TEMP_AGE)?;
+                }
             }
-        }
-        if removed > 0 {
-            tracing::info!(dir = %dir.display(), removed, "Removed temp files left by an interrupted writer.");
+            Ok(removed)
+        };
+        match sweep() {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(dir = %dir.display(), removed, "Removed temp files left by an interrupted writer.")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "Could not look for stale temp files.")
+            }
         }
     }
     Ok(())

@@ -13,6 +13,16 @@ use crate::oci::referrers::fallback_tag;
 use crate::oci::{Descriptor, Digest, Reference, RepoName, Tag};
 use crate::registry::{ErrorKind, Operation, Registry, RegistryError};
 
+/// A file that is no usable manifest (not one, damaged, a FIFO, a link out
+/// of the layout), as opposed to a failing file system.
+fn unreadable(e: &RegistryError) -> bool {
+    match &e.kind {
+        ErrorKind::Manifest(_) | ErrorKind::DigestMismatch { .. } => true,
+        ErrorKind::Io(io) => super::fs::unsafe_path(io).is_some(),
+        _ => false,
+    }
+}
+
 impl LayoutRegistry {
     /// Referrers of `subject`: the subject scan, then the entries of the
     /// fallback tag the scan did not find (a referrer listed only there),
@@ -32,12 +42,7 @@ impl LayoutRegistry {
             Ok(f) => f,
             // An unreadable fallback index counts as none (spec notes §3.5);
             // the scan stands.
-            Err(e)
-                if matches!(
-                    e.kind,
-                    ErrorKind::Manifest(_) | ErrorKind::DigestMismatch { .. }
-                ) =>
-            {
+            Err(e) if unreadable(&e) => {
                 tracing::warn!(error = %e, "ignoring unreadable fallback index in layout");
                 None
             }
@@ -86,10 +91,8 @@ impl LayoutRegistry {
             {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
-                // One bad file (not a manifest, damaged, a FIFO, a link out
-                // of the layout) must not hide every other referrer.
-                Err(e) if !matches!(e.kind, ErrorKind::Io(ref io) if super::fs::unsafe_path(io).is_none()) =>
-                {
+                // One bad file must not hide every other referrer.
+                Err(e) if unreadable(&e) => {
                     tracing::warn!(error = %e, "skipping unreadable manifest in layout scan");
                     continue;
                 }

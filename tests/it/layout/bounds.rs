@@ -122,6 +122,17 @@ async fn special_files_in_a_layout_are_refused_by_name_without_blocking() {
         );
         assert!(err.to_string().contains(&layer[7..]), "{err}");
     }
+    // A listed manifest that is a FIFO is skipped by the subject scan; the
+    // other referrers are still found.
+    mkfifo(&blob_path(tmp.path(), &f.sig));
+    let amd: Digest = f.amd.parse().unwrap();
+    let listed = tokio::time::timeout(limit, reg.referrers_api(&RepoName::root(), &amd))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let listed: Vec<String> = listed.iter().map(|d| d.digest.to_string()).collect();
+    assert_eq!(listed, vec![f.sbom.clone()]);
     // index.json itself.
     mkfifo(&tmp.path().join("index.json"));
     let err = tokio::time::timeout(limit, reg.tags(&RepoName::root()))
