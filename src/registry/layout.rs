@@ -8,8 +8,10 @@
 //! Tags are `index.json` entries annotated `org.opencontainers.image.ref.name`.
 //! Like oras-go, every manifest pushed without a tag is listed too (without a
 //! ref.name), so content stays discoverable. Like regclient's `ocidir`, the
-//! referrers fallback tag (`sha256-<hex>`) is an ordinary tag here; readers can
-//! add [`LayoutRegistry::referrers_by_scan`].
+//! referrers fallback tag (`sha256-<hex>`) is an ordinary tag here. Reading
+//! referrers merges the fallback tag with a subject scan of `index.json`
+//! (spec notes §7), so layouts written by oras-go, which keep no fallback
+//! tags, lose none (see `layout/referrers.rs`).
 //!
 //! Writes are atomic: content goes to a temp file next to its destination and
 //! is renamed into place only once verified; `index.json` is rewritten the same
@@ -21,35 +23,43 @@
 //! directory, so large layouts do not cost a full parse per request (see
 //! `layout/index.rs`). Every read is verified against its digest.
 //!
+//! Layouts are bounded (see `layout/fs.rs`): no symbolic link below the root
+//! is followed out of it, FIFOs and devices are refused instead of blocking,
+//! an existing blob counts only when its size (and, for small blobs, its
+//! digest) checks out, and temp files of killed writers are removed.
+//!
 //! References: image-spec `image-layout.md`; spec notes §7.
 
+mod fs;
 mod index;
+mod referrers;
 
 use std::collections::BTreeSet;
 use std::io;
-use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
-use self::index::IndexFile;
+pub use self::fs::UnsafePath;
+pub(crate) use self::fs::contained_join;
+use self::fs::{TempFile, blocking, ensure_layout, present_size};
 use super::stream::{StreamContext, verify};
 use super::{
     Blob, BlobStream, ErrorKind, FetchedManifest, Operation, Precondition, PutManifestOutcome,
     ReferrersSupport, Registry, RegistryError,
 };
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
-use crate::oci::media_type as mt;
 use crate::oci::{Descriptor, Digest, Digester, Manifest, ManifestError, Reference, RepoName, Tag};
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Content of the `oci-layout` file.
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Name of the lock file that serialises `index.json` updates between
+/// processes (an extra file, which the layout spec allows).
+pub const LOCK_FILE: &str = ".ocimirror-index.lock";
 
 /// An OCI image layout directory (or a tree of them), read and write.
 #[derive(Clone, Debug)]
@@ -71,88 +81,6 @@ fn tag_of_ref_name(name: &str) -> Option<&str> {
     let (head, tail) = name.rsplit_once(':')?;
     (!head.is_empty() && !tail.contains('/') && Tag::new(tail).is_ok()).then_some(tail)
 }
-
-/// Joins `parts` under `base`, refusing anything that is not a plain name
-/// (empty, `.`, `..`, absolute, containing a separator or NUL), so no path
-/// built here can leave `base`.
-pub(crate) fn contained_join<'a>(
-    base: &Path,
-    parts: impl IntoIterator<Item = &'a str>,
-) -> Option<PathBuf> {
-    let mut out = base.to_path_buf();
-    for part in parts {
-        if part.is_empty() || part.contains(['/', '\\', '\0']) {
-            return None;
-        }
-        let mut comps = Path::new(part).components();
-        match (comps.next(), comps.next()) {
-            (Some(Component::Normal(c)), None) if c == part => out.push(c),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// A temp file that is removed unless persisted, even when the writing
-/// future is dropped half-way.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TempFile {
-    fn new(dir: &Path) -> Self {
-        TempFile {
-            path: dir.join(format!(".tmp-{:016x}", rand::random::<u64>())),
-            keep: false,
-        }
-    }
-
-    async fn persist(mut self, to: &Path) -> io::Result<()> {
-        tokio::fs::rename(&self.path, to).await?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Writes `bytes` to `path` atomically (temp file in the same directory,
-/// fsync, rename).
-async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-    let tmp = TempFile::new(dir);
-    let mut f = tokio::fs::File::create(&tmp.path).await?;
-    f.write_all(bytes).await?;
-    f.sync_all().await?;
-    drop(f);
-    tmp.persist(path).await
-}
-
-/// Reads at most `limit + 1` bytes of a file (so callers can tell "too
-/// big"); `Ok(None)` when it does not exist.
-async fn read_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let f = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut buf = Vec::new();
-    f.take(limit + 1).read_to_end(&mut buf).await?;
-    Ok(Some(buf))
-}
-
-/// Name of the lock file that serialises `index.json` updates between
-/// processes (an extra file, which the layout spec allows).
-pub const LOCK_FILE: &str = ".ocimirror-index.lock";
 
 impl LayoutRegistry {
     /// A layout registry rooted at `root`. Nothing is touched until the first
@@ -178,13 +106,22 @@ impl LayoutRegistry {
         RegistryError::new(self.name.clone(), repo.as_str(), op, target, kind)
     }
 
-    /// The layout directory of `repo`.
-    fn dir(&self, repo: &RepoName, op: Operation) -> Result<PathBuf, RegistryError> {
-        if repo.is_root() {
-            return Ok(self.root.clone());
-        }
-        contained_join(&self.root, repo.as_str().split('/')).ok_or_else(|| {
-            self.err(
+    /// `path` (built under the root) with its links resolved, refused when
+    /// one leads out of the root.
+    async fn confine(&self, path: PathBuf) -> io::Result<PathBuf> {
+        let root = self.root.clone();
+        blocking(move || fs::confine(&root, &path)).await
+    }
+
+    /// The layout directory of `repo`, resolved inside the root.
+    async fn dir(&self, repo: &RepoName, op: Operation) -> Result<PathBuf, RegistryError> {
+        let path = if repo.is_root() {
+            Some(self.root.clone())
+        } else {
+            contained_join(&self.root, repo.as_str().split('/'))
+        };
+        let Some(path) = path else {
+            return Err(self.err(
                 repo,
                 op,
                 None,
@@ -192,25 +129,35 @@ impl LayoutRegistry {
                     "repository {:?} does not map to a directory inside the layout",
                     repo.as_str()
                 )),
-            )
-        })
+            ));
+        };
+        self.confine(path)
+            .await
+            .map_err(|e| self.err(repo, op, None, ErrorKind::Io(e)))
     }
 
-    fn blob_path(
+    /// The file of blob `digest` in `dir` (from [`Self::dir`]), resolved
+    /// inside the root.
+    async fn blob_path(
         &self,
         dir: &Path,
         repo: &RepoName,
         op: Operation,
         digest: &Digest,
     ) -> Result<PathBuf, RegistryError> {
-        contained_join(dir, ["blobs", digest.algorithm().as_str(), digest.hex()]).ok_or_else(|| {
-            self.err(
-                repo,
-                op,
-                Some(digest.to_string()),
-                ErrorKind::InvalidResponse("digest does not map to a blob path".into()),
-            )
-        })
+        let target = Some(digest.to_string());
+        let path = contained_join(dir, ["blobs", digest.algorithm().as_str(), digest.hex()])
+            .ok_or_else(|| {
+                self.err(
+                    repo,
+                    op,
+                    target.clone(),
+                    ErrorKind::InvalidResponse("digest does not map to a blob path".into()),
+                )
+            })?;
+        self.confine(path)
+            .await
+            .map_err(|e| self.err(repo, op, target, ErrorKind::Io(e)))
     }
 
     /// Reads `index.json` (cached); `None` when it does not exist.
@@ -220,26 +167,10 @@ impl LayoutRegistry {
         repo: &RepoName,
         op: Operation,
         target: Option<String>,
-    ) -> Result<Option<Arc<IndexFile>>, RegistryError> {
+    ) -> Result<Option<std::sync::Arc<index::IndexFile>>, RegistryError> {
         index::load(dir)
             .await
             .map_err(|f| self.err(repo, op, target, f.into_kind()))
-    }
-
-    /// Creates the layout skeleton (`blobs/<alg>`, `oci-layout`, an empty
-    /// `index.json`) where missing. Call with the directory's index lock held
-    /// when `index.json` may be created.
-    async fn ensure_layout(&self, dir: &Path, alg: Option<&str>) -> io::Result<()> {
-        let blobs = dir.join("blobs");
-        match alg {
-            Some(a) => tokio::fs::create_dir_all(blobs.join(a)).await?,
-            None => tokio::fs::create_dir_all(&blobs).await?,
-        }
-        let layout = dir.join("oci-layout");
-        if !tokio::fs::try_exists(&layout).await? {
-            write_atomic(&layout, OCI_LAYOUT).await?;
-        }
-        Ok(())
     }
 
     /// Reads, verifies and parses the manifest blob `digest`; `None` when the
@@ -252,9 +183,9 @@ impl LayoutRegistry {
         digest: &Digest,
         media_type: Option<&str>,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let path = self.blob_path(dir, repo, op, digest)?;
+        let path = self.blob_path(dir, repo, op, digest).await?;
         let target = Some(digest.to_string());
-        let bytes = read_limited(&path, MAX_MANIFEST_SIZE as u64)
+        let bytes = blocking(move || fs::read_limited(&path, MAX_MANIFEST_SIZE as u64))
             .await
             .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         let Some(bytes) = bytes else { return Ok(None) };
@@ -305,11 +236,12 @@ impl LayoutRegistry {
         })
     }
 
-    /// Writes a blob file atomically from `body`, checking digest and size as
-    /// it streams.
+    /// Writes blob file `path` (from [`Self::blob_path`]) of layout `dir`
+    /// atomically from `body`, checking digest and size as it streams.
     async fn write_blob(
         &self,
         dir: &Path,
+        path: &Path,
         repo: &RepoName,
         desc: &Descriptor,
         mut body: BlobStream,
@@ -317,15 +249,18 @@ impl LayoutRegistry {
         let op = Operation::BlobPut;
         let target = Some(desc.digest.to_string());
         let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
-        let path = self.blob_path(dir, repo, op, &desc.digest)?;
         let alg_dir = path
             .parent()
-            .ok_or_else(|| io_err(io::Error::other("blob path has no parent")))?;
-        self.ensure_layout(dir, Some(desc.digest.algorithm().as_str()))
-            .await
-            .map_err(io_err)?;
-        let tmp = TempFile::new(alg_dir);
-        let mut file = tokio::fs::File::create(&tmp.path).await.map_err(io_err)?;
+            .ok_or_else(|| io_err(io::Error::other("blob path has no parent")))?
+            .to_path_buf();
+        let (dir_owned, alg) = (dir.to_path_buf(), desc.digest.algorithm().as_str());
+        let (tmp, file) = blocking(move || {
+            ensure_layout(&dir_owned, Some(alg))?;
+            TempFile::create(&alg_dir)
+        })
+        .await
+        .map_err(io_err)?;
+        let mut file = tokio::fs::File::from_std(file);
         let size_mismatch = |actual| {
             self.err(
                 repo,
@@ -363,57 +298,8 @@ impl LayoutRegistry {
         }
         file.sync_all().await.map_err(io_err)?;
         drop(file);
-        tmp.persist(&path).await.map_err(io_err)
-    }
-
-    /// Referrers of `subject` found by reading every manifest listed in
-    /// `index.json` and keeping those whose `subject` is `subject`. Merge
-    /// with the fallback tag's entries (spec notes §7). Listed manifests
-    /// whose blob is missing or not a manifest are skipped. The scan is
-    /// done once per version of `index.json` and answers every subject.
-    pub async fn referrers_by_scan(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, RegistryError> {
-        let op = Operation::Referrers;
-        let dir = self.dir(repo, op)?;
-        let Some(index) = self
-            .index(&dir, repo, op, Some(subject.to_string()))
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        if let Some(map) = index::cached_subjects(&dir, &index).await {
-            return Ok(map.get(subject).cloned().unwrap_or_default());
-        }
-        let mut seen = BTreeSet::new();
-        let mut map = index::SubjectMap::new();
-        for entry in index.descriptors() {
-            if !mt::is_manifest(&entry.media_type) || !seen.insert(entry.digest.clone()) {
-                continue;
-            }
-            let manifest = match self
-                .read_manifest(&dir, repo, op, &entry.digest, Some(&entry.media_type))
-                .await
-            {
-                Ok(Some(m)) => m,
-                Ok(None) => continue,
-                Err(e) if matches!(e.kind, ErrorKind::Manifest(_)) => {
-                    tracing::warn!(error = %e, "skipping unreadable manifest in layout scan");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(s) = manifest.subject() {
-                map.entry(s.digest.clone())
-                    .or_default()
-                    .push(manifest.referrer_descriptor());
-            }
-        }
-        let out = map.get(subject).cloned().unwrap_or_default();
-        index::store_subjects(&dir, &index, Arc::new(map)).await;
-        Ok(out)
+        let path = path.to_path_buf();
+        blocking(move || tmp.persist(&path)).await.map_err(io_err)
     }
 }
 
@@ -444,7 +330,7 @@ impl Registry for LayoutRegistry {
         reference: &Reference,
     ) -> Result<Option<FetchedManifest>, RegistryError> {
         let op = Operation::ManifestGet;
-        let dir = self.dir(repo, op)?;
+        let dir = self.dir(repo, op).await?;
         let Some((digest, entry)) = self.resolve(&dir, repo, reference, op).await? else {
             return Ok(None);
         };
@@ -473,7 +359,7 @@ impl Registry for LayoutRegistry {
     ) -> Result<PutManifestOutcome, RegistryError> {
         let op = Operation::ManifestPut;
         let target = Some(reference.to_string());
-        let dir = self.dir(repo, op)?;
+        let dir = self.dir(repo, op).await?;
         // Stored under the digest it is addressed by (its own algorithm).
         let digest = match reference {
             Reference::Digest(d) => {
@@ -502,19 +388,21 @@ impl Registry for LayoutRegistry {
         // The manifest blob lands first; index.json is the commit point. A
         // blob left by a failed precondition is unreferenced, which layouts
         // allow.
-        let path = self.blob_path(&dir, repo, op, &digest)?;
+        let path = self.blob_path(&dir, repo, op, &digest).await?;
+        let (check, bytes, size) = (path.clone(), manifest.bytes().clone(), desc.size);
         // Manifests are small: compare, so a damaged copy gets replaced.
-        let present = matches!(
-            read_limited(&path, desc.size).await,
-            Ok(Some(b)) if b == manifest.bytes().as_ref()
-        );
+        let present =
+            blocking(move || Ok(fs::read_limited(&check, size)?.is_some_and(|b| b == bytes)))
+                .await
+                .unwrap_or(false);
         if !present {
             let body: BlobStream = Box::pin(futures::stream::iter([Ok::<_, RegistryError>(
                 manifest.bytes().clone(),
             )]));
-            self.write_blob(&dir, repo, &desc, body).await?;
+            self.write_blob(&dir, &path, repo, &desc, body).await?;
         } else {
-            self.ensure_layout(&dir, Some(digest.algorithm().as_str()))
+            let (d, alg) = (dir.clone(), digest.algorithm().as_str());
+            blocking(move || ensure_layout(&d, Some(alg)))
                 .await
                 .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
         }
@@ -537,36 +425,26 @@ impl Registry for LayoutRegistry {
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
         let op = Operation::BlobHead;
-        let dir = self.dir(repo, op)?;
-        let path = self.blob_path(&dir, repo, op, digest)?;
-        match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(repo, op, Some(digest.to_string()), ErrorKind::Io(e))),
-        }
+        let dir = self.dir(repo, op).await?;
+        let path = self.blob_path(&dir, repo, op, digest).await?;
+        let d = digest.clone();
+        blocking(move || present_size(&path, &d, None))
+            .await
+            .map_err(|e| self.err(repo, op, Some(digest.to_string()), ErrorKind::Io(e)))
     }
 
     async fn blob_get(&self, repo: &RepoName, digest: &Digest) -> Result<Blob, RegistryError> {
         let op = Operation::BlobGet;
         let target = Some(digest.to_string());
-        let dir = self.dir(repo, op)?;
-        let path = self.blob_path(&dir, repo, op, digest)?;
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(self.err(repo, op, target, ErrorKind::NotFound));
-            }
-            Err(e) => return Err(self.err(repo, op, target, ErrorKind::Io(e))),
-        };
-        let meta = file
-            .metadata()
+        let dir = self.dir(repo, op).await?;
+        let path = self.blob_path(&dir, repo, op, digest).await?;
+        let Some((file, size)) = blocking(move || fs::open_regular(&path))
             .await
-            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?;
-        if !meta.is_file() {
+            .map_err(|e| self.err(repo, op, target.clone(), ErrorKind::Io(e)))?
+        else {
             return Err(self.err(repo, op, target, ErrorKind::NotFound));
-        }
-        let size = meta.len();
+        };
+        let file = tokio::fs::File::from_std(file);
         let (name, repo_s) = (self.name.clone(), repo.as_str().to_string());
         let raw: BlobStream = Box::pin(ReaderStream::new(file).map_err(move |e| {
             RegistryError::new(
@@ -596,17 +474,16 @@ impl Registry for LayoutRegistry {
         body: BlobStream,
     ) -> Result<(), RegistryError> {
         let op = Operation::BlobPut;
-        let dir = self.dir(repo, op)?;
-        let path = self.blob_path(&dir, repo, op, &desc.digest)?;
-        // Content-addressed: an existing file of the right size is this blob.
-        if let Ok(m) = tokio::fs::metadata(&path).await
-            && m.is_file()
-            && m.len() == desc.size
-        {
+        let io_err = |e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e));
+        let dir = self.dir(repo, op).await?;
+        let path = self.blob_path(&dir, repo, op, &desc.digest).await?;
+        // Content-addressed: an existing file that checks out is this blob;
+        // anything else there (truncated, damaged, a FIFO) is replaced.
+        let (check, d, size) = (path.clone(), desc.digest.clone(), desc.size);
+        if let Ok(Some(_)) = blocking(move || present_size(&check, &d, Some(size))).await {
             return Ok(());
         }
-        self.write_blob(&dir, repo, desc, body).await?;
-        let io_err = |e| self.err(repo, op, Some(desc.digest.to_string()), ErrorKind::Io(e));
+        self.write_blob(&dir, &path, repo, desc, body).await?;
         index::ensure_exists(&dir).await.map_err(io_err)
     }
 
@@ -619,37 +496,50 @@ impl Registry for LayoutRegistry {
         let op = Operation::BlobMount;
         let target = Some(digest.to_string());
         let io_err = |e: io::Error| self.err(repo, op, target.clone(), ErrorKind::Io(e));
-        let src_dir = self.dir(from, op)?;
-        let dst_dir = self.dir(repo, op)?;
-        let src = self.blob_path(&src_dir, from, op, digest)?;
-        let dst = self.blob_path(&dst_dir, repo, op, digest)?;
-        match tokio::fs::metadata(&src).await {
-            Ok(m) if m.is_file() => {}
-            _ => return Ok(false),
+        let src_dir = self.dir(from, op).await?;
+        let dst_dir = self.dir(repo, op).await?;
+        let src = self.blob_path(&src_dir, from, op, digest).await?;
+        let dst = self.blob_path(&dst_dir, repo, op, digest).await?;
+        let (d, dir) = (digest.clone(), dst_dir.clone());
+        let mounted = blocking(move || {
+            let Some(len) = present_size(&src, &d, None)? else {
+                return Ok(false);
+            };
+            if present_size(&dst, &d, Some(len))?.is_some() {
+                return Ok(true);
+            }
+            ensure_layout(&dir, Some(d.algorithm().as_str()))?;
+            let alg_dir = dst
+                .parent()
+                .ok_or_else(|| io::Error::other("blob path has no parent"))?;
+            // Hard link when possible (same file system), else copy; either
+            // way through a temp name so the blob appears whole.
+            let link = TempFile::name_in(alg_dir);
+            if std::fs::hard_link(&src, &link.path).is_ok() {
+                link.persist(&dst)?;
+                return Ok(true);
+            }
+            let Some((mut source, _)) = fs::open_regular(&src)? else {
+                return Ok(false);
+            };
+            let (tmp, mut file) = TempFile::create(alg_dir)?;
+            io::copy(&mut source, &mut file)?;
+            file.sync_all()?;
+            drop(file);
+            tmp.persist(&dst)?;
+            Ok(true)
+        })
+        .await
+        .map_err(io_err)?;
+        if mounted {
+            index::ensure_exists(&dst_dir).await.map_err(io_err)?;
         }
-        if tokio::fs::try_exists(&dst).await.map_err(io_err)? {
-            return Ok(true);
-        }
-        self.ensure_layout(&dst_dir, Some(digest.algorithm().as_str()))
-            .await
-            .map_err(io_err)?;
-        let alg_dir = dst
-            .parent()
-            .ok_or_else(|| io_err(io::Error::other("blob path has no parent")))?;
-        // Hard link when possible (same file system), else copy; either way
-        // through a temp name so the blob appears whole.
-        let tmp = TempFile::new(alg_dir);
-        if tokio::fs::hard_link(&src, &tmp.path).await.is_err() {
-            tokio::fs::copy(&src, &tmp.path).await.map_err(io_err)?;
-        }
-        tmp.persist(&dst).await.map_err(io_err)?;
-        index::ensure_exists(&dst_dir).await.map_err(io_err)?;
-        Ok(true)
+        Ok(mounted)
     }
 
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         let op = Operation::TagList;
-        let dir = self.dir(repo, op)?;
+        let dir = self.dir(repo, op).await?;
         let Some(index) = self.index(&dir, repo, op, None).await? else {
             return Err(self.err(repo, op, None, ErrorKind::NotFound));
         };
@@ -665,14 +555,18 @@ impl Registry for LayoutRegistry {
         Ok(tags.into_iter().collect())
     }
 
+    /// A layout has no referrers API; this answers what one would: the
+    /// subject scan merged with the fallback tag (see `layout/referrers.rs`).
     async fn referrers_api(
         &self,
-        _repo: &RepoName,
-        _subject: &Digest,
+        repo: &RepoName,
+        subject: &Digest,
     ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
-        Ok(None)
+        self.referrers(repo, subject).await.map(Some)
     }
 
+    /// `Unsupported`: writers keep maintaining fallback tags in a layout
+    /// (spec notes §7), so other tools find the referrers too.
     async fn referrers_support(&self, _repo: &RepoName) -> Result<ReferrersSupport, RegistryError> {
         Ok(ReferrersSupport::Unsupported)
     }
@@ -681,27 +575,6 @@ impl Registry for LayoutRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn contained_join_refuses_escapes() {
-        let base = Path::new("/base");
-        assert_eq!(
-            contained_join(base, ["a", "b"]),
-            Some(PathBuf::from("/base/a/b"))
-        );
-        for bad in [
-            vec![".."],
-            vec!["a", ".."],
-            vec!["."],
-            vec![""],
-            vec!["/etc"],
-            vec!["a/b"],
-            vec!["..\\x"],
-            vec!["x\0y"],
-        ] {
-            assert_eq!(contained_join(base, bad.clone()), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn ref_names_map_to_tags() {

@@ -16,10 +16,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
-use super::{LOCK_FILE, REF_NAME, tag_of_ref_name, write_atomic};
+use super::fs::{blocking, open_lock_file, open_regular, write_atomic};
+use super::{LOCK_FILE, REF_NAME, tag_of_ref_name};
 use crate::oci::media_type as mt;
 use crate::oci::{Descriptor, Digest, Reference};
 use crate::registry::{ErrorKind, Precondition};
@@ -318,13 +318,15 @@ async fn load_with(
     sh: Option<&DirShared>,
 ) -> Result<Option<Arc<IndexFile>>, IndexFailure> {
     let path = dir.join("index.json");
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(IndexFailure::io(&e)),
+    let open = path.clone();
+    let Some((file, _)) = blocking(move || open_regular(&open))
+        .await
+        .map_err(|e| IndexFailure::io(&e))?
+    else {
+        return Ok(None);
     };
     // Stamp and content come from the same open file, so they agree.
-    let stamp = Stamp::of(&file.metadata().await.map_err(|e| IndexFailure::io(&e))?);
+    let stamp = Stamp::of(&file.metadata().map_err(|e| IndexFailure::io(&e))?);
     if let Some(sh) = sh {
         let cache = sh.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((s, index)) = cache.as_ref()
@@ -333,11 +335,13 @@ async fn load_with(
             return Ok(Some(index.clone()));
         }
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_INDEX_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .await
-        .map_err(|e| IndexFailure::io(&e))?;
+    let bytes = blocking(move || {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_INDEX_SIZE + 1), &mut bytes)?;
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| IndexFailure::io(&e))?;
     if bytes.len() as u64 > MAX_INDEX_SIZE {
         return Err(IndexFailure::Invalid(format!(
             "{} is over {MAX_INDEX_SIZE} bytes",
@@ -365,17 +369,12 @@ struct Guard {
 async fn lock(dir: &Path, sh: &DirShared) -> io::Result<Guard> {
     let local = sh.write.clone().lock_owned().await;
     let path = dir.join(LOCK_FILE);
-    let file = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
+    let file = blocking(move || {
+        let file = open_lock_file(&path)?;
         file.lock()?;
-        Ok::<_, io::Error>(file)
+        Ok(file)
     })
-    .await
-    .map_err(io::Error::other)??;
+    .await?;
     Ok(Guard {
         _file: file,
         _local: local,
@@ -396,11 +395,14 @@ pub(super) async fn ensure_exists(dir: &Path) -> io::Result<()> {
     let sh = existing_shared(dir).await?;
     let _guard = lock(dir, &sh).await?;
     let path = dir.join("index.json");
-    if !tokio::fs::try_exists(&path).await? {
-        let bytes = IndexFile::empty().to_bytes().map_err(io::Error::other)?;
-        write_atomic(&path, &bytes).await?;
-    }
-    Ok(())
+    blocking(move || {
+        if std::fs::symlink_metadata(&path).is_err() {
+            let bytes = IndexFile::empty().to_bytes().map_err(io::Error::other)?;
+            write_atomic(&path, &bytes)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Applies `op` to `dir/index.json` (`dir` must exist), together with any
@@ -473,12 +475,16 @@ async fn commit(dir: &Path, sh: &DirShared, batch: &[Pending]) -> Vec<Result<(),
         return results;
     }
     let path = dir.join("index.json");
-    let written = async {
-        let bytes = index.to_bytes().map_err(io::Error::other)?;
-        write_atomic(&path, &bytes).await?;
-        tokio::fs::metadata(&path).await
-    }
-    .await;
+    let written = match index.to_bytes() {
+        Ok(bytes) => {
+            blocking(move || {
+                write_atomic(&path, &bytes)?;
+                std::fs::metadata(&path)
+            })
+            .await
+        }
+        Err(e) => Err(io::Error::other(e)),
+    };
     match written {
         Ok(meta) => {
             *sh.cache.lock().unwrap_or_else(|p| p.into_inner()) =
