@@ -16,9 +16,7 @@ pub fn http_settings(s: &RegistrySettings) -> HttpSettings {
             username: username.clone(),
             password: password.clone(),
         }),
-        RegistryAuth::Token { token } => {
-            Some(Credentials::IdentityToken(token.clone()))
-        }
+        RegistryAuth::Token { token } => Some(Credentials::IdentityToken(token.clone())),
     };
     // Three states down to the adapter: "off" reads no Docker config at all.
     let docker_config = match &s.docker_config {

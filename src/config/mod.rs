@@ -35,10 +35,10 @@ use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
 
 pub use crate::copy::{PlatformMode, ReferrersMode};
 pub use crate::logging::LogFormat;
+pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
-pub use crate::secret::Secret;
 pub use tags::{Pattern, TagSelector};
 
 /// The only configuration schema version this build understands.

@@ -1081,16 +1081,22 @@ async fn writes_with_any_valid_names_stay_inside_the_root() {
 
 // ---------------------------------------------------------------- interop
 
-fn skopeo() -> Option<PathBuf> {
+/// skopeo, which `tests/run` installs: a missing one fails the test (as a
+/// missing docker-registry does), never skips it quietly.
+fn skopeo() -> PathBuf {
     let p = PathBuf::from("/usr/bin/skopeo");
     if p.exists() {
-        return Some(p);
+        return p;
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("skopeo"))
-            .find(|p| p.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("skopeo"))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!("skopeo not found: tests/run installs it (apt-get install skopeo)")
+        })
 }
 
 fn run_skopeo(bin: &Path, home: &Path, args: &[&str]) -> Vec<u8> {
@@ -1112,12 +1118,7 @@ fn run_skopeo(bin: &Path, home: &Path, args: &[&str]) -> Vec<u8> {
 
 #[tokio::test]
 async fn skopeo_reads_what_we_write_and_we_read_what_it_writes() {
-    let Some(bin) = skopeo() else {
-        eprintln!(
-            "SKIPPED skopeo_reads_what_we_write_and_we_read_what_it_writes: skopeo not installed"
-        );
-        return;
-    };
+    let bin = skopeo();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     let dst = tmp.path().join("dst");
@@ -1278,12 +1279,7 @@ async fn a_generated_corpus_reads_back_and_fallback_tags_agree_with_the_scan() {
 #[tokio::test]
 async fn skopeo_copies_a_multi_platform_index_out_of_our_layout() {
     use ocimirror::corpus::{CorpusSpec, generate};
-    let Some(bin) = skopeo() else {
-        eprintln!(
-            "SKIPPED skopeo_copies_a_multi_platform_index_out_of_our_layout: skopeo not installed"
-        );
-        return;
-    };
+    let bin = skopeo();
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst, home) = (
         tmp.path().join("src"),
