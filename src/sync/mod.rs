@@ -11,9 +11,10 @@
 //! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
 
 mod fingerprint;
+mod items;
 mod report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,17 +27,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::app::copy_options;
-use crate::config::{Config, Job, Limits, Source};
+use crate::config::{Config, Job, Limits};
 use crate::copy::{Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
-use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
-use crate::registry::Registry;
+use crate::oci::{Location, Reference};
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
 
 use fingerprint::referrers_fingerprint;
+use items::{Item, forget_unselected};
 pub use report::{ItemFailure, JobReport, SyncError};
 use report::{ItemResult, add_counts, failed};
 
@@ -75,16 +76,6 @@ pub struct Syncer {
     limits: Limits,
     events: Option<mpsc::UnboundedSender<(String, CopyEvent)>>,
     metrics: Option<Arc<Metrics>>,
-}
-
-struct Item {
-    src: ImageReference,
-    dst: ImageReference,
-    reference: Reference,
-    name: String,
-    /// The source repository's tags, when the job listed them: referrer
-    /// tags absent from it need no request.
-    source_tags: Option<Arc<HashSet<String>>>,
 }
 
 impl Syncer {
@@ -251,94 +242,6 @@ impl Syncer {
         };
         m.items_failing(&job.name, failing);
         m.mirror_lag(&job.name, lag);
-    }
-
-    /// The repositories and items of `job`.
-    async fn items(&self, job: &Job) -> Result<(u64, Vec<Item>), SyncError> {
-        let sources: Vec<ImageReference> = match &job.source {
-            Source::Repository(r) => vec![r.clone()],
-            Source::Catalog(c) => {
-                let repos = self
-                    .registries
-                    .catalog(&c.registry)
-                    .await
-                    .map_err(|source| SyncError::Registry {
-                        job: job.name.clone(),
-                        source,
-                    })?;
-                let mut out = Vec::new();
-                for repo in repos.into_iter().filter(|r| c.matches(r)) {
-                    match RepoName::new(&repo) {
-                        Ok(name) => out.push(ImageReference {
-                            location: Location::Registry(c.registry.clone()),
-                            repo: name,
-                            tag: None,
-                            digest: None,
-                        }),
-                        Err(e) => {
-                            tracing::warn!(job = %job.name, repository = %repo, error = %e, "Skipped a catalog entry.")
-                        }
-                    }
-                }
-                out
-            }
-        };
-        let mut items = Vec::new();
-        for src in &sources {
-            let dst = job
-                .target_repository(&src.repo)
-                .map_err(|e| SyncError::Reference {
-                    job: job.name.clone(),
-                    message: format!("target for {src}: {e}"),
-                })?;
-            let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
-                name: match &reference {
-                    Reference::Tag(t) => format!("{}:{t}", src_name(src)),
-                    Reference::Digest(d) => format!("{}@{d}", src_name(src)),
-                },
-                src: src.clone(),
-                dst: dst.clone(),
-                reference,
-                source_tags,
-            };
-            let mut source_tags = None;
-            if let Some(r) = src.reference() {
-                items.push(item(r, None));
-            } else {
-                let registry = self.open(job, &src.location)?;
-                let tags =
-                    registry
-                        .tags(&src.repo)
-                        .await
-                        .map_err(|source| SyncError::Registry {
-                            job: job.name.clone(),
-                            source,
-                        })?;
-                let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
-                for tag in job.tags.select(&tags) {
-                    match Tag::new(&tag) {
-                        Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
-                        Err(e) => {
-                            tracing::warn!(job = %job.name, tag = %tag, error = %e, "Skipped an invalid tag.")
-                        }
-                    }
-                }
-                source_tags = Some(listed);
-            }
-            for d in &job.tags.digests {
-                items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
-            }
-        }
-        Ok((sources.len() as u64, items))
-    }
-
-    fn open(&self, job: &Job, location: &Location) -> Result<Arc<dyn Registry>, SyncError> {
-        self.registries
-            .open(location)
-            .map_err(|source| SyncError::Registry {
-                job: job.name.clone(),
-                source,
-            })
     }
 
     async fn run_items(
@@ -657,37 +560,6 @@ impl Syncer {
         }
         ItemResult::Copied(report)
     }
-}
-
-/// Drops the checkpoints of tags no longer selected (deleted at the source
-/// or filtered out now), so `status` counts only what the job mirrors.
-async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) {
-    let mut by_repo: HashMap<&str, Vec<String>> = HashMap::new();
-    for item in items {
-        by_repo
-            .entry(item.src.repo.as_str())
-            .or_default()
-            .push(item.reference.to_string());
-    }
-    for (repo, keep) in by_repo {
-        if let Err(e) = store
-            .forget_tags_except(&job.name, repo, &keep)
-            .boxed()
-            .await
-        {
-            tracing::warn!(job = %job.name, repository = %repo, error = %e, "Could not prune old checkpoints.");
-        }
-    }
-}
-
-/// `host/repo` or `oci:<dir>` of a reference, without tag or digest.
-fn src_name(r: &ImageReference) -> String {
-    ImageReference {
-        tag: None,
-        digest: None,
-        ..r.clone()
-    }
-    .to_string()
 }
 
 /// Tags every event of a copier with its job name.

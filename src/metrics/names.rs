@@ -1,0 +1,46 @@
+//! Metric names, so tests can check dashboards and alerts against them.
+
+/// Blobs handled, by action.
+pub const BLOBS: &str = "ocimirror_blobs_total";
+/// Blob bytes handled, by action.
+pub const BLOB_BYTES: &str = "ocimirror_blob_bytes_total";
+/// Manifests handled, by action.
+pub const MANIFESTS: &str = "ocimirror_manifests_total";
+/// Tags handled, by action.
+pub const TAGS: &str = "ocimirror_tags_total";
+/// Referrers handled, by action and representation.
+pub const REFERRERS: &str = "ocimirror_referrers_total";
+/// Referrers whose representation changed on the way.
+pub const REFERRER_CONVERSIONS: &str = "ocimirror_referrer_conversions_total";
+/// Errors by job, registry and kind.
+pub const ERRORS: &str = "ocimirror_errors_total";
+/// Registry request latency.
+pub const REQUEST_DURATION: &str = "ocimirror_registry_request_duration_seconds";
+/// Retried registry requests.
+pub const RETRIES: &str = "ocimirror_registry_retries_total";
+/// 429 responses.
+pub const RATE_LIMITED: &str = "ocimirror_registry_rate_limited_total";
+/// Time spent waiting for the local rate limiter.
+pub const LIMITER_WAIT: &str = "ocimirror_rate_limiter_wait_seconds";
+/// Docker Hub pulls remaining.
+pub const DOCKER_HUB_REMAINING: &str = "ocimirror_docker_hub_pulls_remaining";
+/// Docker Hub pull limit.
+pub const DOCKER_HUB_LIMIT: &str = "ocimirror_docker_hub_pulls_limit";
+/// Run duration by job and result.
+pub const RUN_DURATION: &str = "ocimirror_job_run_duration_seconds";
+/// Whether a run is in progress.
+pub const RUNNING: &str = "ocimirror_job_running";
+/// Last successful run end.
+pub const LAST_SUCCESS: &str = "ocimirror_job_last_success_timestamp_seconds";
+/// Last failed run end.
+pub const LAST_FAILURE: &str = "ocimirror_job_last_failure_timestamp_seconds";
+/// Items waiting to be copied.
+pub const ITEMS_PENDING: &str = "ocimirror_job_items_pending";
+/// Items whose last attempt failed.
+pub const ITEMS_FAILING: &str = "ocimirror_job_items_failing";
+/// Age of the oldest source change not yet on the target.
+pub const MIRROR_LAG: &str = "ocimirror_job_mirror_lag_seconds";
+/// The configured schedule interval.
+pub const INTERVAL: &str = "ocimirror_job_interval_seconds";
+/// Build information.
+pub const BUILD_INFO: &str = "ocimirror_build_info";

@@ -1,0 +1,150 @@
+//! What a run works on: the source repositories of a job (one, or the
+//! registry's catalog filtered), their selected tags and digests, each
+//! mapped to its target; and the pruning of checkpoints no longer selected.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::future::FutureExt;
+
+use super::{SyncError, Syncer};
+use crate::config::{Job, Source};
+use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// One image of a run.
+pub(super) struct Item {
+    pub(super) src: ImageReference,
+    pub(super) dst: ImageReference,
+    pub(super) reference: Reference,
+    pub(super) name: String,
+    /// The source repository's tags, when the job listed them: referrer
+    /// tags absent from it need no request.
+    pub(super) source_tags: Option<Arc<HashSet<String>>>,
+}
+
+impl Syncer {
+    /// The repositories and items of `job`.
+    pub(super) async fn items(&self, job: &Job) -> Result<(u64, Vec<Item>), SyncError> {
+        let sources: Vec<ImageReference> = match &job.source {
+            Source::Repository(r) => vec![r.clone()],
+            Source::Catalog(c) => {
+                let repos = self
+                    .registries
+                    .catalog(&c.registry)
+                    .await
+                    .map_err(|source| SyncError::Registry {
+                        job: job.name.clone(),
+                        source,
+                    })?;
+                let mut out = Vec::new();
+                for repo in repos.into_iter().filter(|r| c.matches(r)) {
+                    match RepoName::new(&repo) {
+                        Ok(name) => out.push(ImageReference {
+                            location: Location::Registry(c.registry.clone()),
+                            repo: name,
+                            tag: None,
+                            digest: None,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(job = %job.name, repository = %repo, error = %e, "Skipped a catalog entry.")
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let mut items = Vec::new();
+        for src in &sources {
+            let dst = job
+                .target_repository(&src.repo)
+                .map_err(|e| SyncError::Reference {
+                    job: job.name.clone(),
+                    message: format!("target for {src}: {e}"),
+                })?;
+            let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
+                name: match &reference {
+                    Reference::Tag(t) => format!("{}:{t}", src_name(src)),
+                    Reference::Digest(d) => format!("{}@{d}", src_name(src)),
+                },
+                src: src.clone(),
+                dst: dst.clone(),
+                reference,
+                source_tags,
+            };
+            let mut source_tags = None;
+            if let Some(r) = src.reference() {
+                items.push(item(r, None));
+            } else {
+                let registry = self.open(job, &src.location)?;
+                let tags =
+                    registry
+                        .tags(&src.repo)
+                        .await
+                        .map_err(|source| SyncError::Registry {
+                            job: job.name.clone(),
+                            source,
+                        })?;
+                let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
+                for tag in job.tags.select(&tags) {
+                    match Tag::new(&tag) {
+                        Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
+                        Err(e) => {
+                            tracing::warn!(job = %job.name, tag = %tag, error = %e, "Skipped an invalid tag.")
+                        }
+                    }
+                }
+                source_tags = Some(listed);
+            }
+            for d in &job.tags.digests {
+                items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
+            }
+        }
+        Ok((sources.len() as u64, items))
+    }
+
+    pub(super) fn open(
+        &self,
+        job: &Job,
+        location: &Location,
+    ) -> Result<Arc<dyn Registry>, SyncError> {
+        self.registries
+            .open(location)
+            .map_err(|source| SyncError::Registry {
+                job: job.name.clone(),
+                source,
+            })
+    }
+}
+
+/// Drops the checkpoints of tags no longer selected (deleted at the source
+/// or filtered out now), so `status` counts only what the job mirrors.
+pub(super) async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) {
+    let mut by_repo: HashMap<&str, Vec<String>> = HashMap::new();
+    for item in items {
+        by_repo
+            .entry(item.src.repo.as_str())
+            .or_default()
+            .push(item.reference.to_string());
+    }
+    for (repo, keep) in by_repo {
+        if let Err(e) = store
+            .forget_tags_except(&job.name, repo, &keep)
+            .boxed()
+            .await
+        {
+            tracing::warn!(job = %job.name, repository = %repo, error = %e, "Could not prune old checkpoints.");
+        }
+    }
+}
+
+/// `host/repo` or `oci:<dir>` of a reference, without tag or digest.
+fn src_name(r: &ImageReference) -> String {
+    ImageReference {
+        tag: None,
+        digest: None,
+        ..r.clone()
+    }
+    .to_string()
+}
