@@ -125,15 +125,18 @@ impl Copier {
     /// Gives the copier the tags of source repository `repo`, already listed
     /// by the caller, so the walk does not list them again.
     pub fn know_source_tags(&self, repo: &RepoName, tags: Arc<std::collections::HashSet<String>>) {
-        let cell = self
-            .source_tags
+        // Already known (listed or given): keep the first.
+        let _ = self.source_tag_cell(repo).set(Some(tags));
+    }
+
+    /// The once-filled tag listing of source repository `repo`.
+    fn source_tag_cell(&self, repo: &RepoName) -> TagSet {
+        self.source_tags
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(repo.clone())
             .or_default()
-            .clone();
-        // Already known (listed or given): keep the first.
-        let _ = cell.set(Some(tags));
+            .clone()
     }
 
     /// Sends every [`CopyEvent`] to `sink` as it happens.

@@ -19,13 +19,7 @@ pub(crate) struct SourceRepo<'a> {
 
 impl<'a> SourceRepo<'a> {
     pub fn new(copier: &'a Copier, repo: &'a RepoName) -> Self {
-        let tags = copier
-            .source_tags
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(repo.clone())
-            .or_default()
-            .clone();
+        let tags = copier.source_tag_cell(repo);
         SourceRepo { copier, repo, tags }
     }
 

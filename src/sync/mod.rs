@@ -365,32 +365,10 @@ impl Syncer {
             reference = %item.reference,
             target = %item.dst,
         );
-        let deadline = self.limits.item_timeout;
-        let result = match tokio::time::timeout(
-            deadline,
-            self.run_item(job, &item, &copier, options, store)
-                .instrument(span),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => {
-                let error = format!(
-                    "{}: not done within {} (limits.item_timeout)",
-                    item.name,
-                    crate::config::fmt_duration(deadline)
-                );
-                if let Some(s) = store
-                    && let Err(e) = s
-                        .record_failure(&job.name, &item.name, &error, self.clock.now())
-                        .boxed()
-                        .await
-                {
-                    tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the item outcome.");
-                }
-                failed(error, "timeout", None)
-            }
-        };
+        let result = self
+            .run_item(job, &item, &copier, options, store)
+            .instrument(span)
+            .await;
         if let ItemResult::Failed { error, kind, .. } = &result {
             tracing::error!(job = %job.name, item = %item.name, kind = %kind, error = %error, "Image failed.");
         }
@@ -413,7 +391,25 @@ impl Syncer {
             tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
             return ItemResult::Deferred;
         }
-        let result = self.sync_item(job, item, copier, options, store, now).await;
+        // One slow image cannot hold the job: past the deadline it fails
+        // by name and is recorded (and backs off) like any failure.
+        let deadline = self.limits.item_timeout;
+        let result = tokio::time::timeout(
+            deadline,
+            self.sync_item(job, item, copier, options, store, now),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            failed(
+                format!(
+                    "{}: not done within {} (limits.item_timeout)",
+                    item.name,
+                    crate::config::fmt_duration(deadline)
+                ),
+                "timeout",
+                None,
+            )
+        });
         if let Some(s) = store {
             let recorded = match &result {
                 ItemResult::Failed { error: e, .. } => s
