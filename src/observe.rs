@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, Job, Target};
-use crate::copy::{Action, CopyEvent, CopyReport, NodeKind, Representation};
-use crate::metrics::{Metrics, ReferrerRepr};
+use crate::copy::{Action, CopyEvent, CopyReport, NodeKind};
+use crate::metrics::Metrics;
 use crate::oci::Location;
 use crate::registry::Operation;
 use crate::registry::http::{RateLimitStatus, RequestObserver};
@@ -50,24 +50,14 @@ pub fn target_label(job: &Job) -> String {
     }
 }
 
-/// The metric label of a referrer representation.
-pub fn repr(r: Representation) -> ReferrerRepr {
-    match r {
-        Representation::Api => ReferrerRepr::Api,
-        Representation::FallbackTag => ReferrerRepr::FallbackTag,
-        Representation::CosignTag => ReferrerRepr::CosignTag,
-        Representation::Layout => ReferrerRepr::Layout,
-    }
-}
-
 /// Counts the referrers of one copied image by representation, written
 /// and already present.
 pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
     for ((source, target), n) in &report.referrers {
-        metrics.referrers_copied(job, repr(*source), repr(*target), *n);
+        metrics.referrers_copied(job, source.label(), target.label(), *n);
     }
     for ((source, target), n) in &report.referrers_skipped {
-        metrics.referrers_skipped(job, repr(*source), repr(*target), *n);
+        metrics.referrers_skipped(job, source.label(), target.label(), *n);
     }
 }
 
@@ -82,7 +72,7 @@ pub fn record_error(metrics: &Metrics, job: &str, registry: Option<&str>, kind: 
 /// The `registry` label of a registry name: the host, or `oci-layout` for
 /// any layout directory (a path must never become a label value).
 pub fn registry_label(name: &str) -> &str {
-    if name.starts_with("oci:") {
+    if crate::oci::is_layout_name(name) {
         "oci-layout"
     } else {
         name

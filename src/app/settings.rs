@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 
 use crate::config::{Job, Limits, ReferrersMode, RegistryAuth, RegistrySettings};
-use crate::copy::{CopyOptions, PlatformSpec};
+use crate::copy::CopyOptions;
 use crate::registry::ReferrersSupport;
 use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, UploadMode};
 
@@ -61,11 +61,7 @@ pub fn copy_options(job: &Job, limits: &Limits) -> CopyOptions {
         max_depth: r.depth as usize,
         artifact_types_include: r.include_artifact_types.clone(),
         artifact_types_exclude: r.exclude_artifact_types.clone(),
-        platforms: job
-            .platforms
-            .iter()
-            .filter_map(|p| crate::config::fmt_platform(p).parse::<PlatformSpec>().ok())
-            .collect(),
+        platforms: job.platforms.clone(),
         platform_mode: job.platform_mode,
         source_referrers: r.source_mode,
         target_referrers: r.target_mode,

@@ -114,7 +114,7 @@ pub async fn run(args: &GenerateArgs) -> Result<CorpusReport, GenerateError> {
         source,
     };
     // `<registry>/<prefix>` parses as a repository reference whose path is the prefix.
-    let (location, prefix) = if args.dest.starts_with("oci:") {
+    let (location, prefix) = if crate::oci::is_layout_name(&args.dest) {
         let r: ImageReference = args.dest.parse().map_err(bad)?;
         let prefix = if args.repos > 1 {
             "app-".to_string()

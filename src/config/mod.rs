@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::oci::{ImageReference, Location, Platform, ReferenceError, RepoName};
+use crate::oci::{ImageReference, Location, ReferenceError, RepoName};
 
-pub use crate::copy::{PlatformMode, ReferrersMode};
+pub use crate::copy::{PlatformMode, PlatformSpec, ReferrersMode};
 pub use crate::logging::LogFormat;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
@@ -351,8 +351,7 @@ pub struct Job {
     /// Which tags to copy.
     pub tags: TagSelector,
     /// Platforms to copy (empty = all).
-    #[serde(serialize_with = "ser_platforms")]
-    pub platforms: Vec<Platform>,
+    pub platforms: Vec<PlatformSpec>,
     /// How `platforms` applies.
     pub platform_mode: PlatformMode,
     /// Referrer options.
@@ -544,18 +543,6 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 fn ser_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
-}
-
-/// `os/arch[/variant]`.
-pub fn fmt_platform(p: &Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
-fn ser_platforms<S: Serializer>(ps: &[Platform], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(ps.iter().map(fmt_platform))
 }
 
 #[cfg(test)]

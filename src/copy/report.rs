@@ -23,6 +23,18 @@ pub enum Representation {
     Layout,
 }
 
+impl Representation {
+    /// The metric label value (`source_repr`/`target_repr`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Representation::Api => "api",
+            Representation::FallbackTag => "fallback_tag",
+            Representation::CosignTag => "cosign_tag",
+            Representation::Layout => "layout",
+        }
+    }
+}
+
 impl fmt::Display for Representation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

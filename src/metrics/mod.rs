@@ -70,31 +70,6 @@ pub fn metric_names() -> &'static [&'static str] {
     METRIC_NAMES
 }
 
-/// How a set of referrers is stored, on the source or the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReferrerRepr {
-    /// The registry's referrers API (`GET /v2/<name>/referrers/<digest>`).
-    Api,
-    /// The referrers tag schema: an index tagged `sha256-<hex>`.
-    FallbackTag,
-    /// cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags.
-    CosignTag,
-    /// An OCI image layout directory.
-    Layout,
-}
-
-impl ReferrerRepr {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReferrerRepr::Api => "api",
-            ReferrerRepr::FallbackTag => "fallback_tag",
-            ReferrerRepr::CosignTag => "cosign_tag",
-            ReferrerRepr::Layout => "layout",
-        }
-    }
-}
-
 /// How a job run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunResult {
@@ -454,14 +429,14 @@ impl Metrics {
 
     /// A referrer was copied; also counts a conversion when the
     /// representation changed.
-    pub fn referrer_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr) {
+    pub fn referrer_copied(&self, job: &str, source: &'static str, target: &'static str) {
         self.referrers_copied(job, source, target, 1);
     }
 
     /// `n` referrers were copied from `source` to `target` representation
-    /// (e.g. from a copy report's per-representation totals).
-    pub fn referrers_copied(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr, n: u64) {
-        let (s, t) = (source.as_str(), target.as_str());
+    /// (the engine's labels: `api`, `fallback_tag`, `cosign_tag`, `layout`).
+    pub fn referrers_copied(&self, job: &str, source: &'static str, target: &'static str, n: u64) {
+        let (s, t) = (source, target);
         self.referrers
             .with_label_values(&[job, "copied", s, t])
             .inc_by(n);
@@ -473,9 +448,9 @@ impl Metrics {
     }
 
     /// `n` referrers were already on the target.
-    pub fn referrers_skipped(&self, job: &str, source: ReferrerRepr, target: ReferrerRepr, n: u64) {
+    pub fn referrers_skipped(&self, job: &str, source: &'static str, target: &'static str, n: u64) {
         self.referrers
-            .with_label_values(&[job, "skipped", source.as_str(), target.as_str()])
+            .with_label_values(&[job, "skipped", source, target])
             .inc_by(n);
     }
 

@@ -14,8 +14,8 @@ fn exercised() -> Metrics {
     m.manifest_skipped("alpha", "reg.example");
     m.tag_copied("alpha", "reg.example");
     m.tag_skipped("alpha", "reg.example");
-    m.referrer_copied("alpha", ReferrerRepr::Api, ReferrerRepr::FallbackTag);
-    m.referrers_skipped("alpha", ReferrerRepr::Api, ReferrerRepr::Api, 1);
+    m.referrer_copied("alpha", "api", "fallback_tag");
+    m.referrers_skipped("alpha", "api", "api", 1);
     m.error("alpha", "reg.example", "transport");
     m.request_finished("reg.example", "blob_get", Some(429), 0.2);
     m.retry("reg.example", "blob_get");
@@ -98,10 +98,10 @@ fn rendering_contains_every_family_after_updates() {
 #[test]
 fn same_representation_is_not_a_conversion() {
     let m = Metrics::new().unwrap();
-    m.referrer_copied("j", ReferrerRepr::Api, ReferrerRepr::Api);
+    m.referrer_copied("j", "api", "api");
     assert!(!m.render().contains("ocimirror_referrer_conversions_total{"));
-    m.referrer_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout);
-    m.referrers_copied("j", ReferrerRepr::CosignTag, ReferrerRepr::Layout, 4);
+    m.referrer_copied("j", "cosign_tag", "layout");
+    m.referrers_copied("j", "cosign_tag", "layout", 4);
     let text = m.render();
     assert!(text.contains(
         r#"ocimirror_referrer_conversions_total{mirror_job="j",source_repr="cosign_tag",target_repr="layout"} 5"#

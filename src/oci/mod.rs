@@ -12,4 +12,6 @@ pub mod referrers;
 pub use descriptor::{Descriptor, Platform};
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use manifest::{Manifest, ManifestError, ManifestKind};
-pub use reference::{ImageReference, Location, Reference, ReferenceError, RepoName, Tag};
+pub use reference::{
+    ImageReference, Location, Reference, ReferenceError, RepoName, Tag, is_layout_name, layout_name,
+};

@@ -217,12 +217,28 @@ impl ImageReference {
     }
 }
 
+/// What starts a layout reference and a layout adapter's name.
+const LAYOUT_PREFIX: &str = "oci:";
+
+/// True when `name` (a reference, or an adapter's [`name`]) is an OCI
+/// layout directory: the one place that knows the `oci:` syntax.
+///
+/// [`name`]: crate::registry::Registry::name
+pub fn is_layout_name(name: &str) -> bool {
+    name.starts_with(LAYOUT_PREFIX)
+}
+
+/// The name of the layout adapter of `dir` (`oci:<dir>`).
+pub fn layout_name(dir: &std::path::Path) -> String {
+    format!("{LAYOUT_PREFIX}{}", dir.display())
+}
+
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {
             Location::Registry(host) => write!(f, "{host}/{}", self.repo)?,
             Location::Layout(dir) => {
-                write!(f, "oci:{}", dir.display())?;
+                write!(f, "{LAYOUT_PREFIX}{}", dir.display())?;
                 if !self.repo.is_root() {
                     write!(f, "/{}", self.repo)?;
                 }
@@ -245,7 +261,7 @@ impl FromStr for ImageReference {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
         }
-        if let Some(rest) = input.strip_prefix("oci:") {
+        if let Some(rest) = input.strip_prefix(LAYOUT_PREFIX) {
             return parse_layout(input, rest);
         }
         let (rest, digest) = split_digest(input)?;

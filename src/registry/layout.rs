@@ -87,7 +87,7 @@ impl LayoutRegistry {
     /// write, which creates the directories it needs.
     pub fn open(root: impl Into<PathBuf>) -> LayoutRegistry {
         let root = root.into();
-        let name = format!("oci:{}", root.display());
+        let name = crate::oci::layout_name(&root);
         LayoutRegistry { root, name }
     }
 

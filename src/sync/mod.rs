@@ -267,6 +267,7 @@ impl Syncer {
                         (Err(e), _) | (_, Err(e)) => {
                             report.failures.push(ItemFailure {
                                 item: item.name.clone(),
+                                kind: e.kind_label(),
                                 error: e.to_string(),
                             });
                             continue;
@@ -340,6 +341,7 @@ impl Syncer {
                     }
                     report.failures.push(ItemFailure {
                         item: item.name,
+                        kind,
                         error,
                     });
                 }

@@ -57,6 +57,10 @@ impl SyncError {
 pub struct ItemFailure {
     /// `repo:tag` or `repo@digest`.
     pub item: String,
+    /// What failed, as a bounded label (`not_found`, `timeout`,
+    /// `referrers_unpublished`, a registry error kind, ...): the same value
+    /// `ocimirror_errors_total` counts under `kind`.
+    pub kind: &'static str,
     /// Why, naming registry, repository and digest.
     pub error: String,
 }

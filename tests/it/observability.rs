@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 
-use ocimirror::metrics::{self, Metrics, ReferrerRepr, RunResult};
+use ocimirror::copy::Representation;
+use ocimirror::metrics::{self, Metrics, RunResult};
 use ocimirror::server::{self, Health};
 use tokio::sync::oneshot;
 
@@ -34,9 +35,22 @@ fn feed(m: &Metrics) {
         m.manifest_skipped(job, REGISTRY);
         m.tag_copied(job, REGISTRY);
         m.tag_skipped(job, REGISTRY);
-        m.referrer_copied(job, ReferrerRepr::Api, ReferrerRepr::FallbackTag);
-        m.referrer_copied(job, ReferrerRepr::CosignTag, ReferrerRepr::CosignTag);
-        m.referrers_skipped(job, ReferrerRepr::FallbackTag, ReferrerRepr::Api, 1);
+        m.referrer_copied(
+            job,
+            Representation::Api.label(),
+            Representation::FallbackTag.label(),
+        );
+        m.referrer_copied(
+            job,
+            Representation::CosignTag.label(),
+            Representation::CosignTag.label(),
+        );
+        m.referrers_skipped(
+            job,
+            Representation::FallbackTag.label(),
+            Representation::Api.label(),
+            1,
+        );
         m.error(job, REGISTRY, "transport");
         m.items_pending(job, 3);
         m.items_failing(job, 1);

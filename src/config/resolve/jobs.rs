@@ -94,12 +94,12 @@ impl Resolver<'_> {
         })
     }
 
-    fn platforms(&mut self, list: &[String], p: &KeyPath) -> Vec<Platform> {
+    fn platforms(&mut self, list: &[String], p: &KeyPath) -> Vec<PlatformSpec> {
         let mut out = Vec::new();
         for (i, s) in list.iter().enumerate() {
-            match parse_platform(s) {
-                Some(pl) => out.push(pl),
-                None => self.problem(
+            match s.parse::<PlatformSpec>() {
+                Ok(pl) => out.push(pl),
+                Err(_) => self.problem(
                     &p.index(i),
                     format!("invalid platform {s:?}: expected os/arch[/variant], e.g. \"linux/arm64/v8\""),
                 ),
@@ -368,7 +368,7 @@ impl Resolver<'_> {
 /// field by field.
 pub(super) struct ResolvedDefaults {
     schedule: FileSchedule,
-    platforms: Vec<Platform>,
+    platforms: Vec<PlatformSpec>,
     platform_mode: Option<PlatformMode>,
     referrers: FileReferrers,
 }

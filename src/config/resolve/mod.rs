@@ -31,8 +31,8 @@ use super::{
     RegistryAuth, RegistrySettings, Schedule, Secret, ServerSettings, Source, StateSettings,
     Target, TargetMapping, Timing, lexically_normal,
 };
-use crate::copy::CopyOptions;
-use crate::oci::{Digest, ImageReference, Location, Platform};
+use crate::copy::{CopyOptions, PlatformSpec};
+use crate::oci::{Digest, ImageReference, Location};
 
 pub(super) fn load(
     path: &Path,
@@ -487,25 +487,6 @@ fn as_int(v: &Value) -> Option<i128> {
         .or_else(|| v.to_u128().and_then(|u| i128::try_from(u).ok()))
 }
 
-fn parse_platform(s: &str) -> Option<Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let ok = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-    };
-    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok(p)) {
-        return None;
-    }
-    Some(Platform {
-        os: parts[0].to_string(),
-        architecture: parts[1].to_string(),
-        os_version: None,
-        os_features: Vec::new(),
-        variant: parts.get(2).map(|v| v.to_string()),
-    })
-}
-
 /// `4096`, `"512KiB"`, `"8MiB"`, `"1GB"`, `"1 GiB"`.
 fn parse_byte_size(v: &ByteSizeValue) -> Result<u64, ()> {
     let s = match v {
@@ -555,12 +536,5 @@ mod unit {
         assert!(validate_host("https://ghcr.io").is_err());
         assert!(validate_host("ghcr.io/org").is_err());
         assert!(validate_host("").is_err());
-        let p = parse_platform("linux/arm64/v8").unwrap();
-        assert_eq!(
-            (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
-            ("linux", "arm64", Some("v8"))
-        );
-        assert!(parse_platform("linux").is_none());
-        assert!(parse_platform("linux//v8").is_none());
     }
 }

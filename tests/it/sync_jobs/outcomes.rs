@@ -138,6 +138,8 @@ async fn a_slow_item_times_out_by_name_and_the_rest_is_copied() {
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     let failure = &report.failures[0];
     assert!(failure.item.ends_with(":t1"), "{failure:?}");
+    assert_eq!(failure.kind, "timeout", "{failure:?}");
+    // The message names the key to raise.
     assert!(failure.error.contains("limits.item_timeout"), "{failure:?}");
     super::assert_mirrored(&dst, REPO, &images[0].1);
 }
