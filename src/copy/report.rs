@@ -372,7 +372,8 @@ impl Recorder {
         node: NodeKind,
         error: Arc<CopyError>,
     ) {
-        tracing::warn!(error = %error, kind = error.kind(), "copy step failed");
+        // Said once, by the caller's per-image line and summary; here detail.
+        tracing::debug!(error = %error, kind = error.kind(), "Copy step failed.");
         let failure = NodeFailure {
             digest: digest.clone(),
             node,
