@@ -31,13 +31,12 @@ pub enum LogFormat {
 
 /// The log filter could not be parsed.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid log filter {directive:?}: {source}")]
+#[error("invalid log filter {directive:?}: {message}")]
 pub struct LoggingError {
     /// The filter as given (`RUST_LOG` or the configured level).
     pub directive: String,
-    /// The parser's complaint.
-    #[source]
-    pub source: tracing_subscriber::filter::ParseError,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Installs the global subscriber writing to stderr. `RUST_LOG`, when set
@@ -83,11 +82,27 @@ fn build<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    // A bare word must be a level: EnvFilter would take `bogus` as a target
+    // name and silently log nothing but that target.
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if let Some(word) = directive.split(',').map(str::trim).find(|part| {
+        !part.is_empty()
+            && !part.contains(['=', '['])
+            && !part.contains("::")
+            && !LEVELS.contains(&part.to_ascii_lowercase().as_str())
+    }) {
+        return Err(LoggingError {
+            directive: directive.to_string(),
+            message: format!(
+                "{word:?} is not a level: use trace, debug, info, warn, error or off, or target=level"
+            ),
+        });
+    }
     let filter = EnvFilter::builder()
         .parse(directive)
-        .map_err(|source| LoggingError {
+        .map_err(|e| LoggingError {
             directive: directive.to_string(),
-            source,
+            message: e.to_string(),
         })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

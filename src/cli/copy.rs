@@ -73,9 +73,9 @@ pub struct CopyArgs {
     /// Do not copy cosign legacy tags (sha256-<hex>.sig/.att/.sbom).
     #[arg(long)]
     pub no_cosign_tags: bool,
-    /// Transfers in flight at once.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
+    /// Transfers in flight at once (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
     /// Dry run: print every node that would be copied, skipped or converted, and why.
     #[arg(long)]
     pub plan: bool,
@@ -135,7 +135,7 @@ impl CopyArgs {
             source_referrers: self.source_referrers,
             target_referrers: self.target_referrers,
             cosign_tags: !self.no_cosign_tags,
-            concurrency: self.concurrency.max(1),
+            concurrency: usize::from(self.concurrency),
             ..CopyOptions::default()
         }
     }
@@ -157,6 +157,17 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
         return Err(CopyCommandError::Usage(format!(
             "destination {} must not have a digest: the digest is the source's",
             args.dst
+        )));
+    }
+    if args.platform_mode == PlatformMode::Filter && args.platforms.is_empty() {
+        return Err(CopyCommandError::Usage(
+            "--platform-mode filter needs --platform os/arch[/variant] (repeatable)".into(),
+        ));
+    }
+    if args.all_tags && (args.src.tag.is_some() || args.src.digest.is_some()) {
+        return Err(CopyCommandError::Usage(format!(
+            "--all-tags copies every tag of the repository: give SRC without a tag or digest (not {})",
+            args.src
         )));
     }
     if args.platform_mode == PlatformMode::Whole && !args.platforms.is_empty() {

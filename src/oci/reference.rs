@@ -73,6 +73,16 @@ pub enum ReferenceError {
     /// Full name too long.
     #[error("reference {0:?} is longer than 255 characters of registry and name")]
     TooLong(String),
+    /// A skopeo-style transport prefix (`docker://`, `oci:` is ours).
+    #[error(
+        "reference {input:?}: transports like {transport:?} are not used; write registry/repo[:tag][@digest] (e.g. docker.io/library/alpine:3.20) or oci:<dir>[:tag|@digest]"
+    )]
+    Transport {
+        /// The whole input.
+        input: String,
+        /// The transport prefix seen (`docker://`, `ocidir://`, ...).
+        transport: String,
+    },
 }
 
 /// A validated repository name. The empty name stands for the root of an OCI
@@ -264,6 +274,12 @@ impl FromStr for ImageReference {
         if let Some(rest) = input.strip_prefix(LAYOUT_PREFIX) {
             return parse_layout(input, rest);
         }
+        if let Some(end) = input.find("://") {
+            return Err(ReferenceError::Transport {
+                input: input.to_string(),
+                transport: input[..end + 3].to_string(),
+            });
+        }
         let (rest, digest) = split_digest(input)?;
         // The tag is after the last ':' that follows the last '/'.
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
@@ -413,6 +429,12 @@ mod tests {
 
     #[test]
     fn layout_references() {
+        // skopeo users type transports: say what to write instead.
+        let e = "docker://docker.io/library/alpine:3.20"
+            .parse::<ImageReference>()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"docker://\""), "{e}");
+        assert!(e.to_string().contains("oci:<dir>"), "{e}");
         let r = parse("oci:./fixtures/demo:v1");
         assert_eq!(
             r.location,

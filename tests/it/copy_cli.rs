@@ -252,3 +252,64 @@ async fn a_partly_copied_image_is_logged_as_a_failure() {
         text(&out)
     );
 }
+
+/// Mistakes a regsync or skopeo user makes are refused with exit 2 and a
+/// message that points the right way, instead of being accepted silently.
+#[tokio::test]
+async fn usage_mistakes_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let dst = format!("oci:{}", dir.path().display());
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "copy",
+                "--all-tags",
+                "oci:tests/fixtures/demo-layout:v1.0.0",
+                &dst,
+            ],
+            "give SRC without a tag",
+        ),
+        (
+            &[
+                "copy",
+                "--platform-mode",
+                "filter",
+                "oci:tests/fixtures/demo-layout:v1.0.0",
+                &dst,
+            ],
+            "needs --platform",
+        ),
+        (
+            &["copy", "docker://docker.io/library/alpine:3.20", &dst],
+            "transports like \"docker://\" are not used",
+        ),
+        (
+            &[
+                "copy",
+                "--concurrency",
+                "0",
+                "oci:tests/fixtures/demo-layout:v1.0.0",
+                &dst,
+            ],
+            "--concurrency",
+        ),
+        (
+            &[
+                "--log-level",
+                "bogus",
+                "copy",
+                "oci:tests/fixtures/demo-layout:v1.0.0",
+                &dst,
+            ],
+            "\"bogus\" is not a level",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = ocimirror(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {}", text(&out));
+    }
+    // Nothing was written for any of them.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

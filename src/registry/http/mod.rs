@@ -52,8 +52,10 @@ use crate::oci::{Location, RepoName};
 
 pub use self::credentials::{Credentials, Secret};
 pub use self::retry::RetryPolicy;
+pub use self::session::parse_token_response;
 pub use self::settings::{DockerConfigSource, HttpSettings, UploadMode};
 pub use self::stats::{OperationStats, RateLimitStatus, RequestObserver, RequestStats};
+pub use self::tags::{ListingPage, next_link, parse_catalog_page, parse_tag_page};
 
 pub(crate) use self::request::{
     MAX_ERROR_BODY, MAX_METADATA_BODY, ReadError, ReqBody, header_str, parse_error_body,

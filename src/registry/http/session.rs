@@ -37,6 +37,24 @@ struct TokenResponse {
     issued_at: Option<String>,
 }
 
+/// A token server's answer received at `now`: the token (`token`, else
+/// `access_token`) and how long it may be used (clamped, whatever number the
+/// server sent). A pure function, fuzzed in `fuzz/`.
+pub fn parse_token_response(
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(Secret, Duration), &'static str> {
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|_| "token response is not the expected JSON")?;
+    let token = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token.filter(|t| !t.is_empty()))
+        .ok_or("token response has no token")?;
+    let lifetime = auth::token_lifetime(parsed.expires_in, parsed.issued_at.as_deref(), now);
+    Ok((Secret::new(token), lifetime))
+}
+
 impl HttpRegistry {
     /// Pings `/v2/` once per registry and remembers its challenge.
     pub(super) async fn ensure_ping(&self, ctx: &Ctx) -> Result<(), RegistryError> {
@@ -284,28 +302,8 @@ impl HttpRegistry {
             return Err(e);
         }
         let body = self.read_body(ctx, resp, MAX_METADATA_BODY).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-            self.err(
-                ctx,
-                ErrorKind::InvalidResponse("token response is not the expected JSON".into()),
-            )
-        })?;
-        let token = parsed
-            .token
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| {
-                self.err(
-                    ctx,
-                    ErrorKind::InvalidResponse("token response has no token".into()),
-                )
-            })?;
-        let lifetime = auth::token_lifetime(
-            parsed.expires_in,
-            parsed.issued_at.as_deref(),
-            SystemTime::now(),
-        );
-        Ok((Secret::new(token), lifetime))
+        parse_token_response(&body, SystemTime::now())
+            .map_err(|what| self.err(ctx, ErrorKind::InvalidResponse(what.into())))
     }
 
     /// Reacts to a 401: learns the challenge and gets a fresh token (with

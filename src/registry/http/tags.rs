@@ -64,6 +64,39 @@ pub fn next_link<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String
     None
 }
 
+/// The names of one listing page: the valid ones, in order, and the ones
+/// that fail the grammar (dropped).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListingPage {
+    /// Names that pass the tag (or repository) grammar.
+    pub names: Vec<String>,
+    /// Names that do not.
+    pub dropped: Vec<String>,
+}
+
+/// One page of `GET /v2/<name>/tags/list`. A pure function, fuzzed.
+pub fn parse_tag_page(body: &[u8]) -> Result<ListingPage, &'static str> {
+    let page: TagPage =
+        serde_json::from_slice(body).map_err(|_| "tag list is not the expected JSON")?;
+    Ok(split_valid(page.tags.unwrap_or_default(), |t| {
+        Tag::new(t).is_ok()
+    }))
+}
+
+/// One page of `GET /v2/_catalog`. A pure function, fuzzed.
+pub fn parse_catalog_page(body: &[u8]) -> Result<ListingPage, &'static str> {
+    let page: CatalogPage =
+        serde_json::from_slice(body).map_err(|_| "catalog is not the expected JSON")?;
+    Ok(split_valid(page.repositories.unwrap_or_default(), |r| {
+        RepoName::new(r).is_ok()
+    }))
+}
+
+fn split_valid(all: Vec<String>, valid: impl Fn(&str) -> bool) -> ListingPage {
+    let (names, dropped) = all.into_iter().partition(|n| valid(n));
+    ListingPage { names, dropped }
+}
+
 #[derive(Deserialize)]
 struct TagPage {
     #[serde(default)]
@@ -154,17 +187,12 @@ impl HttpRegistry {
         let mut seen = HashSet::new();
         let mut dropped = Dropped::default();
         self.paginate(&ctx, url, HeaderMap::new(), |body, _| {
-            let page: TagPage = serde_json::from_slice(body).map_err(|_| {
-                self.err(
-                    &ctx,
-                    ErrorKind::InvalidResponse("tag list is not the expected JSON".into()),
-                )
-            })?;
+            let page = parse_tag_page(body)
+                .map_err(|what| self.err(&ctx, ErrorKind::InvalidResponse(what.into())))?;
             let before = seen.len();
-            for t in page.tags.unwrap_or_default() {
-                if Tag::new(&t).is_err() {
-                    dropped.note(t);
-                } else if seen.insert(t.clone()) {
+            page.dropped.into_iter().for_each(|t| dropped.note(t));
+            for t in page.names {
+                if seen.insert(t.clone()) {
                     tags.push(t);
                 }
             }
@@ -190,17 +218,12 @@ impl HttpRegistry {
         let mut seen = HashSet::new();
         let mut dropped = Dropped::default();
         self.paginate(&ctx, url, HeaderMap::new(), |body, _| {
-            let page: CatalogPage = serde_json::from_slice(body).map_err(|_| {
-                self.err(
-                    &ctx,
-                    ErrorKind::InvalidResponse("catalog is not the expected JSON".into()),
-                )
-            })?;
+            let page = parse_catalog_page(body)
+                .map_err(|what| self.err(&ctx, ErrorKind::InvalidResponse(what.into())))?;
             let before = seen.len();
-            for r in page.repositories.unwrap_or_default() {
-                if RepoName::new(&r).is_err() {
-                    dropped.note(r);
-                } else if seen.insert(r.clone()) {
+            page.dropped.into_iter().for_each(|r| dropped.note(r));
+            for r in page.names {
+                if seen.insert(r.clone()) {
                     repos.push(r);
                 }
             }
