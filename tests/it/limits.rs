@@ -160,3 +160,43 @@ async fn a_target_that_misreports_blob_sizes_gets_them_uploaded_and_no_tag() {
     assert!(dst.manifest(REPO, &digest).is_none());
     assert!(dst.tags(REPO).is_empty());
 }
+
+/// The same chain through the real binary, as a user meets it: the deep
+/// image fails by name within seconds, the healthy tag beside it is copied,
+/// and the process stays far below 256 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_ends_a_20000_deep_chain_quickly_in_bounded_memory() {
+    let src = TestRegistry::start(Options::default()).await;
+    let good = fixtures::image(Form::Api, "healthy-bin");
+    fixtures::seed_registry(&src, REPO, &good);
+    seed_chain(&src, 20_000, "deep");
+    let dst = tempfile::tempdir().unwrap();
+    let from = format!("{}/{REPO}", src.host());
+    let to = format!("oci:{}", dst.path().display());
+    let out = tokio::task::spawn_blocking(move || {
+        crate::support::cli::ocimirror_measured(
+            std::path::Path::new("."),
+            &["copy", "--all-tags", &from, &to],
+            std::time::Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap();
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(1), "{all}");
+    assert!(all.contains("max_index_depth"), "{all}");
+    assert!(
+        out.elapsed < std::time::Duration::from_secs(30),
+        "took {:?}",
+        out.elapsed
+    );
+    assert!(out.peak_rss < 256 << 20, "peak RSS {} bytes", out.peak_rss);
+    let view = fixtures::LayoutView::read(dst.path());
+    assert_eq!(view.tags().get("v1"), Some(&good.index));
+    assert!(!view.tags().contains_key("deep"));
+    eprintln!(
+        "20 000-deep chain via the binary: failed by name in {:?}, peak RSS {} KiB",
+        out.elapsed,
+        out.peak_rss >> 10
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use ocimirror::oci::{Digest, RepoName};
 use ocimirror::registry::Registry;
@@ -12,7 +12,7 @@ use ocimirror::registry::layout::LayoutRegistry;
 use serde_json::{Value, json};
 
 use super::{chunked, noise, temp_files};
-use crate::support::cli::text;
+use crate::support::cli::{ocimirror_measured, text};
 use crate::support::fixtures::{self, Fixture, Form, LayoutView, OCI_INDEX, REF_NAME};
 
 /// Runs the real binary with a deadline: a hang fails the test instead of
@@ -73,21 +73,34 @@ async fn a_fifo_blob_fails_its_image_at_once_and_the_other_image_is_copied() {
     let fifo = blob_path(&src, &fixtures::sha256(b"one layer for amd64"));
     mkfifo(&fifo);
 
-    let started = Instant::now();
-    let out = ocimirror(
-        &["copy", "--all-tags", &oci(&src), &oci(&dst)],
-        Duration::from_secs(60),
-    )
-    .await;
-    let took = started.elapsed();
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    let (s, d) = (oci(&src), oci(&dst));
+    let out = tokio::task::spawn_blocking(move || {
+        ocimirror_measured(
+            Path::new("."),
+            &["copy", "--all-tags", &s, &d],
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(1), "{all}");
     assert!(
         all.contains(&format!("{} is a FIFO, not a regular file", fifo.display())),
         "{all}"
     );
     // Generous for a loaded machine; a blocking open never returns.
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        out.elapsed < Duration::from_secs(20),
+        "took {:?}",
+        out.elapsed
+    );
+    assert!(out.peak_rss < 256 << 20, "peak RSS {} bytes", out.peak_rss);
+    eprintln!(
+        "FIFO blob: failed by name in {:?}, peak RSS {} KiB",
+        out.elapsed,
+        out.peak_rss >> 10
+    );
     let view = LayoutView::read(&dst);
     assert_eq!(view.tags().get("two"), Some(&two.index));
     assert_eq!(view.tags().get("one"), None);
