@@ -129,8 +129,9 @@ pub struct FileLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileState {
-    /// Path of the sqlite database (created when missing; relative paths are
-    /// relative to the working directory). It is a cache: deleting it only
+    /// Path of the sqlite database (created when missing; a relative path is
+    /// taken from the config file's directory, the default one from the
+    /// working directory). It is a cache: deleting it only
     /// costs extra HEAD requests on the next run. Default `"ocimirror.db"`.
     pub database: Option<PathBuf>,
     /// How long an item whose source is unchanged is trusted without

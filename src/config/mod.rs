@@ -97,16 +97,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// Makes every relative path absolute against `base` (the config
-    /// file's directory): the database and layout directories of jobs
-    /// (files read while resolving are taken from there by the resolver).
+    /// Makes the relative layout directories of jobs (which only the file
+    /// can set) absolute against `base`, the config file's directory; the
+    /// other paths are taken from there by the resolver.
     pub(crate) fn rebase_paths(&mut self, base: &Path) {
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = lexically_normal(&base.join(&*p));
             }
         };
-        rebase(&mut self.state.database);
         for job in &mut self.jobs {
             if let Source::Repository(ImageReference {
                 location: Location::Layout(dir),

@@ -380,8 +380,14 @@ impl Resolver<'_> {
             Some(v) => self.duration(v, &KeyPath::root().key("state").key("verify_after"))?,
             None => Duration::from_secs(24 * 3600),
         };
+        // The default stays in the working directory (the container's data
+        // volume); a path the file writes is the file's.
+        let database = match &s.database {
+            Some(d) => self.path(&KeyPath::root().key("state").key("database"), d),
+            None => PathBuf::from("ocimirror.db"),
+        };
         Some(StateSettings {
-            database: s.database.unwrap_or_else(|| PathBuf::from("ocimirror.db")),
+            database,
             verify_after,
         })
     }

@@ -5,13 +5,19 @@
 use super::*;
 
 impl Resolver<'_> {
-    /// A path from the file, taken from the file's directory when relative.
-    pub(super) fn path(&self, p: &Path) -> PathBuf {
-        lexically_normal(&self.base.join(p))
+    /// The path at `key`: taken from the config file's directory when the
+    /// file wrote it relative, as given when it came from the environment
+    /// (relative to the working directory, like any command-line path).
+    pub(super) fn path(&self, key: &KeyPath, p: &Path) -> PathBuf {
+        if self.origin(key) == ENV_ORIGIN {
+            p.to_path_buf()
+        } else {
+            lexically_normal(&self.base.join(p))
+        }
     }
 
     pub(super) fn secret_file(&mut self, file: &Path, path: &KeyPath) -> Option<Secret> {
-        let file = &self.path(file);
+        let file = &self.path(path, file);
         match std::fs::read_to_string(file) {
             Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
             Err(e) => {
@@ -95,9 +101,14 @@ impl Resolver<'_> {
         let docker_config = match r.docker_config {
             None | Some(BoolOrPath::Bool(false)) => DockerConfig::Disabled,
             Some(BoolOrPath::Bool(true)) => DockerConfig::Default,
-            Some(BoolOrPath::Path(path)) => DockerConfig::Path(self.path(&path)),
+            Some(BoolOrPath::Path(path)) => {
+                DockerConfig::Path(self.path(&p.key("docker_config"), &path))
+            }
         };
-        let ca_file = r.ca_file.as_deref().map(|c| self.path(c));
+        let ca_file = r
+            .ca_file
+            .as_deref()
+            .map(|c| self.path(&p.key("ca_file"), c));
         if let Some(ca) = &ca_file
             && let Err(e) = std::fs::metadata(ca)
         {

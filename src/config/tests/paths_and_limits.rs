@@ -108,3 +108,18 @@ fn registry_timeouts_and_verdict_ttl() {
         "longer than 0s",
     );
 }
+
+#[test]
+fn the_default_database_and_environment_paths_stay_in_the_working_directory() {
+    // The container keeps its data volume as the working directory: the
+    // default database lands there, not next to a read-only config file.
+    let (_dir, res) = load_text("c.toml", &format!("version = 1\n{MINIMAL_JOB}"), &[]);
+    assert_eq!(res.unwrap().state.database, PathBuf::from("ocimirror.db"));
+    // A path from the environment is a command-line path.
+    let (_dir, res) = load_text(
+        "c.toml",
+        &format!("version = 1\n[state]\ndatabase = \"in-file.db\"\n{MINIMAL_JOB}"),
+        &[("OCIMIRROR_STATE__DATABASE", "from-env.db")],
+    );
+    assert_eq!(res.unwrap().state.database, PathBuf::from("from-env.db"));
+}
