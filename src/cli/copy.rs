@@ -15,7 +15,7 @@ use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, Tag};
 use crate::registry::RegistryError;
 use crate::registry::http::HttpSettings;
-use crate::registry::open::open;
+use crate::registry::open::Registries;
 
 use super::progress::Progress;
 
@@ -151,8 +151,11 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     if let Some(path) = &args.docker_config {
         http.docker_config = crate::registry::http::DockerConfigSource::Path(path.clone());
     }
-    let source = open(&args.src.location, &http)?;
-    let target = open(&args.dst.location, &http)?;
+    // Through the factory's per-host cache, so a copy within one registry
+    // uses one adapter: one token cache, one rate limit, one in-flight bound.
+    let registries = Registries::new(move |_| http.clone());
+    let source = registries.open(&args.src.location)?;
+    let target = registries.open(&args.dst.location)?;
     if args.dst.digest.is_some() {
         return Err(CopyCommandError::Usage(format!(
             "destination {} must not have a digest: the digest is the source's",

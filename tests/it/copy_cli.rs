@@ -313,3 +313,36 @@ async fn usage_mistakes_are_refused_by_name() {
     // Nothing was written for any of them.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A copy between two repositories of one registry goes through one
+/// adapter: one ping, one token cache and one rate limit, not two.
+#[tokio::test]
+async fn a_copy_within_one_registry_uses_one_adapter() {
+    let f = fixtures::image(Form::Api, "same-host");
+    let reg = registry(true).await;
+    fixtures::seed_registry(&reg, REPO, &f);
+    reg.clear_log();
+    let out = ocimirror(&[
+        "copy",
+        &format!("{}/{REPO}:v1", reg.host()),
+        &format!("{}/mirror/app:v1", reg.host()),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let pings = reg
+        .log()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v2/")
+        .count();
+    assert_eq!(
+        pings,
+        1,
+        "{:?}",
+        reg.log().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        reg.manifest("mirror/app", "v1")
+            .map(|(_, b)| fixtures::sha256(&b)),
+        Some(f.index.clone())
+    );
+}
