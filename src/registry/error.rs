@@ -128,6 +128,11 @@ pub enum ErrorKind {
         /// True when retrying may help (connection reset, timeout).
         retryable: bool,
     },
+    /// The registry could not be reached at all (connection refused,
+    /// unknown host, connect timeout). Not retried request by request: the
+    /// registry is held unreachable for a while (see `http::reachability`).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// Local file system failure (layout adapter).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -167,6 +172,7 @@ impl ErrorKind {
             ErrorKind::PreconditionFailed => "precondition_failed",
             ErrorKind::Unsupported(_) => "unsupported",
             ErrorKind::Transport { .. } => "transport",
+            ErrorKind::Unreachable(_) => "unreachable",
             ErrorKind::Io(_) => "io",
             ErrorKind::Credentials(_) => "credentials",
             ErrorKind::InsecureDowngrade(_) => "insecure_downgrade",
@@ -186,7 +192,7 @@ impl ErrorKind {
 
 /// An error from a registry adapter, with its context.
 #[derive(Debug, thiserror::Error)]
-#[error("{registry}: {op} {repo}{}: {kind}", .target.as_ref().map(|t| format!(" {t}")).unwrap_or_default())]
+#[error("{registry}: {op}{}{}: {kind}", if .repo.is_empty() { String::new() } else { format!(" {}", .repo) }, .target.as_ref().map(|t| format!(" {t}")).unwrap_or_default())]
 pub struct RegistryError {
     /// Registry host or `oci:<dir>`.
     pub registry: String,

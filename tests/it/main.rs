@@ -5,6 +5,7 @@ mod copy_matrix;
 mod copy_retry;
 mod credentials;
 mod distribution;
+mod fail_fast;
 mod http_registry;
 mod interop;
 mod interop_personalities;

@@ -28,6 +28,7 @@ pub mod stats;
 mod adapter;
 mod blob;
 mod manifest;
+mod reachability;
 mod referrers;
 mod request;
 mod resume;
@@ -141,6 +142,12 @@ mod shared {
         pub(super) hub_ratelimit: Mutex<Option<RateLimitStatus>>,
         /// Receives every request (metrics), if set.
         pub(super) observer: Option<Arc<dyn RequestObserver>>,
+        /// Set when the registry could not be reached: requests fail at
+        /// once until it expires (see `reachability`).
+        pub(super) unreachable: Mutex<Option<super::reachability::Down>>,
+        /// When a retry was last announced at info level (one notice per
+        /// registry per interval, the rest at debug).
+        pub(super) retry_notice: Mutex<Option<Instant>>,
     }
 }
 
@@ -249,6 +256,8 @@ impl HttpRegistry {
                 referrers_cache: Mutex::new(HashMap::new()),
                 hub_ratelimit: Mutex::new(None),
                 observer: None,
+                unreachable: Mutex::new(None),
+                retry_notice: Mutex::new(None),
             }),
         })
     }

@@ -49,17 +49,42 @@ impl ReqBody {
 }
 
 /// A transport error as text without URLs (which could carry query data).
+/// A connection that found no one (refused, unknown host, connect timeout) is
+/// [`ErrorKind::Unreachable`], said by its last two causes (`tcp connect
+/// error: Connection refused`) without the client's generic layers.
 pub(crate) fn transport_kind(e: reqwest::Error) -> ErrorKind {
     let retryable = !e.is_builder();
+    let connect = e.is_connect();
     let e = e.without_url();
-    let mut message = e.to_string();
+    let mut chain = vec![e.to_string()];
+    let mut no_route = e.is_timeout();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        chain.push(s.to_string());
+        no_route |= s.to_string().starts_with("dns error")
+            || s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                use std::io::ErrorKind as Io;
+                matches!(
+                    io.kind(),
+                    Io::ConnectionRefused
+                        | Io::HostUnreachable
+                        | Io::NetworkUnreachable
+                        | Io::AddrNotAvailable
+                        | Io::TimedOut
+                )
+            });
         source = s.source();
     }
-    ErrorKind::Transport { message, retryable }
+    // A TLS failure also happens while connecting, but the host answered:
+    // it stays a transport error with its own words (certificate, ...).
+    if connect && no_route {
+        let from = chain.len().saturating_sub(2);
+        return ErrorKind::Unreachable(chain[from..].join(": "));
+    }
+    ErrorKind::Transport {
+        message: chain.join(": "),
+        retryable,
+    }
 }
 
 /// A server-supplied string made safe for one line of a message or log:
@@ -129,6 +154,9 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Vec<String>, String) {
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// At most one INFO line per registry this often about retries.
+const RETRY_NOTICE_EVERY: Duration = Duration::from_secs(10);
 
 /// Operations whose requests and answers are small, so they get a total
 /// deadline; blob bodies get a minimum throughput instead.
@@ -263,16 +291,40 @@ impl HttpRegistry {
                         return Err(e);
                     };
                     let delay = self.settings.retry.next_delay(e.kind.retry_after(), b);
-                    debug!(
-                        registry = %self.name, repo = %e.repo, op = %e.op,
-                        delay_ms = delay.as_millis() as u64, error = %e.kind,
-                        "Retrying request."
-                    );
+                    self.announce_retry(&e, delay);
                     self.count_retry(e.op, delay);
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Says what is retried and why while it waits: at INFO at most once per
+    /// registry per [`RETRY_NOTICE_EVERY`] (a wait is what a user notices;
+    /// eight requests retrying at once are one story), the rest at DEBUG.
+    fn announce_retry(&self, e: &RegistryError, delay: Duration) {
+        let now = Instant::now();
+        let loud = {
+            let mut last = lock(&self.retry_notice);
+            let due = last.is_none_or(|t| now.duration_since(t) >= RETRY_NOTICE_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if loud {
+            tracing::info!(
+                registry = %self.name, repo = %e.repo, op = %e.op,
+                delay_ms = delay.as_millis() as u64, error = %e.kind,
+                "Retrying {} on {} in {:.1} s: {}.", e.op, self.name, delay.as_secs_f64(), e.kind
+            );
+        } else {
+            debug!(
+                registry = %self.name, repo = %e.repo, op = %e.op,
+                delay_ms = delay.as_millis() as u64, error = %e.kind,
+                "Retrying request."
+            );
         }
     }
 
@@ -302,9 +354,16 @@ impl HttpRegistry {
             Some(d) => req.timeout(d),
             None => req,
         };
+        let req = req.build().map_err(transport_kind)?;
+        // Only the registry's own origin is held unreachable: a storage
+        // host it redirects to is another machine.
+        let own = self.is_own_origin(req.url());
+        if own && let Some(held) = self.held_unreachable() {
+            return Err(held);
+        }
         let (permit, waited) = self.limits.acquire().await;
         let started = Instant::now();
-        let result = req.send().await;
+        let result = self.client.execute(req).await;
         drop(permit);
         if let Some(o) = &self.observer {
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
@@ -334,10 +393,18 @@ impl HttpRegistry {
                 Ok(resp)
             }
             Err(e) => {
+                let timed_out = e.is_timeout();
                 stats.record_transport_error(op);
-                match deadline {
-                    Some(d) if e.is_timeout() => Err(deadline_passed(d)),
-                    _ => Err(transport_kind(e)),
+                drop(stats);
+                match (deadline, transport_kind(e)) {
+                    (_, ErrorKind::Unreachable(cause)) => {
+                        if own {
+                            self.mark_unreachable(&cause);
+                        }
+                        Err(ErrorKind::Unreachable(cause))
+                    }
+                    (Some(d), ErrorKind::Transport { .. }) if timed_out => Err(deadline_passed(d)),
+                    (_, kind) => Err(kind),
                 }
             }
         }
