@@ -44,16 +44,20 @@ pub struct LoggingError {
 /// `"info,ocimirror::copy=debug"`). Calling it again after a subscriber is
 /// installed does nothing, so tests and embedders may call it freely.
 pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
+    init_with(format, level, std::io::stderr)
+}
+
+/// [`init`] writing through `writer`, a wrapper of stderr (the command
+/// line's clears its status line around each log line).
+pub fn init_with<W>(format: LogFormat, level: &str, writer: W) -> Result<(), LoggingError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let directive = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => v,
         _ => level.to_string(),
     };
-    let sub = build(
-        format,
-        &directive,
-        std::io::stderr,
-        std::io::stderr().is_terminal(),
-    )?;
+    let sub = build(format, &directive, writer, std::io::stderr().is_terminal())?;
     // Err means a global subscriber (or log bridge) already exists: keep it.
     let _ = sub.try_init();
     Ok(())

@@ -79,7 +79,7 @@ async fn main() -> ExitCode {
         .clone()
         .or(configured.map(|c| c.1))
         .unwrap_or_else(|| "info".to_string());
-    if let Err(e) = logging::init(format, &level) {
+    if let Err(e) = logging::init_with(format, &level, ocimirror::cli::progress::LogWriter) {
         eprintln!("error: {e}");
         return ExitCode::from(exit::USAGE);
     }

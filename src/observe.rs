@@ -99,6 +99,8 @@ pub async fn feed_events(
 /// One event, one update.
 pub fn record_event(metrics: &Metrics, job: &str, registry: &str, e: &CopyEvent) {
     match (e.kind, e.action) {
+        // An image's end is counted by the sync itself (images_*, errors).
+        (NodeKind::Image, _) => {}
         (NodeKind::Blob, Action::Copy) => metrics.blob_copied(job, registry, e.size),
         (NodeKind::Blob, Action::Mount) => metrics.blob_mounted(job, registry, e.size),
         (NodeKind::Blob, Action::Exists) => metrics.blob_skipped(job, registry, e.size),

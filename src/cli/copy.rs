@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::copy::{
-    AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, PlatformMode,
+    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, PlatformMode,
     PlatformSpec, ReferrersMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
@@ -61,7 +61,7 @@ pub struct CopyArgs {
     #[arg(long = "annotation")]
     pub annotations: Vec<AnnotationMatch>,
     /// Referrer hops to follow (a signature on an SBOM on the image is 2).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = CopyOptions::DEFAULT_MAX_DEPTH)]
     pub max_depth: usize,
     /// Finding referrers on the source: auto (API and fallback tags), api, tags.
     #[arg(long, default_value = "auto")]
@@ -167,6 +167,9 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             "--platform-mode filter needs --platform os/arch[/variant] (repeatable)".into(),
         ));
     }
+    if let Some(message) = crate::oci::missing_source_layout(&args.src.location) {
+        return Err(CopyCommandError::Usage(message));
+    }
     if args.all_tags && (args.src.tag.is_some() || args.src.digest.is_some()) {
         return Err(CopyCommandError::Usage(format!(
             "--all-tags copies every tag of the repository: give SRC without a tag or digest (not {})",
@@ -209,10 +212,11 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
+    let images_done = tx.clone();
     let copier = Copier::new(source, target, args.options()).with_events(tx);
     let current = Arc::new(Mutex::new(String::new()));
     let tty = std::io::stderr().is_terminal() && !args.no_progress && !args.plan;
-    let display = tokio::spawn(show_events(rx, current.clone(), tty));
+    let display = tokio::spawn(show_events(rx, current.clone(), tty, jobs.len() as u64));
 
     let mut outcome = CopyOutcome::default();
     for (reference, dst_tag) in jobs {
@@ -238,24 +242,31 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             }
             continue;
         }
-        match copier
+        let done = match copier
             .copy_image(&args.src.repo, &reference, &args.dst.repo, dst_tag.as_ref())
             .await
         {
             Ok(report) if report.is_success() => {
                 tracing::info!(image = %name, summary = %report, "Image copied.");
                 outcome.report.merge(report);
+                Action::Copy
             }
             // Said at the level of what happened: a partly copied image is
             // a failure, as the summary and the exit status say too.
             Ok(report) => {
-                tracing::error!(image = %name, summary = %report, failed = %report.failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "), "Image copied only in part.");
+                tracing::error!(image = %name, summary = %report, failed = %report.failure_summary(), "Image copied only in part.");
                 outcome.report.merge(report);
+                Action::Fail
             }
-            Err(e) => image_failed(&mut outcome, &name, &e),
-        }
+            Err(e) => {
+                image_failed(&mut outcome, &name, &e);
+                Action::Fail
+            }
+        };
+        let _ = images_done.send(CopyEvent::image_done(&name, done));
     }
     drop(copier);
+    drop(images_done);
     let _ = display.await;
     Ok(outcome)
 }
@@ -289,8 +300,10 @@ async fn show_events(
     mut rx: mpsc::UnboundedReceiver<CopyEvent>,
     current: Arc<Mutex<String>>,
     tty: bool,
+    images: u64,
 ) {
     let mut progress = Progress::new(tty);
+    progress.set_total(images);
     while let Some(e) = rx.recv().await {
         let image = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
         progress.event(&image, &e);
@@ -313,8 +326,8 @@ pub fn summary(outcome: &CopyOutcome) -> String {
     for (image, why) in &outcome.failed_images {
         s.push_str(&format!("\nFAILED {image}: {why}"));
     }
-    for f in &outcome.report.failures {
-        s.push_str(&format!("\nfailed: {f}"));
+    if !outcome.report.failures.is_empty() {
+        s.push_str(&format!("\nfailed: {}", outcome.report.failure_summary()));
     }
     s
 }

@@ -6,5 +6,5 @@ pub mod copy;
 pub mod exit;
 pub mod generate;
 pub mod jobs;
-mod progress;
+pub mod progress;
 pub mod serve;

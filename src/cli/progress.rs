@@ -1,54 +1,84 @@
-//! What `copy` and `once` show while they work: a spinner with a running
-//! count on a terminal, plain log lines otherwise.
+//! What `copy` and `once` show while they work: on a terminal one status
+//! line (elapsed time, images done, bytes and rate, the current step) that
+//! log lines are written above, never glued onto; debug log events
+//! otherwise.
 
+use std::io::Write;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use tracing_subscriber::fmt::MakeWriter;
 
-use crate::copy::{Action, CopyEvent};
+use crate::copy::{Action, CopyEvent, NodeKind};
+
+/// The status line on screen, if any: the log writer clears it around
+/// each log line.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn active() -> Option<ProgressBar> {
+    ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// The display of one command run.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
-    nodes: u64,
-    bytes: u64,
+    images: u64,
+    failed: u64,
+    /// Images to do, when known up front (`copy`).
+    total: Option<u64>,
 }
 
 impl Progress {
-    /// A spinner when `tty`, log lines otherwise.
+    /// A status line when `tty`, debug log events otherwise.
     pub(crate) fn new(tty: bool) -> Self {
         let bar = tty.then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
-                ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(
+                    "{spinner} {elapsed:>4} {prefix} {binary_bytes} ({binary_bytes_per_sec}) {wide_msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
+            b.set_prefix("0 images done,");
+            b.set_message("starting: reading the sources");
             b.enable_steady_tick(Duration::from_millis(120));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
             b
         });
         Progress {
             bar,
-            nodes: 0,
-            bytes: 0,
+            images: 0,
+            failed: 0,
+            total: None,
         }
+    }
+
+    /// Says how many images there are to do, when that is known.
+    pub(crate) fn set_total(&mut self, total: u64) {
+        self.total = Some(total);
+        self.show_counts();
     }
 
     /// Shows one copy event of `label` (an image or a job).
     pub(crate) fn event(&mut self, label: &str, e: &CopyEvent) {
-        self.nodes += 1;
-        if matches!(e.action, Action::Copy | Action::Mount) {
-            self.bytes += e.size;
+        if e.kind == NodeKind::Image {
+            self.images += 1;
+            if e.action == Action::Fail {
+                self.failed += 1;
+            }
+            self.show_counts();
+            return;
+        }
+        if matches!(e.action, Action::Copy | Action::Mount)
+            && let Some(b) = &self.bar
+        {
+            b.inc(e.size);
         }
         match &self.bar {
             // Failures are said once, by the image's own line and the
-            // summary; the spinner only counts.
-            Some(b) => b.set_message(format!(
-                "{label}: {} nodes, {} copied — {} {}",
-                self.nodes,
-                human_bytes(self.bytes),
-                e.action,
-                e.kind
-            )),
+            // summary; the status line only counts.
+            Some(b) => b.set_message(format!("{label}: {} {}", e.action, e.kind)),
             // Per-object events are debug detail, as fields.
             None => tracing::debug!(
                 image = %label,
@@ -62,11 +92,57 @@ impl Progress {
         }
     }
 
-    /// Removes the spinner.
+    fn show_counts(&self) {
+        let Some(b) = &self.bar else { return };
+        let done = match self.total {
+            Some(t) => format!("{}/{t}", self.images),
+            None => self.images.to_string(),
+        };
+        let failed = if self.failed > 0 {
+            format!(" ({} failed)", self.failed)
+        } else {
+            String::new()
+        };
+        let noun = if self.total.unwrap_or(self.images) == 1 {
+            "image"
+        } else {
+            "images"
+        };
+        b.set_prefix(format!("{done} {noun} done{failed},"));
+    }
+
+    /// Removes the status line.
     pub(crate) fn finish(self) {
         if let Some(b) = self.bar {
             b.finish_and_clear();
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
+    }
+}
+
+/// The log writer of the command line: stderr, with the status line (if
+/// one is shown) cleared while a log line is written and redrawn after.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogWriter;
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match active() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf).map(|()| buf.len())),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -83,5 +159,21 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_events_count_images_and_failures_not_bytes() {
+        let mut p = Progress::new(false);
+        p.event("j", &CopyEvent::image_done("a:1", Action::Copy));
+        p.event("j", &CopyEvent::image_done("a:2", Action::Fail));
+        let mut blob = CopyEvent::image_done("a:3", Action::Copy);
+        blob.kind = NodeKind::Blob;
+        p.event("j", &blob);
+        assert_eq!((p.images, p.failed), (2, 1));
     }
 }

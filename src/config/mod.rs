@@ -497,7 +497,7 @@ impl Default for ReferrerOptions {
     fn default() -> Self {
         ReferrerOptions {
             enabled: true,
-            depth: 4,
+            depth: crate::copy::CopyOptions::DEFAULT_MAX_DEPTH as u32,
             source_mode: ReferrersMode::Auto,
             target_mode: ReferrersMode::Auto,
             include_artifact_types: Vec::new(),

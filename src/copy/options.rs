@@ -155,6 +155,8 @@ pub struct CopyOptions {
 }
 
 impl CopyOptions {
+    /// Default [`CopyOptions::max_depth`], for `copy` and jobs alike.
+    pub const DEFAULT_MAX_DEPTH: usize = 8;
     /// Default [`CopyOptions::max_index_depth`].
     pub const DEFAULT_MAX_INDEX_DEPTH: usize = 8;
     /// Default [`CopyOptions::max_nodes`].
@@ -169,7 +171,7 @@ impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
             referrers: true,
-            max_depth: 8,
+            max_depth: Self::DEFAULT_MAX_DEPTH,
             artifact_types_include: Vec::new(),
             artifact_types_exclude: Vec::new(),
             annotations: Vec::new(),

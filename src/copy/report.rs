@@ -63,6 +63,9 @@ pub enum NodeKind {
     FallbackIndex,
     /// A tag on the target.
     Tag,
+    /// A whole image, once it is done (progress only: `copy` and `once`
+    /// send one per image with what happened to it).
+    Image,
 }
 
 impl fmt::Display for NodeKind {
@@ -75,6 +78,7 @@ impl fmt::Display for NodeKind {
             NodeKind::Cosign => "cosign",
             NodeKind::FallbackIndex => "fallback-index",
             NodeKind::Tag => "tag",
+            NodeKind::Image => "image",
         })
     }
 }
@@ -188,6 +192,49 @@ impl CopyReport {
         self.failures.is_empty()
     }
 
+    /// The failures in one line a person can read: the first failure in
+    /// full, how many more and of which kinds, and how many nodes waited on
+    /// them (a target that refuses connections fails every blob check, and
+    /// every manifest above them: one cause, not twenty lines).
+    pub fn failure_summary(&self) -> String {
+        let (dependent, causes): (Vec<&NodeFailure>, Vec<&NodeFailure>) =
+            self.failures.iter().partition(|f| f.kind() == "dependency");
+        let mut out = match causes.first().or(dependent.first()) {
+            Some(first) => first.to_string(),
+            None => return String::new(),
+        };
+        if causes.len() > 1 {
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for f in &causes[1..] {
+                *kinds.entry(f.kind()).or_default() += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            out.push_str(&format!(
+                "; and {} more failed ({})",
+                causes.len() - 1,
+                kinds.join(", ")
+            ));
+        }
+        if !causes.is_empty() && !dependent.is_empty() {
+            out.push_str(&format!(
+                "; {} {} not copied because {} on {}",
+                dependent.len(),
+                if dependent.len() == 1 {
+                    "node"
+                } else {
+                    "nodes"
+                },
+                if dependent.len() == 1 {
+                    "it depends"
+                } else {
+                    "they depend"
+                },
+                if causes.len() == 1 { "it" } else { "them" },
+            ));
+        }
+        out
+    }
+
     /// True when nothing was written to the target.
     pub fn wrote_nothing(&self) -> bool {
         self.manifests_copied == 0
@@ -283,6 +330,21 @@ pub struct CopyEvent {
     pub reason: String,
     /// For [`Action::Fail`]: the typed failure (its `kind()` labels metrics).
     pub failure: Option<NodeFailure>,
+}
+
+impl CopyEvent {
+    /// The end of one image (`name`): copied, unchanged (`Exists`),
+    /// deferred (`Skip`) or failed.
+    pub fn image_done(name: &str, action: Action) -> CopyEvent {
+        CopyEvent {
+            digest: None,
+            kind: NodeKind::Image,
+            action,
+            size: 0,
+            reason: name.to_string(),
+            failure: None,
+        }
+    }
 }
 
 impl fmt::Display for CopyEvent {
@@ -388,5 +450,62 @@ impl Recorder {
             reason: failure.error.to_string(),
             failure: Some(failure),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ErrorKind, Operation, RegistryError};
+
+    fn refused(n: u8) -> NodeFailure {
+        let d = Digest::sha256(&[n]);
+        NodeFailure {
+            digest: Some(d.clone()),
+            node: NodeKind::Blob,
+            error: Arc::new(CopyError::target(
+                "check blob",
+                Some(&d),
+                RegistryError::new(
+                    "reg",
+                    "app",
+                    Operation::BlobHead,
+                    None,
+                    ErrorKind::Unreachable("connection refused".into()),
+                ),
+            )),
+        }
+    }
+
+    fn waiting(n: u8) -> NodeFailure {
+        NodeFailure {
+            digest: None,
+            node: NodeKind::Manifest,
+            error: Arc::new(CopyError::Dependency {
+                digest: Digest::sha256(&[n, n]),
+                needs: Digest::sha256(&[n]),
+            }),
+        }
+    }
+
+    #[test]
+    fn one_cause_is_said_once_and_the_rest_counted() {
+        let report = CopyReport {
+            failures: vec![refused(1), waiting(1), refused(2), refused(3), waiting(2)],
+            ..CopyReport::default()
+        };
+        let s = report.failure_summary();
+        assert_eq!(s.matches("connection refused").count(), 1, "{s}");
+        assert!(s.contains("and 2 more failed (2 unreachable)"), "{s}");
+        assert!(
+            s.ends_with("2 nodes not copied because they depend on them"),
+            "{s}"
+        );
+        assert_eq!(CopyReport::default().failure_summary(), "");
+        let single = CopyReport {
+            failures: vec![refused(1)],
+            ..CopyReport::default()
+        };
+        assert_eq!(single.failure_summary(), refused(1).to_string());
     }
 }

@@ -13,5 +13,6 @@ pub use descriptor::{Descriptor, Platform};
 pub use digest::{Algorithm, Digest, DigestError, Digester};
 pub use manifest::{Manifest, ManifestError, ManifestKind};
 pub use reference::{
-    ImageReference, Location, Reference, ReferenceError, RepoName, Tag, is_layout_name, layout_name,
+    ImageReference, Location, Reference, ReferenceError, RepoName, Tag, is_layout_name,
+    layout_name, missing_source_layout,
 };

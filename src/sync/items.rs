@@ -55,6 +55,15 @@ impl Syncer {
                 out
             }
         };
+        if let Some(message) = sources
+            .iter()
+            .find_map(|s| crate::oci::missing_source_layout(&s.location))
+        {
+            return Err(SyncError::Reference {
+                job: job.name.clone(),
+                message,
+            });
+        }
         let mut items = Vec::new();
         for src in &sources {
             let dst = job

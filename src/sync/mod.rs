@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::app::copy_options;
 use crate::config::{Config, Job, Limits};
-use crate::copy::{Copier, CopyEvent};
+use crate::copy::{Action, Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
 use crate::oci::{Location, Reference};
@@ -374,7 +374,22 @@ impl Syncer {
         if let ItemResult::Failed { error, kind, .. } = &result {
             tracing::error!(job = %job.name, item = %item.name, kind = %kind, error = %error, "Image failed.");
         }
+        self.image_done(job, &item, &result);
         (item, result)
+    }
+
+    /// Tells the progress display that an image is done, and how.
+    fn image_done(&self, job: &Job, item: &Item, result: &ItemResult) {
+        let action = match result {
+            ItemResult::Copied(_) => Action::Copy,
+            ItemResult::Unchanged => Action::Exists,
+            ItemResult::Deferred => Action::Skip,
+            ItemResult::Failed { .. } => Action::Fail,
+            ItemResult::Planned(_) | ItemResult::Cancelled => return,
+        };
+        if let Some(tx) = &self.events {
+            let _ = tx.send((job.name.clone(), CopyEvent::image_done(&item.name, action)));
+        }
     }
 
     async fn run_item(
@@ -526,12 +541,7 @@ impl Syncer {
             Err(e) => return failed(&e, e.kind(), e.registry()),
         };
         if !report.is_success() {
-            let error = report
-                .failures
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let error = report.failure_summary();
             // Labelled by what really failed (the first failure's kind).
             let kind = report.failures.first().map_or("copy_step", |f| f.kind());
             return ItemResult::Failed {

@@ -609,3 +609,11 @@ fn key_paths_display() {
         "registries.\"ghcr.io\""
     );
 }
+
+#[test]
+fn jobs_follow_referrers_as_deep_as_copy_does() {
+    assert_eq!(
+        ReferrerOptions::default().depth as usize,
+        crate::copy::CopyOptions::default().max_depth
+    );
+}
