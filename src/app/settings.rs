@@ -61,6 +61,8 @@ pub fn copy_options(job: &Job, limits: &Limits) -> CopyOptions {
         max_depth: r.depth as usize,
         artifact_types_include: r.include_artifact_types.clone(),
         artifact_types_exclude: r.exclude_artifact_types.clone(),
+        kinds_include: r.include_kinds.clone(),
+        kinds_exclude: r.exclude_kinds.clone(),
         platforms: job.platforms.clone(),
         platform_mode: job.platform_mode,
         source_referrers: r.source_mode,

@@ -12,7 +12,7 @@ use crate::copy::{
     PlatformSpec, ReferrersMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
-use crate::oci::{ImageReference, Reference, Tag};
+use crate::oci::{ImageReference, Reference, ReferrerKind, Tag};
 use crate::registry::RegistryError;
 use crate::registry::http::HttpSettings;
 use crate::registry::open::Registries;
@@ -57,6 +57,14 @@ pub struct CopyArgs {
     /// Never copy referrers with this artifactType (repeatable).
     #[arg(long = "exclude-artifact-type")]
     pub exclude_artifact_types: Vec<String>,
+    /// Copy only referrers of this kind: signature (cosign, including legacy .sig tags, and
+    /// Notary), attestation, sbom or other (repeatable or comma-separated; adds up with
+    /// --artifact-type).
+    #[arg(long = "referrer-kind", value_delimiter = ',')]
+    pub referrer_kinds: Vec<ReferrerKind>,
+    /// Never copy referrers of this kind (repeatable or comma-separated).
+    #[arg(long = "exclude-referrer-kind", value_delimiter = ',')]
+    pub exclude_referrer_kinds: Vec<ReferrerKind>,
     /// Copy only referrers with this annotation, KEY or KEY=VALUE (repeatable, all must match).
     #[arg(long = "annotation")]
     pub annotations: Vec<AnnotationMatch>,
@@ -129,6 +137,8 @@ impl CopyArgs {
             max_depth: self.max_depth,
             artifact_types_include: self.artifact_types.clone(),
             artifact_types_exclude: self.exclude_artifact_types.clone(),
+            kinds_include: self.referrer_kinds.clone(),
+            kinds_exclude: self.exclude_referrer_kinds.clone(),
             annotations: self.annotations.clone(),
             platforms: self.platforms.clone(),
             platform_mode: self.platform_mode,

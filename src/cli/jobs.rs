@@ -126,6 +126,13 @@ pub fn summary(output: &RunOutput) -> String {
                 by.join(", ")
             ));
         }
+        if r.copy.filtered > 0 {
+            // Left out on purpose: said, so nobody takes the run for a full copy.
+            out.push_str(&format!(
+                "  referrers filtered out: {} (by the job's referrer filters; not failures)\n",
+                r.copy.filtered
+            ));
+        }
         if let Some(f) = &r.fatal {
             out.push_str(&format!("  FAILED: {f}\n"));
         }

@@ -95,6 +95,14 @@ pub struct FileReferrers {
     pub include_artifact_types: Option<Vec<String>>,
     /// Never copy referrers whose `artifactType` is listed.
     pub exclude_artifact_types: Option<Vec<String>>,
+    /// Copy only referrers of these kinds: `"signature"` (cosign, also its
+    /// legacy `.sig` tags, and Notary), `"attestation"` (in-toto, DSSE,
+    /// cosign `.att`), `"sbom"` (SPDX, CycloneDX, Syft, cosign `.sbom`),
+    /// `"other"`. Adds up with `include_artifact_types`: a referrer either
+    /// list names is copied (both empty = all).
+    pub include_kinds: Option<Vec<String>>,
+    /// Never copy referrers of these kinds (same words as `include_kinds`).
+    pub exclude_kinds: Option<Vec<String>>,
     /// Also copy cosign's legacy attachment tags (`sha256-<hex>.sig`, `.att`,
     /// `.sbom`) of every copied image. Default `true`.
     pub cosign_tags: Option<bool>,

@@ -35,6 +35,7 @@ use crate::oci::{ImageReference, Location, ReferenceError, RepoName};
 
 pub use crate::copy::{PlatformMode, PlatformSpec, ReferrersMode};
 pub use crate::logging::LogFormat;
+pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
@@ -489,6 +490,10 @@ pub struct ReferrerOptions {
     pub include_artifact_types: Vec<String>,
     /// Never these artifact types.
     pub exclude_artifact_types: Vec<String>,
+    /// Only these kinds, besides `include_artifact_types` (both empty = all).
+    pub include_kinds: Vec<ReferrerKind>,
+    /// Never these kinds.
+    pub exclude_kinds: Vec<ReferrerKind>,
     /// Copy cosign legacy attachment tags.
     pub cosign_tags: bool,
 }
@@ -502,24 +507,10 @@ impl Default for ReferrerOptions {
             target_mode: ReferrersMode::Auto,
             include_artifact_types: Vec::new(),
             exclude_artifact_types: Vec::new(),
+            include_kinds: Vec::new(),
+            exclude_kinds: Vec::new(),
             cosign_tags: true,
         }
-    }
-}
-
-impl ReferrerOptions {
-    /// True when a referrer of `artifact_type` passes the include/exclude
-    /// lists.
-    pub fn wants_artifact_type(&self, artifact_type: &str) -> bool {
-        (self.include_artifact_types.is_empty()
-            || self
-                .include_artifact_types
-                .iter()
-                .any(|t| t == artifact_type))
-            && !self
-                .exclude_artifact_types
-                .iter()
-                .any(|t| t == artifact_type)
     }
 }
 

@@ -8,6 +8,7 @@
 //! mod.rs        Copier: copy_image / plan_image = walk, then the phases
 //! options.rs    CopyOptions, ReferrersMode, PlatformMode, graph limits
 //! platform.rs   PlatformSpec: parse, normalise, match index entries
+//! filter.rs     referrer filters: artifact types, kinds, annotations
 //! report.rs     CopyReport, NodeFailure, CopyEvent, Recorder
 //! error.rs      CopyError (typed, with a kind() label), Limit, Side
 //!
@@ -38,6 +39,7 @@
 mod blobs;
 mod discover;
 pub mod error;
+mod filter;
 mod flight;
 mod graph;
 mod manifests;

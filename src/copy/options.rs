@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::platform::PlatformSpec;
+use crate::oci::ReferrerKind;
 
 /// How referrers are found on the source or published on the target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,10 +125,16 @@ pub struct CopyOptions {
     /// How many referrer hops to follow from the image (a signature on an
     /// SBOM on a platform manifest is depth 2).
     pub max_depth: usize,
-    /// Copy only referrers with one of these artifact types (empty: all).
+    /// Copy only referrers with one of these artifact types or of one of
+    /// [`CopyOptions::kinds_include`] (both empty: all).
     pub artifact_types_include: Vec<String>,
     /// Never copy referrers with one of these artifact types.
     pub artifact_types_exclude: Vec<String>,
+    /// Copy only referrers of these kinds or with one of
+    /// [`CopyOptions::artifact_types_include`] (both empty: all).
+    pub kinds_include: Vec<ReferrerKind>,
+    /// Never copy referrers of these kinds.
+    pub kinds_exclude: Vec<ReferrerKind>,
     /// Copy only referrers carrying all of these annotations.
     pub annotations: Vec<AnnotationMatch>,
     /// Wanted platforms (used by [`PlatformMode::Filter`]).
@@ -174,6 +181,8 @@ impl Default for CopyOptions {
             max_depth: Self::DEFAULT_MAX_DEPTH,
             artifact_types_include: Vec::new(),
             artifact_types_exclude: Vec::new(),
+            kinds_include: Vec::new(),
+            kinds_exclude: Vec::new(),
             annotations: Vec::new(),
             platforms: Vec::new(),
             platform_mode: PlatformMode::Whole,

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::Copier;
 use super::discover;
 use super::error::{CopyError, Limit};
+use super::filter::filter_reason;
 use super::graph::{CosignEdge, Graph, Node, Origin, Pending, ReferrerEdge};
 use super::options::{CopyOptions, PlatformMode};
 use super::platform::{self, PlatformSpec};
@@ -441,10 +442,10 @@ async fn visit(ctx: &SourceRepo<'_>, p: Pending) -> Visit {
         Origin::Cosign { .. } => kind = NodeKind::Cosign,
         Origin::Root | Origin::Child => {}
     }
-    // Referrers and cosign attachments pass the artifact-type and
-    // annotation filters; images and their children always go.
+    // Referrers and cosign attachments pass the referrer filters
+    // (filter.rs); images and their children always go.
     if matches!(p.origin, Origin::Referrer { .. } | Origin::Cosign { .. })
-        && let Some(why) = filter_reason(opts, &manifest.referrer_descriptor())
+        && let Some(why) = filter_reason(opts, &manifest)
     {
         return skip(kind, why, true);
     }
@@ -483,29 +484,6 @@ async fn visit(ctx: &SourceRepo<'_>, p: Pending) -> Visit {
         next,
         discovery_error,
     }
-}
-
-/// Why the filters leave a referrer out, or `None` to copy it.
-pub(crate) fn filter_reason(opts: &CopyOptions, desc: &Descriptor) -> Option<String> {
-    let at = desc.artifact_type.as_deref().unwrap_or("");
-    if !opts.artifact_types_include.is_empty()
-        && !opts.artifact_types_include.iter().any(|t| t == at)
-    {
-        return Some(format!("artifactType {at:?} not included"));
-    }
-    if opts.artifact_types_exclude.iter().any(|t| t == at) {
-        return Some(format!("artifactType {at:?} excluded"));
-    }
-    for m in &opts.annotations {
-        match (desc.annotations.get(&m.key), &m.value) {
-            (None, _) => return Some(format!("annotation {} absent", m.key)),
-            (Some(v), Some(want)) if v != want => {
-                return Some(format!("annotation {}={v:?}, wanted {want:?}", m.key));
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The index with only `keep` in its `manifests`, every other field as it

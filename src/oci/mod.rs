@@ -4,6 +4,7 @@
 
 pub mod descriptor;
 pub mod digest;
+pub mod kind;
 pub mod manifest;
 pub mod media_type;
 pub mod reference;
@@ -11,6 +12,7 @@ pub mod referrers;
 
 pub use descriptor::{Descriptor, Platform};
 pub use digest::{Algorithm, Digest, DigestError, Digester};
+pub use kind::ReferrerKind;
 pub use manifest::{Manifest, ManifestError, ManifestKind};
 pub use reference::{
     ImageReference, Location, Reference, ReferenceError, RepoName, Tag, is_layout_name,

@@ -3,6 +3,7 @@
 //! target mappings.
 
 use super::*;
+use crate::oci::ReferrerKind;
 
 impl Resolver<'_> {
     pub(super) fn defaults(&mut self, d: FileDefaults) -> ResolvedDefaults {
@@ -128,6 +129,16 @@ impl Resolver<'_> {
                         &p.key(key).index(i),
                         format!("invalid artifact type {t:?}: expected a media type like \"application/vnd.dev.cosign.artifact.sig.v1+json\""),
                     );
+                }
+            }
+        }
+        for (key, list) in [
+            ("include_kinds", &r.include_kinds),
+            ("exclude_kinds", &r.exclude_kinds),
+        ] {
+            for (i, k) in list.iter().flatten().enumerate() {
+                if let Err(e) = k.parse::<ReferrerKind>() {
+                    self.problem(&p.key(key).index(i), e);
                 }
             }
         }
@@ -396,9 +407,20 @@ fn merge_referrers(job: &FileReferrers, d: &FileReferrers) -> ReferrerOptions {
             .clone()
             .or_else(|| d.exclude_artifact_types.clone())
             .unwrap_or_default(),
+        include_kinds: kinds(job.include_kinds.as_ref().or(d.include_kinds.as_ref())),
+        exclude_kinds: kinds(job.exclude_kinds.as_ref().or(d.exclude_kinds.as_ref())),
         cosign_tags: job
             .cosign_tags
             .or(d.cosign_tags)
             .unwrap_or(base.cosign_tags),
     }
+}
+
+/// The kinds of a list that `check_referrers` validated (invalid words were
+/// reported there).
+fn kinds(list: Option<&Vec<String>>) -> Vec<ReferrerKind> {
+    list.into_iter()
+        .flatten()
+        .filter_map(|k| k.parse().ok())
+        .collect()
 }

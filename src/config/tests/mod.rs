@@ -100,10 +100,9 @@ fn examples_resolve_to_what_they_say() {
         "registry.internal.example/mirror/distroless/distroless/static"
     );
     let app = daemon.job("app").unwrap();
-    assert!(app.referrers.wants_artifact_type("application/spdx+json"));
-    assert!(
-        !app.referrers
-            .wants_artifact_type("application/vnd.in-toto+json")
+    assert_eq!(
+        app.referrers.include_kinds,
+        [ReferrerKind::Signature, ReferrerKind::Sbom]
     );
     assert_eq!(app.tags.digests.len(), 1);
     assert_eq!(
