@@ -225,3 +225,34 @@ async fn verify_src_dst_compares_one_image_or_every_tag() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     }
 }
+
+#[tokio::test]
+async fn a_referrer_the_target_api_no_longer_lists_is_a_difference_until_the_fallback_tag_serves() {
+    let (src, dst) = (registry(true).await, registry(true).await);
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures::image(Form::Api, "unlisted");
+    let config = mirrored(dir.path(), &src, &dst, &f).await;
+    assert!(
+        dst.tags(REPO).iter().all(|t| t == "v1"),
+        "{:?}",
+        dst.tags(REPO)
+    );
+
+    // The manifest stays on the target; its API stops listing it.
+    assert!(dst.unlist_referrer(REPO, &f.amd, &f.sbom));
+    let out = ocimirror(dir.path(), &["verify", "-c", &config]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let line = format!(
+        "fallback tag {} does not list every referrer of {}",
+        fixtures::fallback_tag(&f.amd),
+        f.amd
+    );
+    assert!(stdout(&out).contains(&line), "{}", text(&out));
+
+    // `once --full` publishes it where the target can serve it: the fallback tag.
+    let out = ocimirror(dir.path(), &["once", "--full", "-c", &config]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dst.tags(REPO).contains(&fixtures::fallback_tag(&f.amd)));
+    let out = ocimirror(dir.path(), &["verify", "-c", &config]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
