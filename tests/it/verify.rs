@@ -256,3 +256,62 @@ async fn a_referrer_the_target_api_no_longer_lists_is_a_difference_until_the_fal
     let out = ocimirror(dir.path(), &["verify", "-c", &config]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn verify_against_a_layout_before_and_after_a_copy() {
+    let src = registry(true).await;
+    let f = fixtures::image(Form::Api, "layout");
+    fixtures::seed_registry(&src, REPO, &f);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("mirror");
+    let from = format!("{}/{REPO}:v1", src.host());
+    let to = format!("oci:{}:v1", layout.display());
+
+    // Nothing there yet: the tag and every manifest are missing.
+    let out = ocimirror(dir.path(), &["verify", &from, &to]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(
+        s.contains(&format!(
+            "tag v1 is absent on the target, source {}",
+            f.index
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        s.contains(&format!("missing manifest {}", f.index)),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !layout.join("index.json").exists(),
+        "verify wrote the layout"
+    );
+
+    let out = ocimirror(dir.path(), &["copy", &from, &to]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ocimirror(dir.path(), &["verify", &from, &to]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let layer = arm_layer("layout");
+    let hex = layer.trim_start_matches("sha256:");
+    std::fs::remove_file(layout.join("blobs/sha256").join(hex)).unwrap();
+    let out = ocimirror(dir.path(), &["verify", &from, &to]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("missing blob {layer}")),
+        "{}",
+        text(&out)
+    );
+
+    // An image the source does not have is named, and the rest goes on.
+    let gone = format!("{}/{REPO}:gone", src.host());
+    let out = ocimirror(dir.path(), &["verify", &gone, &to]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(&format!("{gone}: FAILED: ")),
+        "{}",
+        text(&out)
+    );
+}
