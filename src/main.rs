@@ -53,8 +53,7 @@ enum Command {
     Config(ConfigCommand),
     /// Write a seeded corpus of images with referrers (demo, benchmarks).
     Generate(ocimirror::cli::generate::GenerateArgs),
-    /// Compare the target with the source (a config's jobs, or SRC DST) without trusting
-    /// the checkpoint; list what is missing or different; exit 1 if anything is.
+    /// Compare target and source without trusting the checkpoint; list what differs (exit 1 if anything).
     #[command(visible_alias = "diff")]
     Verify(Box<ocimirror::cli::verify::VerifyArgs>),
 }

@@ -126,7 +126,7 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<VerifyReport> {
             let flags = args.image_flags();
             if !flags.is_empty() {
                 return Err(usage(format!(
-                    "{} only apply to `verify SRC DST`; with -c the jobs' settings are used",
+                    "{} can only be used with `verify SRC DST`; with -c the jobs' settings are used",
                     flags.join(", ")
                 )));
             }
