@@ -1,8 +1,9 @@
 //! `config/REFERENCE.md` cannot drift from the config types: the keys its
 //! tables list must be exactly the keys the file structs accept (their
-//! serde field names, read from the derived `Deserialize`), every
-//! environment example must name one of them, and the complete example must
-//! load without a problem.
+//! serde field names, read from the derived `Deserialize`), every default
+//! written as a literal must be what an unset key resolves to, every
+//! environment example must name a key, and the complete example must load
+//! without a problem.
 
 use std::collections::BTreeSet;
 
@@ -82,9 +83,9 @@ fn type_keys() -> BTreeSet<String> {
     keys
 }
 
-/// The first cell of every row of the reference's `| key |` tables.
-fn reference_keys() -> Vec<String> {
-    let mut keys = Vec::new();
+/// The cells of every row of the reference's `| key |` tables.
+fn key_rows() -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
     let mut in_key_table = false;
     for line in REFERENCE.lines() {
         if !line.starts_with('|') {
@@ -95,13 +96,24 @@ fn reference_keys() -> Vec<String> {
             in_key_table = true;
             continue;
         }
-        if !in_key_table || line.starts_with("|---") {
-            continue;
+        if in_key_table && !line.starts_with("|---") {
+            rows.push(
+                line.split('|')
+                    .skip(1)
+                    .map(|c| c.trim().to_string())
+                    .collect(),
+            );
         }
-        let cell = line.split('|').nth(1).unwrap_or_default().trim();
-        keys.push(cell.trim_matches('`').to_string());
     }
-    keys
+    rows
+}
+
+/// The keys the reference lists (first cell, without backticks).
+fn reference_keys() -> Vec<String> {
+    key_rows()
+        .iter()
+        .map(|r| r[0].trim_matches('`').to_string())
+        .collect()
 }
 
 #[test]
@@ -176,4 +188,100 @@ fn the_complete_example_loads_without_problems() {
     };
     assert_eq!(config.jobs.len(), 2);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+/// The reference's (key, default cell) pairs.
+fn reference_defaults() -> Vec<(String, String)> {
+    key_rows()
+        .into_iter()
+        .filter_map(|r| Some((r[0].trim_matches('`').to_string(), r.get(2)?.clone())))
+        .collect()
+}
+
+/// Where the resolved config of [`resolved_minimal`] holds the value a
+/// reference key defaults to (job defaults show on the one job).
+fn resolved_path(key: &str) -> Vec<String> {
+    if let Some(rest) = key.strip_prefix("registries.\"<host>\".") {
+        return vec!["registries".into(), "r.example".into(), rest.into()];
+    }
+    let key = match key
+        .strip_prefix("defaults.")
+        .or_else(|| key.strip_prefix("jobs[]."))
+    {
+        Some(rest) => format!("jobs.0.{rest}"),
+        None => key.to_string(),
+    };
+    key.split('.').map(str::to_string).collect()
+}
+
+/// `config show` of a config that sets nothing it need not, as TOML.
+fn resolved_minimal() -> toml::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minimal.toml");
+    std::fs::write(
+        &path,
+        "version = 1\n[registries.\"r.example\"]\n[[jobs]]\nname = \"a\"\n\
+         source = \"r.example/a\"\ntarget = \"r.example/mirror/a\"\n",
+    )
+    .unwrap();
+    let config = load_with_env(&path, std::iter::empty::<(String, String)>()).unwrap();
+    toml::from_str(&config.to_toml().unwrap()).unwrap()
+}
+
+fn bytes(s: &str) -> Option<i64> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let factor = match unit {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.parse::<i64>().ok().map(|n| n * factor)
+}
+
+/// A documented default equals a resolved value: durations and sizes in
+/// any spelling, tables by the keys the reference gives.
+fn same(doc: &toml::Value, resolved: &toml::Value) -> bool {
+    use toml::Value::{Integer, String as Str, Table};
+    match (doc, resolved) {
+        (Table(d), Table(r)) => d.iter().all(|(k, v)| r.get(k).is_some_and(|x| same(v, x))),
+        (Str(d), Str(r)) if d != r => {
+            matches!((humantime::parse_duration(d), humantime::parse_duration(r)), (Ok(a), Ok(b)) if a == b)
+        }
+        (Str(d), Integer(r)) => bytes(d) == Some(*r),
+        (d, r) => d == r,
+    }
+}
+
+#[test]
+fn every_literal_default_is_what_an_empty_setting_resolves_to() {
+    let resolved = resolved_minimal();
+    let mut compared = 0;
+    for (key, cell) in reference_defaults() {
+        // Only a default given as a literal: `8`, `"1h"`, `[]`, `{ … }`.
+        let Some(literal) = cell.strip_prefix('`').and_then(|c| c.split('`').next()) else {
+            continue;
+        };
+        let Ok(doc) = toml::from_str::<toml::Table>(&format!("v = {literal}")) else {
+            continue;
+        };
+        let path = resolved_path(&key);
+        let mut at = Some(&resolved);
+        for p in &path {
+            at = at.and_then(|v| match p.parse::<usize>() {
+                Ok(i) => v.get(i),
+                Err(_) => v.get(p.as_str()),
+            });
+        }
+        // Keys of the other form of a value (a target table) have no
+        // resolved counterpart in the minimal config.
+        let Some(value) = at else { continue };
+        compared += 1;
+        assert!(
+            same(&doc["v"], value),
+            "config/REFERENCE.md: {key} defaults to {literal}, but an unset key resolves to {value}"
+        );
+    }
+    assert!(compared >= 35, "only {compared} defaults compared");
 }
