@@ -44,6 +44,8 @@
 //!   scheduler and server; `run_once` and `serve(config, listener,
 //!   shutdown)`. The commands and the tests call it; nothing else builds
 //!   these pieces.
+//! - [`verify`]: compares a target with its source through the engine's
+//!   plan, trusting nothing on the target. Imports `app`, `copy`, `sync`.
 //! - [`cli`]: the commands behind `src/main.rs` and their output; the exit
 //!   statuses in [`cli::exit`].
 //! - [`corpus`]: a seeded corpus of images with nested referrers, written
@@ -76,3 +78,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod verify;

@@ -53,6 +53,9 @@ enum Command {
     Config(ConfigCommand),
     /// Write a seeded corpus of images with referrers (demo, benchmarks).
     Generate(ocimirror::cli::generate::GenerateArgs),
+    /// Compare target and source without trusting the checkpoint; list what differs (exit 1 if anything).
+    #[command(visible_alias = "diff")]
+    Verify(Box<ocimirror::cli::verify::VerifyArgs>),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +131,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", ocimirror::config::show(&args.config)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify(args) => {
+            let report = ocimirror::cli::verify::run(&args).await?;
+            print!("{}", report.text());
+            Ok(exit_code(report.is_complete()))
+        }
         Command::Generate(args) if args.add_signature => {
             let digest = ocimirror::cli::generate::add_signature(&args).await?;
             println!("Signed {} with {digest}.", args.dest);
@@ -157,6 +165,7 @@ fn config_path(command: &Command) -> Option<&std::path::Path> {
         Command::Serve(a) => Some(&a.config.config),
         Command::Once(a) | Command::Plan(a) => Some(&a.config.config),
         Command::Status(a) => Some(&a.config.config),
+        Command::Verify(a) => a.config.as_deref(),
         _ => None,
     }
 }

@@ -8,3 +8,4 @@ pub mod generate;
 pub mod jobs;
 pub mod progress;
 pub mod serve;
+pub mod verify;

@@ -196,13 +196,19 @@ fn transient(e: &CopyError) -> bool {
     }
 }
 
-/// Phase 1: the blobs of the manifests the target lacks, deduplicated, in
+/// Phase 1: the blobs of the manifests the target lacks (of every manifest
+/// with [`super::CopyOptions::recheck_present`]), deduplicated, in
 /// discovery order.
 pub(crate) async fn copy_blobs(run: &mut Run<'_>) {
     let graph = run.graph;
+    let recheck = run.copier.options.recheck_present;
     let mut blobs: Vec<&Descriptor> = Vec::new();
     let mut seen = HashSet::new();
-    for d in graph.order.iter().filter(|d| !run.present.contains(*d)) {
+    for d in graph
+        .order
+        .iter()
+        .filter(|d| recheck || !run.present.contains(*d))
+    {
         if let Some(n) = graph.nodes.get(d) {
             for b in n.manifest.blobs() {
                 if seen.insert(b.digest.clone()) {
@@ -211,7 +217,11 @@ pub(crate) async fn copy_blobs(run: &mut Run<'_>) {
             }
         }
     }
-    for d in graph.order.iter().filter(|d| run.present.contains(*d)) {
+    for d in graph
+        .order
+        .iter()
+        .filter(|d| !recheck && run.present.contains(*d))
+    {
         if let Some(n) = graph.nodes.get(d) {
             for b in n.manifest.blobs() {
                 if seen.insert(b.digest.clone()) {

@@ -174,8 +174,11 @@ pub(crate) async fn copy_manifests(run: &mut Run<'_>) {
                             Action::Exists
                         }
                     };
-                    run.rec
-                        .note(Some(d.clone()), node.kind, action, size, String::new());
+                    let why = match action {
+                        Action::Copy => role(graph, run.dst_repo, d),
+                        _ => String::new(),
+                    };
+                    run.rec.note(Some(d.clone()), node.kind, action, size, why);
                     // A waiter did not write it: it is "present" for its report.
                     let o = if owner { o } else { Outcome::Exists };
                     run.outcomes.insert(d.clone(), o);
@@ -186,5 +189,25 @@ pub(crate) async fn copy_manifests(run: &mut Run<'_>) {
                 }
             }
         }
+    }
+}
+
+/// What manifest `d` is to the image, for plans and `verify`: the subject
+/// and artifactType of a referrer, the tag of a cosign attachment.
+fn role(graph: &super::graph::Graph, dst_repo: &RepoName, d: &Digest) -> String {
+    if let Some(e) = graph.referrers.iter().find(|e| &e.referrer == d) {
+        let artifact_type = graph
+            .nodes
+            .get(d)
+            .and_then(|n| n.manifest.referrer_descriptor().artifact_type)
+            .unwrap_or_default();
+        return format!(
+            "referrer of {dst_repo}@{}, artifactType {artifact_type}",
+            e.subject
+        );
+    }
+    match graph.cosign.iter().find(|c| &c.digest == d) {
+        Some(c) => format!("cosign attachment, tag {}", c.tag),
+        None => String::new(),
     }
 }

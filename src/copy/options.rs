@@ -159,6 +159,10 @@ pub struct CopyOptions {
     pub max_manifest_bytes: u64,
     /// Referrers listed for one subject (API and fallback tag together).
     pub max_referrers_per_subject: usize,
+    /// Also check the blobs of manifests the target already has (HEAD,
+    /// size) instead of trusting a stored manifest to have them: set by
+    /// `once --full` (which then repairs a missing blob) and `verify`.
+    pub recheck_present: bool,
 }
 
 impl CopyOptions {
@@ -194,6 +198,7 @@ impl Default for CopyOptions {
             max_nodes: Self::DEFAULT_MAX_NODES,
             max_manifest_bytes: Self::DEFAULT_MAX_MANIFEST_BYTES,
             max_referrers_per_subject: Self::DEFAULT_MAX_REFERRERS_PER_SUBJECT,
+            recheck_present: false,
         }
     }
 }

@@ -90,6 +90,8 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
     // subject -> (referrer descriptor, source representation, its outcome)
     let mut fallback: BTreeMap<Digest, Vec<(Descriptor, Representation, Outcome)>> =
         BTreeMap::new();
+    // subject -> referrers the target's API lists (asked once per subject).
+    let mut api_lists: HashMap<Digest, Vec<Digest>> = HashMap::new();
     for edge in &graph.referrers {
         if run.failed.contains(&edge.referrer) || run.failed.contains(&edge.subject) {
             run.unpublished.push(edge.referrer.clone());
@@ -101,7 +103,7 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
         ) else {
             continue;
         };
-        let target_rep = if copier.target_is_layout() {
+        let mut target_rep = if copier.target_is_layout() {
             Representation::Layout
         } else {
             match copier.options.target_referrers {
@@ -155,6 +157,39 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
                 }
             }
         };
+        if target_rep == Representation::Api
+            && outcome == Outcome::Exists
+            && copier.options.recheck_present
+        {
+            // Trusting nothing on the target: a referrer it holds must be
+            // reachable through its API, else through the fallback tag (as
+            // for a PUT the target did not index).
+            match listed_by_api(copier, dst_repo, &edge.subject, &mut api_lists).await {
+                Ok(listed) if listed.contains(&edge.referrer) => {}
+                Ok(_) => {
+                    if copier.options.target_referrers == ReferrersMode::Api {
+                        let e = CopyError::Unsupported {
+                            side: Side::Target,
+                            registry: copier.target.name().to_string(),
+                            message: format!(
+                                "repository {dst_repo} does not list referrer {} of {} (target \
+                                 referrers mode is api, so no fallback tag is written)",
+                                edge.referrer, edge.subject
+                            ),
+                        };
+                        run.unpublished.push(edge.referrer.clone());
+                        run.fail(Some(edge.referrer.clone()), NodeKind::Referrer, Arc::new(e));
+                        continue;
+                    }
+                    target_rep = Representation::FallbackTag;
+                }
+                Err(e) => {
+                    run.unpublished.push(edge.referrer.clone());
+                    run.fail(Some(edge.referrer.clone()), NodeKind::Referrer, Arc::new(e));
+                    continue;
+                }
+            }
+        }
         if edge.via != target_rep && outcome != Outcome::Exists {
             run.rec.note(
                 Some(edge.referrer.clone()),
@@ -217,6 +252,31 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
             }
         }
     }
+}
+
+/// The referrers of `subject` the target's API lists, asked once per
+/// subject (`cache`); none when it has no API.
+async fn listed_by_api<'a>(
+    copier: &Copier,
+    repo: &RepoName,
+    subject: &Digest,
+    cache: &'a mut HashMap<Digest, Vec<Digest>>,
+) -> Result<&'a Vec<Digest>, CopyError> {
+    if !cache.contains_key(subject) {
+        let _permit = copier.permits.acquire().await;
+        let listed = copier
+            .target
+            .referrers_api(repo, subject)
+            .await
+            .map_err(|e| CopyError::target("list referrers", Some(subject), e))?;
+        let digests = listed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        cache.insert(subject.clone(), digests);
+    }
+    Ok(cache.entry(subject.clone()).or_default())
 }
 
 /// Adds `descs` to the fallback index of `subject` on the target. Returns

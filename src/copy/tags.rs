@@ -13,13 +13,15 @@ use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 
 impl Copier {
     /// Points `tag` at `manifest` on the target unless it already does.
+    /// Returns whether it was (in a dry run: would be) written, and what
+    /// the tag pointed at before.
     pub(crate) async fn put_tag(
         &self,
         dst_repo: &RepoName,
         tag: &Tag,
         manifest: &Manifest,
         dry_run: bool,
-    ) -> Result<bool, CopyError> {
+    ) -> Result<(bool, Option<Digest>), CopyError> {
         let d = manifest.digest();
         let _permit = self.permits.acquire().await;
         let current = self
@@ -27,8 +29,9 @@ impl Copier {
             .manifest_head(dst_repo, &Reference::Tag(tag.clone()))
             .await
             .map_err(|e| CopyError::target("check tag", Some(d), e))?;
-        if current.is_some_and(|c| &c.digest == d) {
-            return Ok(false);
+        let current = current.map(|c| c.digest);
+        if current.as_ref() == Some(d) {
+            return Ok((false, current));
         }
         if !dry_run {
             put_settled(
@@ -40,7 +43,7 @@ impl Copier {
             .await
             .map_err(|e| CopyError::target("write tag", Some(d), e))?;
         }
-        Ok(true)
+        Ok((true, current))
     }
 }
 
@@ -85,7 +88,7 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
         .put_tag(run.dst_repo, tag, &node.manifest, run.dry)
         .await
     {
-        Ok(written) => {
+        Ok((written, before)) => {
             if written && !run.dry {
                 run.report.tags += 1;
                 if kind == NodeKind::Cosign
@@ -102,13 +105,13 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
             } else {
                 Action::Exists
             };
-            run.rec.note(
-                Some(d.clone()),
-                NodeKind::Tag,
-                action,
-                0,
-                format!("tag {tag}"),
-            );
+            // A plan says what the tag points at now.
+            let why = match (written && run.dry, before) {
+                (false, _) => format!("tag {tag}"),
+                (true, Some(b)) => format!("tag {tag} points at {b} on the target"),
+                (true, None) => format!("tag {tag} is absent on the target"),
+            };
+            run.rec.note(Some(d.clone()), NodeKind::Tag, action, 0, why);
             true
         }
         Err(e) => {

@@ -273,8 +273,13 @@ impl Syncer {
                             continue;
                         }
                     };
-                    let mut copier = Copier::new(src, dst, copy_options(job, &self.limits))
-                        .with_permits(self.transfers.clone());
+                    let copy = crate::copy::CopyOptions {
+                        // Without the checkpoint, nothing on the target is trusted.
+                        recheck_present: options.full,
+                        ..copy_options(job, &self.limits)
+                    };
+                    let mut copier =
+                        Copier::new(src, dst, copy).with_permits(self.transfers.clone());
                     if let Some(tx) = &self.events {
                         copier = copier.with_events(forward(job.name.clone(), tx.clone()));
                     }

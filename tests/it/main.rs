@@ -21,3 +21,4 @@ mod slow_links;
 mod support;
 mod sync_jobs;
 mod test_registry;
+mod verify;

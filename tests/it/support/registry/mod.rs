@@ -580,6 +580,18 @@ impl TestRegistry {
         lock(&self.shared.store).delete_manifest(repo, tag)
     }
 
+    /// Drop `referrer` from the referrers API's list for `subject` behind the client's back
+    /// (the manifest stays): a registry whose index lost an entry. False when it was not listed.
+    pub fn unlist_referrer(&self, repo: &str, subject: &str, referrer: &str) -> bool {
+        let mut store = lock(&self.shared.store);
+        let Some(r) = store.repos.get_mut(repo) else {
+            return false;
+        };
+        r.referrers
+            .get_mut(subject)
+            .is_some_and(|set| set.remove(referrer))
+    }
+
     /// Upload sessions neither committed nor cancelled.
     pub fn open_uploads(&self) -> usize {
         lock(&self.shared.store).uploads.len()
