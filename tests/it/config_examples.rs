@@ -177,6 +177,10 @@ async fn every_example_passes_config_check() {
     let mut checked = 0;
     for entry in std::fs::read_dir(examples()).unwrap() {
         let path = entry.unwrap().path();
+        // REFERENCE.md documents the keys; the rest are configs.
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
         let out = ocimirror(
             dir.path(),
             &["config", "check", "-c", path.to_str().unwrap()],
