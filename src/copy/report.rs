@@ -131,6 +131,10 @@ impl fmt::Display for NodeFailure {
     }
 }
 
+/// Nodes left out for a failed dependency that a failure summary names
+/// one by one; beyond this it counts them.
+const MAX_NAMED_DEPENDENTS: usize = 3;
+
 /// Counts of what a copy did. Add reports up with [`CopyReport::merge`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopyReport {
@@ -216,21 +220,32 @@ impl CopyReport {
             ));
         }
         if !causes.is_empty() && !dependent.is_empty() {
-            out.push_str(&format!(
-                "; {} {} not copied because {} on {}",
-                dependent.len(),
-                if dependent.len() == 1 {
-                    "node"
-                } else {
-                    "nodes"
-                },
-                if dependent.len() == 1 {
+            let on = if causes.len() == 1 { "it" } else { "them" };
+            // A few are named (a manifest left out for lack of its layer
+            // is worth its digest); many are counted.
+            let named: Vec<String> = dependent
+                .iter()
+                .filter_map(|f| match &*f.error {
+                    CopyError::Dependency { digest, .. } => Some(digest.to_string()),
+                    _ => None,
+                })
+                .collect();
+            if named.len() == dependent.len() && named.len() <= MAX_NAMED_DEPENDENTS {
+                let verb = if named.len() == 1 {
                     "it depends"
                 } else {
                     "they depend"
-                },
-                if causes.len() == 1 { "it" } else { "them" },
-            ));
+                };
+                out.push_str(&format!(
+                    "; not copied because {verb} on {on}: {}",
+                    named.join(", ")
+                ));
+            } else {
+                out.push_str(&format!(
+                    "; {} nodes not copied because they depend on {on}",
+                    dependent.len()
+                ));
+            }
         }
         out
     }
@@ -491,14 +506,34 @@ mod tests {
     #[test]
     fn one_cause_is_said_once_and_the_rest_counted() {
         let report = CopyReport {
-            failures: vec![refused(1), waiting(1), refused(2), refused(3), waiting(2)],
+            failures: vec![
+                refused(1),
+                waiting(1),
+                refused(2),
+                refused(3),
+                waiting(2),
+                waiting(3),
+                waiting(4),
+            ],
             ..CopyReport::default()
         };
         let s = report.failure_summary();
         assert_eq!(s.matches("connection refused").count(), 1, "{s}");
         assert!(s.contains("and 2 more failed (2 unreachable)"), "{s}");
         assert!(
-            s.ends_with("2 nodes not copied because they depend on them"),
+            s.ends_with("; 4 nodes not copied because they depend on them"),
+            "{s}"
+        );
+        let few = CopyReport {
+            failures: vec![refused(1), waiting(1)],
+            ..CopyReport::default()
+        };
+        let s = few.failure_summary();
+        assert!(
+            s.ends_with(&format!(
+                "; not copied because it depends on it: {}",
+                Digest::sha256(&[1, 1])
+            )),
             "{s}"
         );
         assert_eq!(CopyReport::default().failure_summary(), "");

@@ -139,7 +139,12 @@ async fn all_tags_skips_referrer_tags_and_one_broken_image_fails_alone() {
 
 #[tokio::test]
 async fn usage_errors_exit_2() {
-    let out = ocimirror(&["copy", "oci:/nonexistent-dir", "oci:/tmp/x"]).await;
+    let layout = concat!(
+        "oci:",
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/demo-layout"
+    );
+    let out = ocimirror(&["copy", layout, "oci:/tmp/x"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("needs a tag or digest"),
