@@ -6,5 +6,7 @@ pub mod copy;
 pub mod exit;
 pub mod generate;
 pub mod jobs;
+pub mod output;
 mod progress;
 pub mod serve;
+pub mod status;

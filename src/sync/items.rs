@@ -24,6 +24,29 @@ pub(super) struct Item {
     pub(super) source_tags: Option<Arc<HashSet<String>>>,
 }
 
+impl Item {
+    /// The tag the item gets on the target: the job's, else the source's.
+    pub(super) fn dst_tag(&self) -> Option<Tag> {
+        match &self.reference {
+            _ if self.dst.tag.is_some() => self.dst.tag.clone(),
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        }
+    }
+
+    /// Where the item goes, as a reference (`host/prefix/repo:tag`).
+    pub(super) fn target_name(&self) -> String {
+        let mut target = self.dst.clone();
+        target.tag = self.dst_tag();
+        if target.tag.is_none()
+            && let Reference::Digest(d) = &self.reference
+        {
+            target.digest = Some(d.clone());
+        }
+        target.to_string()
+    }
+}
+
 impl Syncer {
     /// The repositories and items of `job`.
     pub(super) async fn items(&self, job: &Job) -> Result<(u64, Vec<Item>), SyncError> {

@@ -13,6 +13,7 @@
 mod fingerprint;
 mod items;
 mod report;
+mod verdict;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,8 +39,9 @@ use crate::store::{RunOutcome, RunResult, Store, TagState};
 
 use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
-pub use report::{ItemFailure, JobReport, SyncError};
+pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
 use report::{ItemResult, add_counts, failed};
+use verdict::{Verdict, backoff_reason};
 
 /// Re-verify an unchanged item against the target after this long.
 pub const DEFAULT_VERIFY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -267,6 +269,7 @@ impl Syncer {
                         (Err(e), _) | (_, Err(e)) => {
                             report.failures.push(ItemFailure {
                                 item: item.name.clone(),
+                                reference: item.reference.to_string(),
                                 kind: e.kind_label(),
                                 error: e.to_string(),
                             });
@@ -311,7 +314,14 @@ impl Syncer {
         for (item, result) in results {
             match result {
                 ItemResult::Copied(copy) => {
-                    report.counts.images_copied += 1;
+                    // A walk that found every node on the target (`--full`,
+                    // an expired checkpoint) verified the image: unchanged,
+                    // not copied.
+                    if copy.wrote_nothing() {
+                        report.counts.images_skipped += 1;
+                    } else {
+                        report.counts.images_copied += 1;
+                    }
                     if let Some(m) = &self.metrics {
                         record_referrers(m, &job.name, &copy);
                     }
@@ -319,8 +329,21 @@ impl Syncer {
                     report.copy.merge(copy);
                 }
                 ItemResult::Unchanged => report.counts.images_skipped += 1,
-                ItemResult::Planned(plan) => report.plan.push((item.name, plan)),
-                ItemResult::Deferred => report.deferred.push(item.name),
+                ItemResult::Planned {
+                    reason,
+                    would_run,
+                    steps,
+                } => report.plan.push(PlannedItem {
+                    target: item.target_name(),
+                    item: item.name,
+                    reason,
+                    would_run,
+                    steps,
+                }),
+                ItemResult::Deferred(next_retry_at) => report.deferred.push(DeferredItem {
+                    item: item.name,
+                    next_retry_at,
+                }),
                 ItemResult::Cancelled => {}
                 ItemResult::Failed {
                     error,
@@ -340,6 +363,7 @@ impl Syncer {
                         report.copy.merge(copy);
                     }
                     report.failures.push(ItemFailure {
+                        reference: item.reference.to_string(),
                         item: item.name,
                         kind,
                         error,
@@ -386,12 +410,28 @@ impl Syncer {
         store: Option<&Store>,
     ) -> ItemResult {
         let now = self.clock.now();
-        if let Some(s) = store
+        // A plan reads the backoff it must not write, and asks the source
+        // nothing about an item a run would not try.
+        let checkpoint = if options.dry_run {
+            self.store.as_ref()
+        } else {
+            store
+        };
+        if let Some(s) = checkpoint
             && !options.full
-            && let Ok(false) = s.item_is_due(&job.name, &item.name, now).boxed().await
+            && let Ok(Some(f)) = s.failure(&job.name, &item.name).boxed().await
+            && !f.is_due(now)
         {
             tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
-            return ItemResult::Deferred;
+            return if options.dry_run {
+                ItemResult::Planned {
+                    reason: backoff_reason(&f, now),
+                    would_run: false,
+                    steps: Vec::new(),
+                }
+            } else {
+                ItemResult::Deferred(Some(f.next_retry_at))
+            };
         }
         // One slow image cannot hold the job: past the deadline it fails
         // by name and is recorded (and backs off) like any failure.
@@ -466,25 +506,7 @@ impl Syncer {
                 return failed(&e, kind, Some(&e.registry));
             }
         };
-        let tag = match &item.reference {
-            Reference::Tag(t) => Some(t.clone()),
-            Reference::Digest(_) => None,
-        };
-        let dst_tag = item.dst.tag.clone().or(tag.clone());
-        if options.dry_run {
-            return match copier
-                .plan_image(
-                    &item.src.repo,
-                    &Reference::Digest(digest),
-                    &item.dst.repo,
-                    dst_tag.as_ref(),
-                )
-                .await
-            {
-                Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => failed(&e, e.kind(), e.registry()),
-            };
-        }
+        let dst_tag = item.dst_tag();
         // The root's referrer set, as a fingerprint.
         let fingerprint = referrers_fingerprint(
             source.as_ref(),
@@ -495,21 +517,38 @@ impl Syncer {
         )
         .await;
         let key_tag = item.reference.to_string();
-        if let Some(s) = store
-            && !options.full
-            && let Ok(Some(state)) = s
-                .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
-                .boxed()
-                .await
-            && state.source_digest == digest
-            && fingerprint.is_some()
-            && state.referrers_fingerprint == fingerprint
-            && state.target_repo == item.dst.to_string()
-            && now
-                .signed_duration_since(state.updated_at)
-                .to_std()
-                .is_ok_and(|age| age < options.verify_after)
-        {
+        // A plan reads the checkpoint it must not write.
+        let checkpoint = if options.dry_run {
+            self.store.as_ref()
+        } else {
+            store
+        };
+        let verdict = match checkpoint {
+            _ if options.full => Verdict::Full,
+            None => Verdict::NoDatabase,
+            Some(s) => {
+                let state = s
+                    .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
+                    .boxed()
+                    .await
+                    .ok()
+                    .flatten();
+                Verdict::of(
+                    state.as_ref(),
+                    &digest,
+                    fingerprint.as_deref(),
+                    &item.dst.to_string(),
+                    now,
+                    options.verify_after,
+                )
+            }
+        };
+        if options.dry_run {
+            return self
+                .plan_item(job, item, copier, &digest, verdict, now)
+                .await;
+        }
+        if verdict.is_unchanged() {
             tracing::debug!(job = %job.name, item = %item.name, digest = %digest, "Unchanged since the last verified copy.");
             return ItemResult::Unchanged;
         }
