@@ -195,6 +195,15 @@ pub fn plan_text(reports: &[JobReport]) -> String {
                 out.push_str(&format!("    {step}\n"));
             }
         }
+        if !r.filtered.is_empty() {
+            // Names help to spot a wrong rule; a long list helps nobody.
+            const SHOWN: usize = 10;
+            let mut names = r.filtered[..r.filtered.len().min(SHOWN)].join(", ");
+            if r.filtered.len() > SHOWN {
+                names.push_str(&format!(" (+{} more)", r.filtered.len() - SHOWN));
+            }
+            out.push_str(&format!("  not selected by the job's tag rules: {names}\n"));
+        }
         out.push_str(&failures_text(r));
         out.push_str(&plan_summary(r));
     }
@@ -220,10 +229,11 @@ fn plan_summary(r: &JobReport) -> String {
     }
     let nodes: Vec<String> = nodes.iter().map(|(a, n)| format!("{n} {a}")).collect();
     format!(
-        "job {}: {}: {walk} to copy or verify, {unchanged} unchanged, {backing_off} backing off, {} failed; nodes: {}\n",
+        "job {}: {}: {walk} to copy or verify, {unchanged} unchanged, {backing_off} backing off, {} failed; {} filtered out; nodes: {}\n",
         r.job,
         plural(r.counts.tags_selected, "image", "images"),
         r.failures.len(),
+        plural(r.filtered.len() as u64, "tag", "tags"),
         if nodes.is_empty() {
             "none".to_string()
         } else {

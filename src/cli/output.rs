@@ -93,6 +93,8 @@ pub struct JobDoc {
     pub failures: Vec<FailureDoc>,
     /// Items not tried: still backing off after failures.
     pub deferred: Vec<DeferredDoc>,
+    /// Listed tags the job's tag rules left out (`registry/repo:tag`).
+    pub filtered: Vec<String>,
     /// `plan` only: per item, what would happen and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<PlannedItemDoc>>,
@@ -249,6 +251,7 @@ fn job_doc(r: &JobReport, plan: bool) -> JobDoc {
                 next_retry: d.next_retry_at.map(timestamp),
             })
             .collect(),
+        filtered: r.filtered.clone(),
         items: plan.then(|| {
             r.plan
                 .iter()

@@ -41,7 +41,6 @@ use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
 pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
 use report::{ItemResult, add_counts, failed};
-use verdict::{Verdict, backoff_reason};
 
 /// Re-verify an unchanged item against the target after this long.
 pub const DEFAULT_VERIFY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -164,8 +163,9 @@ impl Syncer {
             None => None,
         };
         match self.items(job).await {
-            Ok((repos, items)) => {
+            Ok((repos, items, filtered)) => {
                 report.counts.repositories = repos;
+                report.filtered = filtered;
                 report.counts.tags_selected = items.len() as u64;
                 if let Some(s) = store {
                     forget_unselected(s, job, &items).await;
@@ -410,28 +410,8 @@ impl Syncer {
         store: Option<&Store>,
     ) -> ItemResult {
         let now = self.clock.now();
-        // A plan reads the backoff it must not write, and asks the source
-        // nothing about an item a run would not try.
-        let checkpoint = if options.dry_run {
-            self.store.as_ref()
-        } else {
-            store
-        };
-        if let Some(s) = checkpoint
-            && !options.full
-            && let Ok(Some(f)) = s.failure(&job.name, &item.name).boxed().await
-            && !f.is_due(now)
-        {
-            tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
-            return if options.dry_run {
-                ItemResult::Planned {
-                    reason: backoff_reason(&f, now),
-                    would_run: false,
-                    steps: Vec::new(),
-                }
-            } else {
-                ItemResult::Deferred(Some(f.next_retry_at))
-            };
+        if let Some(deferred) = self.backing_off(job, item, options, now).await {
+            return deferred;
         }
         // One slow image cannot hold the job: past the deadline it fails
         // by name and is recorded (and backs off) like any failure.
@@ -517,32 +497,9 @@ impl Syncer {
         )
         .await;
         let key_tag = item.reference.to_string();
-        // A plan reads the checkpoint it must not write.
-        let checkpoint = if options.dry_run {
-            self.store.as_ref()
-        } else {
-            store
-        };
-        let verdict = match checkpoint {
-            _ if options.full => Verdict::Full,
-            None => Verdict::NoDatabase,
-            Some(s) => {
-                let state = s
-                    .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
-                    .boxed()
-                    .await
-                    .ok()
-                    .flatten();
-                Verdict::of(
-                    state.as_ref(),
-                    &digest,
-                    fingerprint.as_deref(),
-                    &item.dst.to_string(),
-                    now,
-                    options.verify_after,
-                )
-            }
-        };
+        let verdict = self
+            .verdict(job, item, options, &digest, fingerprint.as_deref(), now)
+            .await;
         if options.dry_run {
             return self
                 .plan_item(job, item, copier, &digest, verdict, now)

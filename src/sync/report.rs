@@ -107,6 +107,8 @@ pub struct JobReport {
     pub failures: Vec<ItemFailure>,
     /// Items not tried because their failure backoff has not passed.
     pub deferred: Vec<DeferredItem>,
+    /// Listed tags the job's tag rules left out (`repo:tag`).
+    pub filtered: Vec<String>,
     /// Dry run: per item, what would happen and why.
     pub plan: Vec<PlannedItem>,
     /// The job could not start (source unreachable, bad reference).

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Syncer;
+use futures::FutureExt;
+
 use super::items::Item;
 use super::report::{ItemResult, failed};
+use super::{SyncOptions, Syncer};
 use crate::config::{Job, fmt_duration};
 use crate::copy::Copier;
 use crate::oci::{Digest, Reference};
@@ -155,6 +157,76 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 impl Syncer {
+    /// An item still backing off after failures: a run defers it, a plan
+    /// says why. Either way the source is not asked about it. (A plan
+    /// reads the database it must not write: `self.store`, not the run's.)
+    pub(super) async fn backing_off(
+        &self,
+        job: &Job,
+        item: &Item,
+        options: &SyncOptions,
+        now: DateTime<Utc>,
+    ) -> Option<ItemResult> {
+        if options.full {
+            return None;
+        }
+        let store = self.store.as_ref()?;
+        let f = store
+            .failure(&job.name, &item.name)
+            .boxed()
+            .await
+            .ok()
+            .flatten()
+            .filter(|f| !f.is_due(now))?;
+        tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
+        Some(if options.dry_run {
+            ItemResult::Planned {
+                reason: backoff_reason(&f, now),
+                would_run: false,
+                steps: Vec::new(),
+            }
+        } else {
+            ItemResult::Deferred(Some(f.next_retry_at))
+        })
+    }
+
+    /// What the checkpoint says about `item`, now at `digest` with the
+    /// referrer set `fingerprint`.
+    pub(super) async fn verdict(
+        &self,
+        job: &Job,
+        item: &Item,
+        options: &SyncOptions,
+        digest: &Digest,
+        fingerprint: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        let Some(store) = self.store.as_ref() else {
+            return Verdict::NoDatabase;
+        };
+        if options.full {
+            return Verdict::Full;
+        }
+        let state = store
+            .tag_state(
+                &job.name,
+                item.src.repo.as_str(),
+                &item.reference.to_string(),
+            )
+            .boxed()
+            .await
+            .ok()
+            .flatten();
+        Verdict::of(
+            state.as_ref(),
+            digest,
+            fingerprint,
+            &item.dst.to_string(),
+            now,
+            options.verify_after,
+        )
+    }
+
     /// Dry run of one item that is not backing off: why it would (or would
     /// not) be touched, and the steps the copy engine would take.
     pub(super) async fn plan_item(

@@ -111,7 +111,15 @@ async fn plan_says_why_per_item_and_sums_up_each_job() {
     let dst = TestRegistry::start(Options::default()).await;
     seed_tags(&src, REPO, "why", 2);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &src, &dst, "", "");
+    // `skip-me` is listed but left out by the tag rules.
+    retag(&src, "skip-me", "filtered");
+    let config = write_config(
+        dir.path(),
+        &src,
+        &dst,
+        "",
+        "tags = { deny = [\"skip-.*\"] }",
+    );
     let cfg = config.to_str().unwrap();
     let first = run(dir.path(), &["once", "-c", cfg]).await;
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
@@ -142,8 +150,16 @@ async fn plan_says_why_per_item_and_sums_up_each_job() {
     );
     assert!(
         out.contains(
-            "job mirror: 3 images: 2 to copy or verify, 1 unchanged, 0 backing off, 0 failed; nodes: "
+            "job mirror: 3 images: 2 to copy or verify, 1 unchanged, 0 backing off, 0 failed; 1 tag filtered out; nodes: "
         ),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        out.contains(&format!(
+            "  not selected by the job's tag rules: {}/{REPO}:skip-me\n",
+            src.host()
+        )),
         "{}",
         text(&plan)
     );
@@ -157,6 +173,10 @@ async fn plan_says_why_per_item_and_sums_up_each_job() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let doc = json(&plan);
     assert_eq!(doc["command"], "plan");
+    assert_eq!(
+        doc["jobs"][0]["filtered"],
+        serde_json::json!([format!("{}/{REPO}:skip-me", src.host())])
+    );
     let items = doc["jobs"][0]["items"].as_array().unwrap();
     let by_tag = |tag: &str| {
         items
