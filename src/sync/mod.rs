@@ -371,6 +371,8 @@ impl Syncer {
                 }
             }
         }
+        // Completion order varies from run to run; a plan reads best sorted.
+        report.plan.sort_by(|a, b| a.item.cmp(&b.item));
     }
 
     async fn run_one(

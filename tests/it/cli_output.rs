@@ -132,7 +132,15 @@ async fn plan_says_why_per_item_and_sums_up_each_job() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let out = stdout(&plan);
     let item = |tag: &str| format!("{}/{REPO}:{tag} -> {}/{REPO}:{tag}", src.host(), dst.host());
-    assert!(out.contains(&item("t0")), "{}", text(&plan));
+    // Items in name order, whatever order they finished in.
+    let positions: Vec<usize> = ["t0", "t1", "t2"]
+        .iter()
+        .map(|t| {
+            out.find(&item(t))
+                .unwrap_or_else(|| panic!("{t}: {}", text(&plan)))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{}", text(&plan));
     assert!(
         out.contains(&format!("why: digest changed: {old} -> {new}")),
         "{}",
@@ -283,6 +291,11 @@ async fn status_lists_failing_items_and_filters_by_job() {
         text(&second)
     );
     assert!(!out.contains("0 ()"), "{}", text(&second));
+    // --quiet hides only success: a failing run still says what failed,
+    // with the same exit status.
+    let quiet = run(dir.path(), &["once", "--quiet", "-c", cfg]).await;
+    assert_eq!(quiet.status.code(), Some(1), "{}", text(&quiet));
+    assert!(stdout(&quiet).contains("DEFERRED "), "{}", text(&quiet));
     let deferred = run(dir.path(), &["once", "--output", "json", "-c", cfg]).await;
     let doc = json(&deferred);
     assert!(
