@@ -32,8 +32,9 @@ pub(super) enum Verdict {
     TargetChanged { from: String, to: String },
     /// The referrers could not be listed cheaply: the walk decides.
     ReferrersUnreadable,
-    /// A referrer was added or removed (API list, fallback or cosign tag).
-    ReferrersChanged,
+    /// A referrer was added or removed: which listings changed (the
+    /// referrers API list, a fallback or cosign tag).
+    ReferrersChanged(Vec<String>),
     /// Unchanged, but last verified longer ago than `state.verify_after`.
     Expired {
         verified_at: DateTime<Utc>,
@@ -72,7 +73,10 @@ impl Verdict {
             return Verdict::ReferrersUnreadable;
         };
         if state.referrers_fingerprint.as_deref() != Some(fingerprint) {
-            return Verdict::ReferrersChanged;
+            return Verdict::ReferrersChanged(changed_listings(
+                state.referrers_fingerprint.as_deref().unwrap_or_default(),
+                fingerprint,
+            ));
         }
         let fresh = now
             .signed_duration_since(state.updated_at)
@@ -109,9 +113,8 @@ impl fmt::Display for Verdict {
             Verdict::ReferrersUnreadable => {
                 f.write_str("referrers could not be listed cheaply: the walk checks them")
             }
-            Verdict::ReferrersChanged => {
-                f.write_str("referrers changed (referrers API list, fallback tag or cosign tag)")
-            }
+            Verdict::ReferrersChanged(what) if what.is_empty() => f.write_str("referrers changed"),
+            Verdict::ReferrersChanged(what) => write!(f, "referrers changed: {}", what.join(", ")),
             Verdict::Expired {
                 verified_at,
                 verify_after,
@@ -128,6 +131,33 @@ impl fmt::Display for Verdict {
             ),
         }
     }
+}
+
+/// The listings that differ between two referrer fingerprints
+/// (`v2 api:<digest> <tag>=<digest> …`, see `fingerprint.rs`): the
+/// referrers API list, or the fallback and cosign tags by name.
+fn changed_listings(old: &str, new: &str) -> Vec<String> {
+    let parts = |fp: &str| -> std::collections::BTreeMap<String, String> {
+        fp.split(' ')
+            .skip(1)
+            .map(|p| match p.split_once('=') {
+                Some((tag, digest)) => (format!("tag {tag}"), digest.to_string()),
+                None => ("referrers API list".to_string(), p.to_string()),
+            })
+            .collect()
+    };
+    let (old, new) = (parts(old), parts(new));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| match (old.contains_key(k), new.contains_key(k)) {
+            (false, _) => format!("{k} added"),
+            (_, false) => format!("{k} removed"),
+            _ => format!("{k} moved"),
+        })
+        .collect()
 }
 
 /// Why a failing item is (or is not) tried now.
@@ -272,5 +302,28 @@ impl Syncer {
             },
             Err(e) => failed(&e, e.kind(), e.registry()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_listings;
+
+    #[test]
+    fn changed_referrer_listings_are_named() {
+        let old = "v2 api:sha256:aa sha256-11.sig=sha256:bb sha256-11=sha256:cc";
+        let new = "v2 api:sha256:aa sha256-11.sig=sha256:dd sha256-11.att=sha256:ee";
+        assert_eq!(
+            changed_listings(old, new),
+            vec![
+                "tag sha256-11 removed",
+                "tag sha256-11.att added",
+                "tag sha256-11.sig moved",
+            ]
+        );
+        assert_eq!(
+            changed_listings("v2 api:sha256:aa", "v2 api:sha256:ab"),
+            vec!["referrers API list moved"]
+        );
     }
 }

@@ -448,3 +448,39 @@ async fn config_check_and_show_tell_the_truth() {
     assert!(!out.contains("kind = \"anonymous\""), "{out}");
     assert!(local.get("plain_http").is_none(), "{out}");
 }
+
+/// A changed fallback tag is named in the plan's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_names_a_changed_fallback_tag() {
+    let src = TestRegistry::start(Options {
+        referrers_api: false,
+        ..Options::default()
+    })
+    .await;
+    let dst = TestRegistry::start(Options::default()).await;
+    let mut f = fixtures::image(Form::Tags, "fallback");
+    let m = f.tags.remove("v1").unwrap();
+    f.tags.insert("t0".into(), m);
+    fixtures::seed_registry(&src, REPO, &f);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &src, &dst, "", "");
+    let cfg = config.to_str().unwrap();
+    let first = run(dir.path(), &["once", "-c", cfg]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+
+    // One referrer fewer in the index's fallback tag.
+    let tag = fixtures::fallback_tag(&f.index);
+    let (media_type, bytes) = src.manifest(REPO, &tag).unwrap();
+    let mut index: Value = serde_json::from_slice(&bytes).unwrap();
+    index["manifests"].as_array_mut().unwrap().pop();
+    let bytes = serde_json::to_vec(&index).unwrap();
+    src.put_manifest(REPO, &tag, &media_type, &bytes);
+
+    let plan = run(dir.path(), &["plan", "-c", cfg]).await;
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        stdout(&plan).contains(&format!("why: referrers changed: tag {tag} moved")),
+        "{}",
+        text(&plan)
+    );
+}
