@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ocimirror::cli::exit;
+use ocimirror::cli::output::{Output, OutputFormat, RunDoc};
 use ocimirror::logging::{self, LogFormat};
 
 /// Mirrors OCI images between registries together with their signatures,
@@ -21,7 +22,7 @@ Exit status:
   1   partial failure: some images failed or are still backing off; the rest were copied
   2   usage error: bad arguments or flags
   3   fatal: the command could not run (database, listener, registry unreachable at start)
-  78  invalid configuration (every problem is listed)"
+  78  invalid configuration (every problem is listed), or a job name it does not have"
 )]
 struct Cli {
     /// Log format: auto (text on a terminal, JSON otherwise), text or json
@@ -32,6 +33,14 @@ struct Cli {
     /// log.level, else info].
     #[arg(long, global = true, env = "OCIMIRROR_LOG")]
     log_level: Option<String>,
+    /// Result format on stdout for copy, once, plan and status: text, or
+    /// json (one document; fields in the README).
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+    /// Print no result when the command succeeds (and log only errors,
+    /// unless --log-level says otherwise); the exit status is unchanged.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,7 +56,7 @@ enum Command {
     /// Show what the jobs would copy, skip or convert, and why; writes nothing.
     Plan(ocimirror::cli::jobs::RunArgs),
     /// Per job: last run, result, counts, failures and next retry.
-    Status(ocimirror::cli::jobs::StatusArgs),
+    Status(ocimirror::cli::status::StatusArgs),
     /// Check or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,6 +89,7 @@ async fn main() -> ExitCode {
     let level = cli
         .log_level
         .clone()
+        .or_else(|| cli.quiet.then(|| "error".to_string()))
         .or(configured.map(|c| c.1))
         .unwrap_or_else(|| "info".to_string());
     if let Err(e) = logging::init_with(format, &level, ocimirror::cli::progress::LogWriter) {
@@ -98,33 +108,67 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let output = Output {
+        format: cli.output,
+        quiet: cli.quiet,
+    };
     match cli.command {
-        Command::Copy(args) => {
+        Command::Copy(mut args) => {
+            args.no_progress |= cli.quiet;
             let outcome = ocimirror::cli::copy::run(&args).await?;
-            println!("{}", ocimirror::cli::copy::summary(&outcome));
-            Ok(exit_code(outcome.is_success()))
+            let ok = outcome.is_success();
+            print!(
+                "{}",
+                output.render(
+                    ok,
+                    || ocimirror::cli::copy::document(&outcome),
+                    || format!("{}\n", ocimirror::cli::copy::summary(&outcome)),
+                )
+            );
+            Ok(exit_code(ok))
         }
         Command::Serve(args) => {
             ocimirror::cli::serve::run(&args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Once(args) => {
+        Command::Once(mut args) => {
+            args.no_progress |= cli.quiet;
             let reports = ocimirror::cli::jobs::run(&args, false).await?;
-            print!("{}", ocimirror::cli::jobs::summary(&reports));
-            Ok(exit_code(ocimirror::cli::jobs::all_succeeded(&reports)))
+            let ok = ocimirror::cli::jobs::all_succeeded(&reports);
+            print!(
+                "{}",
+                output.render(
+                    ok,
+                    || RunDoc::new(&reports, false),
+                    || ocimirror::cli::jobs::summary(&reports),
+                )
+            );
+            Ok(exit_code(ok))
         }
         Command::Plan(args) => {
             let reports = ocimirror::cli::jobs::run(&args, true).await?;
-            print!("{}", ocimirror::cli::jobs::plan_text(&reports));
-            Ok(exit_code(ocimirror::cli::jobs::all_succeeded(&reports)))
+            let ok = ocimirror::cli::jobs::all_succeeded(&reports);
+            print!(
+                "{}",
+                output.render(
+                    ok,
+                    || RunDoc::new(&reports, true),
+                    || ocimirror::cli::jobs::plan_text(&reports),
+                )
+            );
+            Ok(exit_code(ok))
         }
         Command::Status(args) => {
-            print!("{}", ocimirror::cli::jobs::status(&args).await?);
+            let doc = ocimirror::cli::status::status(&args).await?;
+            print!(
+                "{}",
+                output.render(true, || &doc, || ocimirror::cli::status::status_text(&doc))
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check(args)) => {
             let report = ocimirror::config::check(&args.config);
-            print!("{}", report.text);
+            println!("{}", report.text.trim_end());
             Ok(ExitCode::from(report.exit_code))
         }
         Command::Config(ConfigCommand::Show(args)) => {

@@ -137,9 +137,9 @@ pub async fn verify_jobs(config: &Config, jobs: &[Job]) -> Result<VerifyReport, 
         .reports
         .iter()
         .map(|r| {
-            let planned = r.plan.iter().map(|(item, plan)| ItemCheck {
-                item: item.clone(),
-                differences: differences(plan),
+            let planned = r.plan.iter().map(|p| ItemCheck {
+                item: p.item.clone(),
+                differences: differences(&p.steps),
                 error: None,
             });
             let failed = r.failures.iter().map(|f| ItemCheck {

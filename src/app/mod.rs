@@ -150,10 +150,10 @@ pub struct RunOnce<'a> {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Runs jobs once (`once`, `plan`, tests): opens the store unless planning,
-/// runs every job and closes the store.
+/// Runs jobs once (`once`, `plan`, tests): opens the store (a plan only
+/// reads an existing one, for its reasons), runs every job and closes it.
 pub async fn run_once(config: &Config, run: RunOnce<'_>) -> Result<RunOutput, AppError> {
-    let store = if run.options.dry_run {
+    let store = if run.options.dry_run && !config.state.database.exists() {
         None
     } else {
         Some(open_store(config).await?)

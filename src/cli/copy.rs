@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::copy::{
-    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, PlatformMode,
-    PlatformSpec, ReferrersMode,
+    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, NodeFailure,
+    PlanItem, PlatformMode, PlatformSpec, ReferrersMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, ReferrerKind, Tag};
@@ -17,7 +17,9 @@ use crate::registry::RegistryError;
 use crate::registry::http::HttpSettings;
 use crate::registry::open::Registries;
 
-use super::progress::Progress;
+use super::jobs::plural;
+use super::output::{CopyDoc, FailureDoc, PlannedItemDoc, steps};
+use super::progress::{Progress, human_bytes};
 
 /// Arguments of `ocimirror copy`.
 #[derive(Clone, Debug, clap::Args)]
@@ -114,18 +116,42 @@ pub enum CopyCommandError {
 pub struct CopyOutcome {
     /// Everything added up.
     pub report: CopyReport,
-    /// Images that failed as a whole, with why.
-    pub failed_images: Vec<(String, String)>,
+    /// What failed, per image: the image as a whole or one of its nodes.
+    pub failures: Vec<CopyFailure>,
     /// Images copied (or planned).
     pub images: usize,
-    /// For `--plan`: planned items by action.
-    pub planned: std::collections::BTreeMap<String, usize>,
+    /// For `--plan`: per image, where it goes and the steps.
+    pub plan: Vec<PlannedImage>,
+}
+
+/// One failure of `copy`.
+#[derive(Debug)]
+pub struct CopyFailure {
+    /// The source image (`registry/repo:tag`).
+    pub image: String,
+    /// The failed node's digest, or the image's tag or digest.
+    pub reference: String,
+    /// Stable label (`not_found`, `referrers_unpublished`, ...).
+    pub kind: &'static str,
+    /// Why, naming registry, repository and digest.
+    pub message: String,
+}
+
+/// `--plan`: one image.
+#[derive(Debug)]
+pub struct PlannedImage {
+    /// The source image.
+    pub image: String,
+    /// The destination.
+    pub target: String,
+    /// What would happen to each node.
+    pub steps: Vec<PlanItem>,
 }
 
 impl CopyOutcome {
     /// True when every image and every node succeeded.
     pub fn is_success(&self) -> bool {
-        self.failed_images.is_empty() && self.report.is_success()
+        self.failures.is_empty() && self.report.is_success()
     }
 }
 
@@ -231,6 +257,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     let mut outcome = CopyOutcome::default();
     for (reference, dst_tag) in jobs {
         let name = with_reference(&args.src, Some(&reference)).to_string();
+        let reference_name = reference.to_string();
         *current.lock().unwrap_or_else(|e| e.into_inner()) = name.clone();
         outcome.images += 1;
         if args.plan {
@@ -238,17 +265,17 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
                 .plan_image(&args.src.repo, &reference, &args.dst.repo, dst_tag.as_ref())
                 .await
             {
-                Ok(items) => {
-                    println!("{name} -> {}", destination(args, dst_tag.as_ref()));
-                    for item in &items {
-                        println!("  {item}");
-                        *outcome.planned.entry(item.action.to_string()).or_default() += 1;
-                        if let Some(f) = &item.failure {
-                            outcome.report.failures.push(f.clone());
-                        }
+                Ok(steps) => {
+                    for f in steps.iter().filter_map(|s| s.failure.as_ref()) {
+                        node_failed(&mut outcome, &name, &reference_name, f);
                     }
+                    outcome.plan.push(PlannedImage {
+                        target: destination(args, dst_tag.as_ref()),
+                        image: name,
+                        steps,
+                    });
                 }
-                Err(e) => image_failed(&mut outcome, &name, &e),
+                Err(e) => image_failed(&mut outcome, &name, &reference_name, &e),
             }
             continue;
         }
@@ -263,13 +290,16 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             }
             // Said at the level of what happened: a partly copied image is
             // a failure, as the summary and the exit status say too.
-            Ok(report) => {
+            Ok(mut report) => {
                 tracing::error!(image = %name, summary = %report, failed = %report.failure_summary(), "Image copied only in part.");
+                for f in std::mem::take(&mut report.failures) {
+                    node_failed(&mut outcome, &name, &reference_name, &f);
+                }
                 outcome.report.merge(report);
                 Action::Fail
             }
             Err(e) => {
-                image_failed(&mut outcome, &name, &e);
+                image_failed(&mut outcome, &name, &reference_name, &e);
                 Action::Fail
             }
         };
@@ -281,11 +311,26 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     Ok(outcome)
 }
 
-fn image_failed(outcome: &mut CopyOutcome, name: &str, e: &CopyError) {
+fn image_failed(outcome: &mut CopyOutcome, name: &str, reference: &str, e: &CopyError) {
     tracing::error!(image = %name, error = %e, "Image failed.");
-    outcome
-        .failed_images
-        .push((name.to_string(), e.to_string()));
+    outcome.failures.push(CopyFailure {
+        image: name.to_string(),
+        reference: reference.to_string(),
+        kind: e.kind(),
+        message: e.to_string(),
+    });
+}
+
+fn node_failed(outcome: &mut CopyOutcome, name: &str, reference: &str, f: &NodeFailure) {
+    outcome.failures.push(CopyFailure {
+        image: name.to_string(),
+        reference: f
+            .digest
+            .as_ref()
+            .map_or_else(|| reference.to_string(), ToString::to_string),
+        kind: f.kind(),
+        message: f.error.to_string(),
+    });
 }
 
 fn destination(args: &CopyArgs, tag: Option<&Tag>) -> String {
@@ -321,23 +366,108 @@ async fn show_events(
     progress.finish();
 }
 
-/// The summary printed at the end of `copy`.
+/// The summary printed at the end of `copy`, for people: the plan's steps
+/// (with `--plan`), the counts in human units, then one line per failure.
 pub fn summary(outcome: &CopyOutcome) -> String {
-    let mut s = if outcome.planned.is_empty() {
-        format!("{} image(s): {}", outcome.images, outcome.report)
+    let mut s = String::new();
+    let images = plural(outcome.images as u64, "image", "images");
+    if outcome.plan.is_empty() {
+        let r = &outcome.report;
+        s.push_str(&format!(
+            "{images}: manifests: {} copied, {} present; blobs: {} copied, {} mounted, {} present; {}; {}",
+            r.manifests_copied,
+            r.manifests_skipped,
+            r.blobs_copied,
+            r.blobs_mounted,
+            r.blobs_skipped,
+            human_bytes(r.bytes),
+            plural(r.tags, "tag", "tags"),
+        ));
+        let referrers: u64 = r.referrers.values().sum();
+        if referrers > 0 {
+            let by: Vec<String> = r
+                .referrers
+                .iter()
+                .map(|((s, t), n)| format!("{s} -> {t}: {n}"))
+                .collect();
+            s.push_str(&format!(
+                "; {} ({})",
+                plural(referrers, "referrer", "referrers"),
+                by.join(", ")
+            ));
+        }
+        if r.filtered > 0 {
+            s.push_str(&format!("; {} referrers filtered", r.filtered));
+        }
+        if r.dropped > 0 {
+            s.push_str(&format!(
+                "; {} referrers dropped with the filtered index",
+                r.dropped
+            ));
+        }
     } else {
-        let parts: Vec<String> = outcome
-            .planned
-            .iter()
-            .map(|(action, n)| format!("{n} {action}"))
-            .collect();
-        format!("plan for {} image(s): {}", outcome.images, parts.join(", "))
-    };
-    for (image, why) in &outcome.failed_images {
-        s.push_str(&format!("\nFAILED {image}: {why}"));
+        let mut counts: Vec<(Action, usize)> = Vec::new();
+        for p in &outcome.plan {
+            s.push_str(&format!("{} -> {}\n", p.image, p.target));
+            for step in &p.steps {
+                s.push_str(&format!("  {step}\n"));
+                match counts.iter_mut().find(|(a, _)| *a == step.action) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((step.action, 1)),
+                }
+            }
+        }
+        let parts: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        s.push_str(&format!("plan for {images}: {}", parts.join(", ")));
     }
-    if !outcome.report.failures.is_empty() {
-        s.push_str(&format!("\nfailed: {}", outcome.report.failure_summary()));
+    // Per image its first failure, the rest counted (every node is in
+    // the log and in `--output json`).
+    let mut shown: Vec<(&str, usize)> = Vec::new();
+    for f in &outcome.failures {
+        match shown.iter_mut().find(|(image, _)| *image == f.image) {
+            Some((_, more)) => *more += 1,
+            None => {
+                s.push_str(&format!("\nFAILED {}: {} [{}]", f.image, f.message, f.kind));
+                shown.push((&f.image, 0));
+            }
+        }
+    }
+    for (image, more) in shown.into_iter().filter(|(_, more)| *more > 0) {
+        s.push_str(&format!(
+            "\n  {image}: {more} more failed {}",
+            if more == 1 { "step" } else { "steps" }
+        ));
     }
     s
+}
+
+/// The `--output json` document of `copy`.
+pub fn document(outcome: &CopyOutcome) -> CopyDoc {
+    let mut doc = CopyDoc::new(&outcome.report, outcome.images, outcome.is_success());
+    doc.failures = outcome
+        .failures
+        .iter()
+        .map(|f| FailureDoc {
+            item: f.image.clone(),
+            reference: f.reference.clone(),
+            kind: f.kind.to_string(),
+            message: f.message.clone(),
+        })
+        .collect();
+    if !outcome.plan.is_empty() {
+        doc.plan = Some(
+            outcome
+                .plan
+                .iter()
+                .map(|p| PlannedItemDoc {
+                    item: p.image.clone(),
+                    target: p.target.clone(),
+                    action: "copy",
+                    reason: String::new(),
+                    steps: steps(&p.steps),
+                })
+                .collect(),
+        );
+    }
+    doc
 }

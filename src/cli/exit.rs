@@ -19,14 +19,16 @@ pub const CONFIG: u8 = EXIT_INVALID_CONFIG;
 
 /// The exit status for an error that stopped a command.
 pub fn for_error(e: &anyhow::Error) -> u8 {
+    // A job name the config does not have is a mismatch with the config,
+    // like an invalid one.
     if e.downcast_ref::<ConfigErrors>().is_some()
-        || matches!(e.downcast_ref::<AppError>(), Some(AppError::Config(_)))
+        || matches!(
+            e.downcast_ref::<AppError>(),
+            Some(AppError::Config(_) | AppError::UnknownJob { .. })
+        )
     {
         CONFIG
     } else if matches!(
-        e.downcast_ref::<AppError>(),
-        Some(AppError::UnknownJob { .. })
-    ) || matches!(
         e.downcast_ref::<CopyCommandError>(),
         Some(CopyCommandError::Usage(_))
     ) {

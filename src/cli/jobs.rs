@@ -1,6 +1,5 @@
-//! `ocimirror once`, `ocimirror plan` and `ocimirror status`: the jobs of a
-//! config file run once (the migration mode), planned, or reported from the
-//! state database.
+//! `ocimirror once` and `ocimirror plan`: the jobs of a config file run
+//! once (the migration mode) or planned, and their summaries for people.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,13 +8,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use chrono::{DateTime, Utc};
-
 use crate::app::{self, AppError, RunOnce, RunOutput};
-use crate::config::{Job, Timing};
-use crate::copy::CopyEvent;
+use crate::copy::{Action, CopyEvent};
 use crate::registry::http::RequestStats;
-use crate::scheduler::{JobTimer, SystemClock};
+use crate::scheduler::SystemClock;
 use crate::sync::{JobReport, SyncOptions};
 
 use super::progress::{Progress, human_bytes};
@@ -98,28 +94,28 @@ pub fn summary(output: &RunOutput) -> String {
     for r in &output.reports {
         let c = &r.counts;
         out.push_str(&format!(
-            "job {}: {} — {} repositories, {} images selected: {} copied, {} unchanged, {} failed, {} deferred; \
-{} manifests, {} blobs ({} mounted), {}, {} referrers\n",
+            "job {}: {} — {}, {} selected: {} copied, {} unchanged, {} failed, {} deferred; \
+{}, {} ({} mounted), {}, {}\n",
             r.job,
             r.result(),
-            c.repositories,
-            c.tags_selected,
+            plural(c.repositories, "repository", "repositories"),
+            plural(c.tags_selected, "image", "images"),
             c.images_copied,
             c.images_skipped,
             c.images_failed,
             r.deferred.len(),
-            c.manifests_copied,
-            c.blobs_copied,
+            plural(c.manifests_copied, "manifest", "manifests"),
+            plural(c.blobs_copied, "blob", "blobs"),
             c.blobs_mounted,
             human_bytes(c.bytes_copied),
-            c.referrers_copied,
+            plural(c.referrers_copied, "referrer", "referrers"),
         ));
         if !r.copy.referrers.is_empty() {
             let by: Vec<String> = r
                 .copy
                 .referrers
                 .iter()
-                .map(|((s, t), n)| format!("{s}->{t}: {n}"))
+                .map(|((s, t), n)| format!("{s} -> {t}: {n}"))
                 .collect();
             out.push_str(&format!(
                 "  referrers by representation: {}\n",
@@ -133,17 +129,45 @@ pub fn summary(output: &RunOutput) -> String {
                 r.copy.filtered
             ));
         }
-        if let Some(f) = &r.fatal {
-            out.push_str(&format!("  FAILED: {f}\n"));
-        }
-        for f in &r.failures {
-            out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
+        out.push_str(&failures_text(r));
+        for d in &r.deferred {
+            match d.next_retry_at {
+                Some(t) => out.push_str(&format!(
+                    "  DEFERRED {} (backing off after failures; next retry {})\n",
+                    d.item,
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                )),
+                None => out.push_str(&format!(
+                    "  DEFERRED {} (backing off after failures)\n",
+                    d.item
+                )),
+            }
         }
     }
     for (host, stats) in &output.requests {
-        out.push_str(&format!("requests: {}\n", request_line(host, stats)));
+        // A registry the run never reached has nothing to say.
+        if stats.total_requests() > 0 {
+            out.push_str(&format!("requests: {}\n", request_line(host, stats)));
+        }
     }
     out
+}
+
+/// The fatal error and the failed items of a job, one line each.
+fn failures_text(r: &JobReport) -> String {
+    let mut out = String::new();
+    if let Some(f) = &r.fatal {
+        out.push_str(&format!("  FAILED: {f}\n"));
+    }
+    for f in &r.failures {
+        out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
+    }
+    out
+}
+
+/// `1 image`, `2 images`.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `<host> <total> (<operation> <n>, ...)`, busiest operation first.
@@ -163,25 +187,66 @@ fn request_line(host: &str, stats: &RequestStats) -> String {
     line
 }
 
-/// The plan printed by `plan`: every node, what would happen, and why.
+/// The plan printed by `plan`: per item where it goes and why, the steps
+/// of the items a run would walk, and one summary line per job.
 pub fn plan_text(reports: &[JobReport]) -> String {
     let mut out = String::new();
     for r in reports {
         out.push_str(&format!("job {}\n", r.job));
-        for (item, plan) in &r.plan {
-            out.push_str(&format!("  {item}\n"));
-            for step in plan {
+        for p in &r.plan {
+            out.push_str(&format!(
+                "  {} -> {}\n    why: {}\n",
+                p.item, p.target, p.reason
+            ));
+            for step in &p.steps {
                 out.push_str(&format!("    {step}\n"));
             }
         }
-        if let Some(f) = &r.fatal {
-            out.push_str(&format!("  FAILED: {f}\n"));
+        if !r.filtered.is_empty() {
+            // Names help to spot a wrong rule; a long list helps nobody.
+            const SHOWN: usize = 10;
+            let mut names = r.filtered[..r.filtered.len().min(SHOWN)].join(", ");
+            if r.filtered.len() > SHOWN {
+                names.push_str(&format!(" (+{} more)", r.filtered.len() - SHOWN));
+            }
+            out.push_str(&format!("  not selected by the job's tag rules: {names}\n"));
         }
-        for f in &r.failures {
-            out.push_str(&format!("  FAILED {}: {}\n", f.item, f.error));
-        }
+        out.push_str(&failures_text(r));
+        out.push_str(&plan_summary(r));
     }
     out
+}
+
+/// `job <name>: 3 images: 1 to copy, 2 unchanged, 0 backing off, 0 failed;
+/// nodes: 4 copy, 2 convert, 9 exists`.
+fn plan_summary(r: &JobReport) -> String {
+    let walk = r.plan.iter().filter(|p| p.would_run).count() as u64;
+    let backing_off = r
+        .plan
+        .iter()
+        .filter(|p| !p.would_run && p.reason.starts_with("failing"))
+        .count() as u64;
+    let unchanged = r.plan.len() as u64 - walk - backing_off;
+    let mut nodes: Vec<(Action, u64)> = Vec::new();
+    for step in r.plan.iter().flat_map(|p| &p.steps) {
+        match nodes.iter_mut().find(|(a, _)| *a == step.action) {
+            Some((_, n)) => *n += 1,
+            None => nodes.push((step.action, 1)),
+        }
+    }
+    let nodes: Vec<String> = nodes.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    format!(
+        "job {}: {}: {walk} to copy or verify, {unchanged} unchanged, {backing_off} backing off, {} failed; {} filtered out; nodes: {}\n",
+        r.job,
+        plural(r.counts.tags_selected, "image", "images"),
+        r.failures.len(),
+        plural(r.filtered.len() as u64, "tag", "tags"),
+        if nodes.is_empty() {
+            "none".to_string()
+        } else {
+            nodes.join(", ")
+        }
+    )
 }
 
 async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty: bool) {
@@ -190,125 +255,4 @@ async fn show_progress(mut rx: mpsc::UnboundedReceiver<(String, CopyEvent)>, tty
         progress.event(&job, &e);
     }
     progress.finish();
-}
-
-/// Arguments of `ocimirror status`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct StatusArgs {
-    /// The configuration file.
-    #[command(flatten)]
-    pub config: ConfigArg,
-}
-
-/// Per job: last run, its result and counts, failing items and next retry,
-/// and when the schedule fires next — read from the database.
-pub async fn status(args: &StatusArgs) -> Result<String, AppError> {
-    let (config, jobs) = app::load_jobs(&args.config.config, &[])?;
-    let now = chrono::Utc::now();
-    let mut out = String::new();
-    // `status` only reads: it never creates the database.
-    if !config.state.database.exists() {
-        for job in &jobs {
-            out.push_str(&format!(
-                "job {}
-  last run:     never (no state database at {} yet)
-  next run:     {}
-",
-                job.name,
-                config.state.database.display(),
-                next_run(job, None, now)
-            ));
-        }
-        return Ok(out);
-    }
-    let store = app::open_store(&config).await?;
-    for job in &jobs {
-        let s = store
-            .job_status(&job.name)
-            .await
-            .map_err(|source| AppError::Store {
-                path: config.state.database.display().to_string(),
-                source,
-            })?;
-        out.push_str(&format!("job {}\n", job.name));
-        match &s.last_run {
-            Some(run) => {
-                let result = match (run.result, &run.owner) {
-                    (Some(r), _) => r.to_string(),
-                    (None, Some(o)) if run.is_interrupted() => {
-                        format!("interrupted (process {} is gone)", o.pid)
-                    }
-                    (None, _) => "running".to_string(),
-                };
-                out.push_str(&format!(
-                    "  last run:     #{} started {} — {}\n",
-                    run.id,
-                    run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                    result
-                ));
-                let c = &run.counts;
-                out.push_str(&format!(
-                    "  counts:       {} images copied, {} unchanged, {} failed; {} manifests, {} blobs, {}, {} referrers\n",
-                    c.images_copied,
-                    c.images_skipped,
-                    c.images_failed,
-                    c.manifests_copied,
-                    c.blobs_copied,
-                    human_bytes(c.bytes_copied),
-                    c.referrers_copied
-                ));
-                if let Some(e) = &run.error {
-                    out.push_str(&format!("  last error:   {e}\n"));
-                }
-            }
-            None => out.push_str("  last run:     never\n"),
-        }
-        if let Some(ok) = &s.last_success {
-            out.push_str(&format!(
-                "  last success: {}\n",
-                ok.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-        }
-        out.push_str(&format!("  tags synced:  {}\n", s.tags_synced));
-        out.push_str(&format!("  failing:      {}", s.failing_items));
-        if let Some(t) = s.next_retry_at {
-            out.push_str(&format!(
-                " (next retry {})",
-                t.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-        }
-        out.push('\n');
-        let last_started = s.last_run.as_ref().map(|r| r.started_at);
-        out.push_str(&format!(
-            "  next run:     {}\n",
-            next_run(job, last_started, now)
-        ));
-    }
-    store.close().await;
-    Ok(out)
-}
-
-/// When `serve` runs `job` next, from its schedule and last run: interval
-/// jobs one interval after the last start (at start-up when never run or
-/// overdue), cron jobs at their next cron time.
-fn next_run(job: &Job, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    let at = |t: DateTime<Utc>| format!("{} (when serving)", t.format("%Y-%m-%d %H:%M:%S UTC"));
-    match (&job.schedule.timing, last_started) {
-        (Timing::Interval(every), Some(last)) => {
-            match chrono::Duration::from_std(*every)
-                .ok()
-                .and_then(|d| last.checked_add_signed(d))
-            {
-                Some(next) if next > now => at(next),
-                _ => "due now (at start-up of serve)".to_string(),
-            }
-        }
-        (Timing::Interval(_), None) => "at start-up of serve".to_string(),
-        (Timing::Cron(_), _) => JobTimer::new(&job.name, &job.schedule, now)
-            .next_fire()
-            .map_or_else(
-                || "never (the cron expression has no further match)".into(),
-                at,
-            ),
-    }
 }

@@ -6,6 +6,8 @@ pub mod copy;
 pub mod exit;
 pub mod generate;
 pub mod jobs;
+pub mod output;
 pub mod progress;
 pub mod serve;
+pub mod status;
 pub mod verify;

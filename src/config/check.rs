@@ -2,7 +2,11 @@
 
 use std::path::Path;
 
-use super::{Config, ConfigErrors, ConfigProblem, EXIT_INVALID_CONFIG, KeyPath, resolve};
+use super::{
+    Config, ConfigErrors, ConfigProblem, DockerConfig, EXIT_INVALID_CONFIG, KeyPath, RegistryAuth,
+    RegistrySettings, resolve,
+};
+use crate::registry::http::is_loopback_host;
 
 /// Loads and resolves the configuration at `path`, with `OCIMIRROR_*`
 /// environment overrides from the process environment.
@@ -56,14 +60,76 @@ pub fn check(path: &Path) -> CheckReport {
 }
 
 /// The resolved configuration at `path` as TOML with secrets redacted
-/// (`ocimirror config show`).
+/// (`ocimirror config show`). Every registry a job names is listed with its
+/// effective settings, with two derived values in place of what would
+/// mislead: `scheme` (loopback hosts are reached over plain HTTP) and
+/// `credentials` (where credentials come from, never the secret).
 pub fn show(path: &Path) -> Result<String, ConfigErrors> {
     let cfg = load(path)?;
-    cfg.to_toml().map_err(|e| {
+    let problem = |e: &dyn std::fmt::Display| {
         ConfigErrors(vec![ConfigProblem {
             origin: path.display().to_string(),
             path: KeyPath::root(),
             message: format!("cannot render as TOML: {e}"),
         }])
-    })
+    };
+    let mut doc = toml::Value::try_from(&cfg).map_err(|e| problem(&e))?;
+    let mut hosts: Vec<&str> = cfg.registries.keys().map(String::as_str).collect();
+    hosts.extend(cfg.jobs.iter().flat_map(|j| j.registry_hosts()));
+    hosts.sort_unstable();
+    hosts.dedup();
+    let mut registries = toml::Table::new();
+    for host in hosts {
+        let settings = cfg.registry(host);
+        let toml::Value::Table(mut table) =
+            toml::Value::try_from(&settings).map_err(|e| problem(&e))?
+        else {
+            continue;
+        };
+        // Replaced by the two derived values below.
+        table.remove("auth");
+        table.remove("plain_http");
+        let plain = settings.plain_http || is_loopback_host(host);
+        table.insert(
+            "scheme".into(),
+            (if plain { "http" } else { "https" }).into(),
+        );
+        if plain {
+            // No TLS is spoken: certificate settings do not apply.
+            table.remove("tls_verify");
+            table.remove("ca_file");
+        }
+        table.insert("credentials".into(), credentials(&settings).into());
+        registries.insert(host.to_string(), toml::Value::Table(table));
+    }
+    if let toml::Value::Table(root) = &mut doc {
+        root.insert("registries".into(), toml::Value::Table(registries));
+    }
+    let text = toml::to_string_pretty(&doc).map_err(|e| problem(&e))?;
+    Ok(format!(
+        "# {}, resolved (defaults filled in, secrets redacted; `scheme` and\n\
+         # `credentials` are derived, not keys to write)\n{text}",
+        path.display()
+    ))
+}
+
+/// Where a registry's credentials come from, in words (never the secret).
+fn credentials(s: &RegistrySettings) -> String {
+    let docker = match &s.docker_config {
+        DockerConfig::Disabled => None,
+        DockerConfig::Default => {
+            Some("Docker config ($DOCKER_CONFIG/config.json or ~/.docker/config.json)".to_string())
+        }
+        DockerConfig::Path(p) => Some(format!("Docker config {}", p.display())),
+    };
+    match (&s.auth, docker) {
+        (RegistryAuth::Basic { username, .. }, _) => {
+            format!("basic auth as {username:?} (password redacted)")
+        }
+        (RegistryAuth::Token { .. }, _) => "token (redacted)".to_string(),
+        (RegistryAuth::Anonymous, Some(docker)) => {
+            format!("{docker}; anonymous when it has none for this host")
+        }
+        (RegistryAuth::Anonymous, None) => "anonymous".to_string(),
+    }
 }

@@ -196,7 +196,7 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
                 NodeKind::Referrer,
                 Action::Convert,
                 node.manifest.bytes().len() as u64,
-                format!("{} → {target_rep}", edge.via),
+                format!("{} -> {target_rep}", edge.via),
             );
         }
         if target_rep == Representation::Api {

@@ -286,7 +286,7 @@ impl fmt::Display for CopyReport {
             let parts: Vec<String> = self
                 .referrers
                 .iter()
-                .map(|((s, t), n)| format!("{s}→{t}: {n}"))
+                .map(|((s, t), n)| format!("{s} -> {t}: {n}"))
                 .collect();
             write!(f, "; referrers {}", parts.join(", "))?;
         }

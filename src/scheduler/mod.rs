@@ -1,6 +1,6 @@
 //! Timing only: when each job fires, never two runs of one job at once, the
 //! bound on jobs running together. (Per-item failure backoff is the
-//! store's: [`Store::item_is_due`], asked by sync before every item.)
+//! store's: [`Store::failure`], asked by sync before every item.)
 //!
 //! - Interval jobs fire right after start-up and then every interval;
 //!   cron jobs fire at their cron times (UTC). Each fire time is delayed by

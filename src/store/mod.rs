@@ -450,13 +450,6 @@ impl Store {
         row.as_ref().map(failure_from_row).transpose()
     }
 
-    /// True when `item` of `job` may be tried at `now`: it is not failing,
-    /// or its backoff (kept per item by [`Store::record_failure`]) has
-    /// passed. Sync asks this before every item.
-    pub async fn item_is_due(&self, job: &str, item: &str, now: DateTime<Utc>) -> Result<bool> {
-        Ok(self.failure(job, item).await?.is_none_or(|f| f.is_due(now)))
-    }
-
     /// Every failing item of `job`, earliest retry first.
     #[instrument(skip_all)]
     pub async fn failures_for_job(&self, job: &str) -> Result<Vec<FailureRecord>> {

@@ -9,6 +9,7 @@ use futures::future::FutureExt;
 
 use super::{SyncError, Syncer};
 use crate::config::{Job, Source};
+use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::Registry;
 use crate::store::Store;
@@ -24,9 +25,36 @@ pub(super) struct Item {
     pub(super) source_tags: Option<Arc<HashSet<String>>>,
 }
 
+impl Item {
+    /// The tag the item gets on the target: the job's, else the source's.
+    pub(super) fn dst_tag(&self) -> Option<Tag> {
+        match &self.reference {
+            _ if self.dst.tag.is_some() => self.dst.tag.clone(),
+            Reference::Tag(t) => Some(t.clone()),
+            Reference::Digest(_) => None,
+        }
+    }
+
+    /// Where the item goes, as a reference (`host/prefix/repo:tag`).
+    pub(super) fn target_name(&self) -> String {
+        let mut target = self.dst.clone();
+        target.tag = self.dst_tag();
+        if target.tag.is_none()
+            && let Reference::Digest(d) = &self.reference
+        {
+            target.digest = Some(d.clone());
+        }
+        target.to_string()
+    }
+}
+
 impl Syncer {
-    /// The repositories and items of `job`.
-    pub(super) async fn items(&self, job: &Job) -> Result<(u64, Vec<Item>), SyncError> {
+    /// The repositories and items of `job`, and the listed tags its tag
+    /// rules left out (`repo:tag`; referrer tags are not images).
+    pub(super) async fn items(
+        &self,
+        job: &Job,
+    ) -> Result<(u64, Vec<Item>, Vec<String>), SyncError> {
         let sources: Vec<ImageReference> = match &job.source {
             Source::Repository(r) => vec![r.clone()],
             Source::Catalog(c) => {
@@ -65,6 +93,7 @@ impl Syncer {
             });
         }
         let mut items = Vec::new();
+        let mut filtered = Vec::new();
         for src in &sources {
             let dst = job
                 .target_repository(&src.repo)
@@ -96,7 +125,15 @@ impl Syncer {
                             source,
                         })?;
                 let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
-                for tag in job.tags.select(&tags) {
+                let selected = job.tags.select(&tags);
+                let chosen: HashSet<&str> = selected.iter().map(String::as_str).collect();
+                filtered.extend(
+                    tags.iter()
+                        .filter(|t| !chosen.contains(t.as_str()))
+                        .filter(|t| !is_fallback_tag(t) && !is_cosign_tag(t))
+                        .map(|t| format!("{}:{t}", src_name(src))),
+                );
+                for tag in selected {
                     match Tag::new(&tag) {
                         Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
                         Err(e) => {
@@ -110,7 +147,7 @@ impl Syncer {
                 items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
             }
         }
-        Ok((sources.len() as u64, items))
+        Ok((sources.len() as u64, items, filtered))
     }
 
     pub(super) fn open(

@@ -13,6 +13,7 @@
 mod fingerprint;
 mod items;
 mod report;
+mod verdict;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use crate::store::{RunOutcome, RunResult, Store, TagState};
 
 use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
-pub use report::{ItemFailure, JobReport, SyncError};
+pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
 use report::{ItemResult, add_counts, failed};
 
 /// Re-verify an unchanged item against the target after this long.
@@ -162,8 +163,9 @@ impl Syncer {
             None => None,
         };
         match self.items(job).await {
-            Ok((repos, items)) => {
+            Ok((repos, items, filtered)) => {
                 report.counts.repositories = repos;
+                report.filtered = filtered;
                 report.counts.tags_selected = items.len() as u64;
                 if let Some(s) = store {
                     forget_unselected(s, job, &items).await;
@@ -267,6 +269,7 @@ impl Syncer {
                         (Err(e), _) | (_, Err(e)) => {
                             report.failures.push(ItemFailure {
                                 item: item.name.clone(),
+                                reference: item.reference.to_string(),
                                 kind: e.kind_label(),
                                 error: e.to_string(),
                             });
@@ -316,7 +319,14 @@ impl Syncer {
         for (item, result) in results {
             match result {
                 ItemResult::Copied(copy) => {
-                    report.counts.images_copied += 1;
+                    // A walk that found every node on the target (`--full`,
+                    // an expired checkpoint) verified the image: unchanged,
+                    // not copied.
+                    if copy.wrote_nothing() {
+                        report.counts.images_skipped += 1;
+                    } else {
+                        report.counts.images_copied += 1;
+                    }
                     if let Some(m) = &self.metrics {
                         record_referrers(m, &job.name, &copy);
                     }
@@ -324,8 +334,21 @@ impl Syncer {
                     report.copy.merge(copy);
                 }
                 ItemResult::Unchanged => report.counts.images_skipped += 1,
-                ItemResult::Planned(plan) => report.plan.push((item.name, plan)),
-                ItemResult::Deferred => report.deferred.push(item.name),
+                ItemResult::Planned {
+                    reason,
+                    would_run,
+                    steps,
+                } => report.plan.push(PlannedItem {
+                    target: item.target_name(),
+                    item: item.name,
+                    reason,
+                    would_run,
+                    steps,
+                }),
+                ItemResult::Deferred(next_retry_at) => report.deferred.push(DeferredItem {
+                    item: item.name,
+                    next_retry_at,
+                }),
                 ItemResult::Cancelled => {}
                 ItemResult::Failed {
                     error,
@@ -345,6 +368,7 @@ impl Syncer {
                         report.copy.merge(copy);
                     }
                     report.failures.push(ItemFailure {
+                        reference: item.reference.to_string(),
                         item: item.name,
                         kind,
                         error,
@@ -352,6 +376,8 @@ impl Syncer {
                 }
             }
         }
+        // Completion order varies from run to run; a plan reads best sorted.
+        report.plan.sort_by(|a, b| a.item.cmp(&b.item));
     }
 
     async fn run_one(
@@ -388,9 +414,9 @@ impl Syncer {
         let action = match result {
             ItemResult::Copied(_) => Action::Copy,
             ItemResult::Unchanged => Action::Exists,
-            ItemResult::Deferred => Action::Skip,
+            ItemResult::Deferred(_) => Action::Skip,
             ItemResult::Failed { .. } => Action::Fail,
-            ItemResult::Planned(_) | ItemResult::Cancelled => return,
+            ItemResult::Planned { .. } | ItemResult::Cancelled => return,
         };
         if let Some(tx) = &self.events {
             let _ = tx.send((job.name.clone(), CopyEvent::image_done(&item.name, action)));
@@ -406,12 +432,8 @@ impl Syncer {
         store: Option<&Store>,
     ) -> ItemResult {
         let now = self.clock.now();
-        if let Some(s) = store
-            && !options.full
-            && let Ok(false) = s.item_is_due(&job.name, &item.name, now).boxed().await
-        {
-            tracing::debug!(job = %job.name, item = %item.name, "Item is backing off after failures.");
-            return ItemResult::Deferred;
+        if let Some(deferred) = self.backing_off(job, item, options, now).await {
+            return deferred;
         }
         // One slow image cannot hold the job: past the deadline it fails
         // by name and is recorded (and backs off) like any failure.
@@ -486,25 +508,7 @@ impl Syncer {
                 return failed(&e, kind, Some(&e.registry));
             }
         };
-        let tag = match &item.reference {
-            Reference::Tag(t) => Some(t.clone()),
-            Reference::Digest(_) => None,
-        };
-        let dst_tag = item.dst.tag.clone().or(tag.clone());
-        if options.dry_run {
-            return match copier
-                .plan_image(
-                    &item.src.repo,
-                    &Reference::Digest(digest),
-                    &item.dst.repo,
-                    dst_tag.as_ref(),
-                )
-                .await
-            {
-                Ok(plan) => ItemResult::Planned(plan),
-                Err(e) => failed(&e, e.kind(), e.registry()),
-            };
-        }
+        let dst_tag = item.dst_tag();
         // The root's referrer set, as a fingerprint.
         let fingerprint = referrers_fingerprint(
             source.as_ref(),
@@ -515,21 +519,15 @@ impl Syncer {
         )
         .await;
         let key_tag = item.reference.to_string();
-        if let Some(s) = store
-            && !options.full
-            && let Ok(Some(state)) = s
-                .tag_state(&job.name, item.src.repo.as_str(), &key_tag)
-                .boxed()
-                .await
-            && state.source_digest == digest
-            && fingerprint.is_some()
-            && state.referrers_fingerprint == fingerprint
-            && state.target_repo == item.dst.to_string()
-            && now
-                .signed_duration_since(state.updated_at)
-                .to_std()
-                .is_ok_and(|age| age < options.verify_after)
-        {
+        let verdict = self
+            .verdict(job, item, options, &digest, fingerprint.as_deref(), now)
+            .await;
+        if options.dry_run {
+            return self
+                .plan_item(job, item, copier, &digest, verdict, now)
+                .await;
+        }
+        if verdict.is_unchanged() {
             tracing::debug!(job = %job.name, item = %item.name, digest = %digest, "Unchanged since the last verified copy.");
             return ItemResult::Unchanged;
         }

@@ -1,5 +1,7 @@
 //! What a run reports: per job, per item, and why a run could not start.
 
+use chrono::{DateTime, Utc};
+
 use crate::copy::{CopyReport, PlanItem};
 use crate::registry::RegistryError;
 use crate::store::{RunCounts, RunResult, StoreError};
@@ -57,12 +59,39 @@ impl SyncError {
 pub struct ItemFailure {
     /// `repo:tag` or `repo@digest`.
     pub item: String,
+    /// The tag or digest of the item.
+    pub reference: String,
     /// What failed, as a bounded label (`not_found`, `timeout`,
     /// `referrers_unpublished`, a registry error kind, ...): the same value
     /// `ocimirror_errors_total` counts under `kind`.
     pub kind: &'static str,
     /// Why, naming registry, repository and digest.
     pub error: String,
+}
+
+/// An item not tried because its failure backoff has not passed.
+#[derive(Clone, Debug)]
+pub struct DeferredItem {
+    /// `repo:tag` or `repo@digest`.
+    pub item: String,
+    /// When it is tried again (unknown when the database could not say).
+    pub next_retry_at: Option<DateTime<Utc>>,
+}
+
+/// Dry run: one item, where it would go, why, and the steps.
+#[derive(Clone, Debug)]
+pub struct PlannedItem {
+    /// `repo:tag` or `repo@digest` on the source.
+    pub item: String,
+    /// The target repository with the tag (or digest) it would get.
+    pub target: String,
+    /// Why it would be copied, verified or left alone (checkpoint,
+    /// backoff, `--full`).
+    pub reason: String,
+    /// False when a run would not touch it (unchanged, or backing off).
+    pub would_run: bool,
+    /// What would happen to each node (empty when `would_run` is false).
+    pub steps: Vec<PlanItem>,
 }
 
 /// What one run of one job did.
@@ -77,9 +106,11 @@ pub struct JobReport {
     /// Items that failed.
     pub failures: Vec<ItemFailure>,
     /// Items not tried because their failure backoff has not passed.
-    pub deferred: Vec<String>,
-    /// Dry run: per item, what would happen.
-    pub plan: Vec<(String, Vec<PlanItem>)>,
+    pub deferred: Vec<DeferredItem>,
+    /// Listed tags the job's tag rules left out (`repo:tag`).
+    pub filtered: Vec<String>,
+    /// Dry run: per item, what would happen and why.
+    pub plan: Vec<PlannedItem>,
     /// The job could not start (source unreachable, bad reference).
     pub fatal: Option<String>,
 }
@@ -111,8 +142,13 @@ impl JobReport {
 pub(super) enum ItemResult {
     Copied(CopyReport),
     Unchanged,
-    Planned(Vec<PlanItem>),
-    Deferred,
+    Planned {
+        reason: String,
+        would_run: bool,
+        steps: Vec<PlanItem>,
+    },
+    /// Backing off until then (when known).
+    Deferred(Option<DateTime<Utc>>),
     Cancelled,
     Failed {
         error: String,

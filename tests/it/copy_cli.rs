@@ -32,7 +32,7 @@ async fn copy_to_a_layout_then_plan_a_noop() {
     let out = ocimirror(&["copy", &from, &to]).await;
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 image(s)"), "{}", text(&out));
+    assert!(stdout.contains("1 image:"), "{}", text(&out));
     assert!(stdout.contains("manifests: 6 copied"), "{}", text(&out));
     let view = LayoutView::read(dir.path());
     assert_eq!(view.tags().get("v1"), Some(&f.index));
@@ -80,7 +80,7 @@ async fn plan_says_what_would_be_copied_and_converted_and_writes_nothing() {
     );
     assert!(
         stdout.contains(&format!(
-            "convert referrer       {}  (api → fallback-tag)",
+            "convert referrer       {}  (api -> fallback-tag)",
             f.att
         )),
         "{stdout}"
@@ -125,7 +125,7 @@ async fn all_tags_skips_referrer_tags_and_one_broken_image_fails_alone() {
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3 image(s)"), "{}", text(&out));
+    assert!(stdout.contains("3 images:"), "{}", text(&out));
     assert!(stdout.contains(&fixtures::sha256(&lost)), "{}", text(&out));
     // v1 and v3 arrived with their referrers; v2 did not; referrer tags
     // were not copied as images, and no fallback tag reached the API target.

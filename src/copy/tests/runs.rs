@@ -123,7 +123,7 @@ async fn plan_lists_nodes_and_conversions_without_writing() {
         .filter(|e| e.action == Action::Convert)
         .collect();
     assert_eq!(converts.len(), 3);
-    assert!(converts.iter().all(|e| e.reason == "api → fallback-tag"));
+    assert!(converts.iter().all(|e| e.reason == "api -> fallback-tag"));
     let writes: Vec<_> = plan
         .iter()
         .filter(|e| e.kind == NodeKind::FallbackIndex)

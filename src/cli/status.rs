@@ -1,0 +1,208 @@
+//! `ocimirror status [JOB…]`: per job, the last run, its counts, the
+//! failing items by name and when `serve` runs it next, read from the state
+//! database (never created by this command).
+
+use chrono::{DateTime, Utc};
+
+use crate::app::{self, AppError};
+use crate::config::{Job, Timing};
+use crate::scheduler::JobTimer;
+use crate::store::{JobStatus, RunRecord};
+
+use super::jobs::{ConfigArg, plural};
+use super::output::{FailingItemDoc, JobStatusDoc, RunDocStatus, StatusDoc, counts, timestamp};
+use super::progress::human_bytes;
+
+/// Arguments of `ocimirror status`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Jobs to show (default: all); an unknown name is an error.
+    pub jobs: Vec<String>,
+}
+
+/// The status of the jobs asked for, read from the database.
+pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
+    let (config, jobs) = app::load_jobs(&args.config.config, &args.jobs)?;
+    let now = Utc::now();
+    let database = config.state.database.display().to_string();
+    // `status` only reads: it never creates the database.
+    if !config.state.database.exists() {
+        return Ok(StatusDoc {
+            database,
+            database_exists: false,
+            jobs: jobs
+                .iter()
+                .map(|job| JobStatusDoc {
+                    name: job.name.clone(),
+                    last_run: None,
+                    last_success: None,
+                    tags_synced: 0,
+                    failing: Vec::new(),
+                    next_run: next_run(job, None, now),
+                })
+                .collect(),
+        });
+    }
+    let store = app::open_store(&config).await?;
+    let failed = |source| AppError::Store {
+        path: database.clone(),
+        source,
+    };
+    let mut docs = Vec::new();
+    for job in &jobs {
+        let s = store.job_status(&job.name).await.map_err(failed)?;
+        let failing = store.failures_for_job(&job.name).await.map_err(failed)?;
+        docs.push(job_doc(job, &s, failing, now));
+    }
+    store.close().await;
+    Ok(StatusDoc {
+        database,
+        database_exists: true,
+        jobs: docs,
+    })
+}
+
+fn job_doc(
+    job: &Job,
+    s: &JobStatus,
+    failing: Vec<crate::store::FailureRecord>,
+    now: DateTime<Utc>,
+) -> JobStatusDoc {
+    JobStatusDoc {
+        name: job.name.clone(),
+        last_run: s.last_run.as_ref().map(run_doc),
+        last_success: s.last_success.as_ref().map(|r| timestamp(r.started_at)),
+        tags_synced: s.tags_synced,
+        failing: failing
+            .into_iter()
+            .map(|f| FailingItemDoc {
+                item: f.item,
+                attempts: f.attempts,
+                error: f.last_error,
+                first_failed_at: timestamp(f.first_failed_at),
+                next_retry: timestamp(f.next_retry_at),
+            })
+            .collect(),
+        next_run: next_run(job, s.last_run.as_ref().map(|r| r.started_at), now),
+    }
+}
+
+fn run_doc(run: &RunRecord) -> RunDocStatus {
+    let (result, process) = match (run.result, &run.owner) {
+        (Some(r), _) => (r.to_string(), None),
+        (None, Some(o)) if run.is_interrupted() => ("interrupted".to_string(), Some(o.pid)),
+        (None, _) => ("running".to_string(), None),
+    };
+    RunDocStatus {
+        id: run.id.0,
+        started_at: timestamp(run.started_at),
+        finished_at: run.finished_at.map(timestamp),
+        result,
+        process,
+        counts: counts(&run.counts),
+        error: run.error.clone(),
+    }
+}
+
+/// `status` for people.
+pub fn status_text(doc: &StatusDoc) -> String {
+    let mut out = String::new();
+    for job in &doc.jobs {
+        out.push_str(&format!("job {}\n", job.name));
+        match &job.last_run {
+            None if !doc.database_exists => out.push_str(&format!(
+                "  last run:     never (no state database at {} yet)\n",
+                doc.database
+            )),
+            None => out.push_str("  last run:     never\n"),
+            Some(run) => {
+                let result = match run.process {
+                    Some(pid) => format!("interrupted (process {pid} is gone)"),
+                    None => run.result.clone(),
+                };
+                out.push_str(&format!(
+                    "  last run:     #{} started {} — {result}\n",
+                    run.id,
+                    human_time(&run.started_at)
+                ));
+                let c = &run.counts;
+                out.push_str(&format!(
+                    "  counts:       {} copied, {} unchanged, {} failed; {}, {} ({} mounted), {}, {}\n",
+                    plural(c.images_copied, "image", "images"),
+                    c.images_unchanged,
+                    c.images_failed,
+                    plural(c.manifests, "manifest", "manifests"),
+                    plural(c.blobs, "blob", "blobs"),
+                    c.blobs_mounted,
+                    human_bytes(c.bytes),
+                    plural(c.referrers, "referrer", "referrers"),
+                ));
+                if let Some(e) = &run.error {
+                    out.push_str(&format!("  last error:   {e}\n"));
+                }
+            }
+        }
+        if let Some(ok) = &job.last_success {
+            out.push_str(&format!("  last success: {}\n", human_time(ok)));
+        }
+        if doc.database_exists {
+            out.push_str(&format!("  tags synced:  {}\n", job.tags_synced));
+            out.push_str(&format!("  failing:      {}", job.failing.len()));
+            if let Some(first) = job.failing.first() {
+                out.push_str(&format!(" (next retry {})", human_time(&first.next_retry)));
+            }
+            out.push('\n');
+            for f in &job.failing {
+                out.push_str(&format!(
+                    "    FAILING {}: {} ({}, next retry {})\n",
+                    f.item,
+                    f.error,
+                    plural(u64::from(f.attempts), "attempt", "attempts"),
+                    human_time(&f.next_retry)
+                ));
+            }
+        }
+        out.push_str(&format!("  next run:     {}\n", job.next_run));
+    }
+    out
+}
+
+/// An RFC 3339 timestamp as `2026-11-30 05:00:00 UTC`.
+fn human_time(rfc3339: &str) -> String {
+    DateTime::parse_from_rfc3339(rfc3339).map_or_else(
+        |_| rfc3339.to_string(),
+        |t| {
+            t.with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        },
+    )
+}
+
+/// When `serve` runs `job` next, from its schedule and last run: interval
+/// jobs one interval after the last start (at start-up when never run or
+/// overdue), cron jobs at their next cron time.
+fn next_run(job: &Job, last_started: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let at = |t: DateTime<Utc>| format!("{} (when serving)", t.format("%Y-%m-%d %H:%M:%S UTC"));
+    match (&job.schedule.timing, last_started) {
+        (Timing::Interval(every), Some(last)) => {
+            match chrono::Duration::from_std(*every)
+                .ok()
+                .and_then(|d| last.checked_add_signed(d))
+            {
+                Some(next) if next > now => at(next),
+                _ => "due now (at start-up of serve)".to_string(),
+            }
+        }
+        (Timing::Interval(_), None) => "at start-up of serve".to_string(),
+        (Timing::Cron(_), _) => JobTimer::new(&job.name, &job.schedule, now)
+            .next_fire()
+            .map_or_else(
+                || "never (the cron expression has no further match)".into(),
+                at,
+            ),
+    }
+}
