@@ -21,6 +21,10 @@ pub const CONFIG: u8 = EXIT_INVALID_CONFIG;
 pub fn for_error(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<ConfigErrors>().is_some()
         || matches!(e.downcast_ref::<AppError>(), Some(AppError::Config(_)))
+        || matches!(
+            e.downcast_ref::<CopyCommandError>(),
+            Some(CopyCommandError::Config(_))
+        )
     {
         CONFIG
     } else if matches!(

@@ -13,15 +13,25 @@ pub struct ServeArgs {
     /// The configuration file.
     #[command(flatten)]
     pub config: ConfigArg,
+    /// Address for /metrics, /healthz and /readyz, overriding the config's server.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(args: &ServeArgs) -> Result<(), AppError> {
-    let (config, _) = app::load_jobs(&args.config.config, &[])?;
+    let (mut config, _) = app::load_jobs(&args.config.config, &[])?;
+    let origin = match args.listen {
+        Some(addr) => {
+            config.server.listen = addr;
+            "--listen"
+        }
+        None => "server.listen",
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| AppError::Listen {
-            addr: format!("{} (server.listen)", config.server.listen),
+            addr: format!("{} ({origin})", config.server.listen),
             source,
         })?;
     let shutdown = CancellationToken::new();

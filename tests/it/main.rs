@@ -1,5 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod cli_flags;
 mod copy_cli;
 mod copy_matrix;
 mod copy_retry;

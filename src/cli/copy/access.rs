@@ -1,0 +1,242 @@
+//! How `copy` reaches its two registries: skopeo's per-side credential and
+//! TLS flags, on top of a config file's `[registries]` entries (`-c`), on
+//! top of the defaults. A side's flags apply to that side's host only, so
+//! credentials never go to the other registry.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::app::http_settings;
+use crate::config::{self, Config};
+use crate::oci::{ImageReference, Location};
+use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, Secret};
+use crate::registry::open::Registries;
+
+use super::{CopyArgs, CopyCommandError};
+
+/// Registry access flags of `ocimirror copy`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AccessArgs {
+    /// Credentials for the source registry (skopeo's syntax). Set OCIMIRROR_SRC_CREDS
+    /// instead to keep the password off the command line.
+    #[arg(
+        long,
+        env = "OCIMIRROR_SRC_CREDS",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD",
+        value_parser = UserPasswordParser
+    )]
+    pub src_creds: Option<UserPassword>,
+    /// Credentials for the destination registry (or OCIMIRROR_DEST_CREDS).
+    #[arg(
+        long,
+        env = "OCIMIRROR_DEST_CREDS",
+        hide_env_values = true,
+        value_name = "USER:PASSWORD",
+        value_parser = UserPasswordParser
+    )]
+    pub dest_creds: Option<UserPassword>,
+    /// Verify the source's TLS certificate (--src-tls-verify=false to skip). Either
+    /// value means HTTPS, also for loopback hosts.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub src_tls_verify: Option<bool>,
+    /// Verify the destination's TLS certificate (--dest-tls-verify=false to skip).
+    /// Either value means HTTPS, also for loopback hosts.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dest_tls_verify: Option<bool>,
+    /// Also trust the CA certificates in this PEM file for the source (repeatable;
+    /// means HTTPS).
+    #[arg(long, value_name = "FILE")]
+    pub src_ca_file: Vec<PathBuf>,
+    /// Also trust the CA certificates in this PEM file for the destination
+    /// (repeatable; means HTTPS).
+    #[arg(long, value_name = "FILE")]
+    pub dest_ca_file: Vec<PathBuf>,
+    /// Take the settings of SRC's and DST's hosts (credentials, TLS, plain HTTP, rate
+    /// and in-flight limits, upload mode) from this config file's [registries]
+    /// section, as `once` would; the flags above override them.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read no Docker config at all.
+    #[arg(long, conflicts_with = "docker_config")]
+    pub no_docker_config: bool,
+}
+
+/// `USER:PASSWORD`; the password never shows in `Debug` or `Display`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPassword {
+    username: String,
+    password: Secret,
+}
+
+impl FromStr for UserPassword {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((user, password)) if !user.is_empty() => Ok(UserPassword {
+                username: user.to_string(),
+                password: Secret::new(password),
+            }),
+            _ => Err("expected USER:PASSWORD (a user name, a colon, the password)"),
+        }
+    }
+}
+
+/// Parses [`UserPassword`] with an error that does not echo the value
+/// (clap's own value errors quote it, and it may hold the password).
+#[derive(Clone)]
+struct UserPasswordParser;
+
+impl clap::builder::TypedValueParser for UserPasswordParser {
+    type Value = UserPassword;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<UserPassword, clap::Error> {
+        let flag = arg.map_or_else(String::new, |a| format!("{a}: "));
+        value
+            .to_str()
+            .ok_or("not UTF-8")
+            .and_then(UserPassword::from_str)
+            .map_err(|why| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("{flag}{why}\n"),
+                )
+            })
+    }
+}
+
+/// One side's flags.
+struct Side<'a> {
+    flag: &'static str,
+    creds: Option<&'a UserPassword>,
+    tls_verify: Option<bool>,
+    ca_files: &'a [PathBuf],
+}
+
+impl Side<'_> {
+    fn applies(&self) -> bool {
+        self.creds.is_some() || self.tls_verify.is_some() || !self.ca_files.is_empty()
+    }
+
+    fn apply(&self, s: &mut HttpSettings) {
+        if let Some(c) = self.creds {
+            s.credentials = Some(Credentials::Basic {
+                username: c.username.clone(),
+                password: c.password.clone(),
+            });
+        }
+        if let Some(v) = self.tls_verify {
+            s.tls_verify = v;
+        }
+        s.ca_certificates.extend(self.ca_files.iter().cloned());
+        // Asking about certificates means TLS, even on loopback (which
+        // otherwise defaults to plain HTTP).
+        if (self.tls_verify.is_some() || !self.ca_files.is_empty()) && s.plain_http.is_none() {
+            s.plain_http = Some(false);
+        }
+    }
+}
+
+/// The adapters factory for `copy`: per host, the config's settings (with
+/// `-c`) or the defaults, then `--plain-http`/`--docker-config`, then the
+/// flags of the side whose host it is.
+pub fn registries(args: &CopyArgs) -> Result<Registries, CopyCommandError> {
+    let a = &args.access;
+    let src = Side {
+        flag: "--src-*",
+        creds: a.src_creds.as_ref(),
+        tls_verify: a.src_tls_verify,
+        ca_files: &a.src_ca_file,
+    };
+    let dst = Side {
+        flag: "--dest-*",
+        creds: a.dest_creds.as_ref(),
+        tls_verify: a.dest_tls_verify,
+        ca_files: &a.dest_ca_file,
+    };
+    let (src_host, dst_host) = (host_of(&args.src), host_of(&args.dst));
+    for (side, image) in [(&src, &args.src), (&dst, &args.dst)] {
+        if side.applies() && host_of(image).is_none() {
+            return Err(CopyCommandError::Usage(format!(
+                "{} flags are for registries; {image} is an OCI layout",
+                side.flag
+            )));
+        }
+    }
+    if src_host.is_some() && src_host == dst_host && src.applies() && dst.applies() {
+        return Err(CopyCommandError::Usage(format!(
+            "SRC and DST are both on {}, reached through one connection: give its \
+             credentials and TLS settings once, with --src-* or --dest-* (or in -c FILE)",
+            src_host.unwrap_or_default()
+        )));
+    }
+    let config = a.config.as_deref().map(config::load).transpose()?;
+    let base = move |host: &str| base_settings(config.as_ref(), host);
+    let mut overrides: Vec<(String, HttpSettings)> = Vec::new();
+    for (side, host) in [(src, src_host), (dst, dst_host)] {
+        let Some(host) = host else { continue };
+        // SRC and DST on one host share one adapter: the side with flags sets it.
+        if overrides.iter().any(|(h, _)| h == host) && !side.applies() {
+            continue;
+        }
+        let mut s = base(host);
+        apply_common(args, &mut s);
+        side.apply(&mut s);
+        overrides.retain(|(h, _)| h != host);
+        overrides.push((host.to_string(), s));
+    }
+    let (plain_http, docker_config, no_docker_config) = (
+        args.plain_http,
+        args.docker_config.clone(),
+        a.no_docker_config,
+    );
+    Ok(Registries::new(move |host| {
+        if let Some((_, s)) = overrides.iter().find(|(h, _)| h == host) {
+            return s.clone();
+        }
+        let mut s = base(host);
+        common(&mut s, plain_http, docker_config.as_ref(), no_docker_config);
+        s
+    }))
+}
+
+fn host_of(image: &ImageReference) -> Option<&str> {
+    match &image.location {
+        Location::Registry(h) => Some(h),
+        Location::Layout(_) => None,
+    }
+}
+
+fn base_settings(config: Option<&Config>, host: &str) -> HttpSettings {
+    match config {
+        Some(c) => http_settings(&c.registry(host)),
+        None => HttpSettings::default(),
+    }
+}
+
+fn apply_common(args: &CopyArgs, s: &mut HttpSettings) {
+    common(
+        s,
+        args.plain_http,
+        args.docker_config.as_ref(),
+        args.access.no_docker_config,
+    );
+}
+
+fn common(s: &mut HttpSettings, plain_http: bool, docker_config: Option<&PathBuf>, off: bool) {
+    if plain_http {
+        s.plain_http = Some(true);
+    }
+    if let Some(path) = docker_config {
+        s.docker_config = DockerConfigSource::Path(path.clone());
+    }
+    if off {
+        s.docker_config = DockerConfigSource::Off;
+    }
+}
