@@ -309,6 +309,21 @@ async fn version_names_the_commit_and_build_date() {
     assert_eq!(&caps[1], commit, "{version}");
 }
 
+/// A config for `serve` listening on `listen`, with a layout job per name.
+fn serve_config(listen: &str, jobs: &[&str]) -> String {
+    let mut toml =
+        format!("version = 1\n[state]\ndatabase = \"state.db\"\n[server]\nlisten = \"{listen}\"\n");
+    let src = demo_source();
+    for job in jobs {
+        toml.push_str(&format!(
+            "[[jobs]]\nname = \"{job}\"\nsource = \"{}\"\ntarget = \"oci:{job}\"\n\
+             schedule = {{ interval = \"1h\" }}\n",
+            src.trim_end_matches(":v1.0.0")
+        ));
+    }
+    toml
+}
+
 /// A running `ocimirror serve` (killed when dropped) and its directory.
 struct Serve {
     child: tokio::process::Child,
@@ -321,24 +336,7 @@ impl Serve {
     fn start(listen: &str, extra: &[&str]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ocimirror.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"version = 1
-[state]
-database = "state.db"
-[server]
-listen = "{listen}"
-[[jobs]]
-name = "demo"
-source = "{src}"
-target = "oci:mirror"
-schedule = {{ interval = "1h" }}
-"#,
-                src = demo_source().trim_end_matches(":v1.0.0")
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, serve_config(listen, &["demo"])).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
             .arg("serve")
             .arg("-c")
@@ -412,4 +410,59 @@ async fn serve_listen_overrides_the_configured_address() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(both(&out).contains(&configured), "{}", text(&out));
     drop(taken);
+}
+
+/// Polls `/metrics` until it mentions `job`.
+async fn wait_for_job(addr: &str, job: &str) -> Result<(), String> {
+    let url = format!("http://{addr}/metrics");
+    let needle = format!("job=\"{job}\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(&url).await {
+            last = r.text().await.unwrap_or_default();
+            if last.contains(&needle) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{needle} never in /metrics:\n{last}"))
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_errors() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let serve = Serve::start(&addr, &[]);
+    let config = serve.dir.path().join("ocimirror.toml");
+    let first = wait_for_job(&addr, "demo").await;
+
+    // Invalid: logged by name, the running config stays.
+    std::fs::write(&config, serve_config(&addr, &["demo"]) + "bogus_key = 1\n").unwrap();
+    serve.signal(libc::SIGHUP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let alive = wait_ok(&format!("http://{addr}/healthz")).await;
+
+    // Valid: the new job is scheduled (its series appear).
+    std::fs::write(&config, serve_config(&addr, &["demo", "second"])).unwrap();
+    serve.signal(libc::SIGHUP);
+    let second = wait_for_job(&addr, "second").await;
+    let out = serve.stop().await;
+    assert!(
+        first.is_ok() && alive.is_ok(),
+        "{first:?} {alive:?}\n{}",
+        text(&out)
+    );
+    assert!(second.is_ok(), "{second:?}\n{}", text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("configuration invalid") && stderr.contains("bogus_key"),
+        "{}",
+        text(&out)
+    );
 }
