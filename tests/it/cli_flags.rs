@@ -124,6 +124,28 @@ async fn wrong_src_creds_name_the_registry_and_exit_1_or_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(both(&out).contains(&src.host()), "{}", text(&out));
 
+    // Flags for a side that is a layout, or two sets for one host: usage errors.
+    let out = ocimirror(&["copy", "--dest-creds", "bob:pw", &from, &to]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        both(&out).contains("--dest-* flags are for registries"),
+        "{}",
+        text(&out)
+    );
+    let same = format!("{}/other:v1", src.host());
+    let out = ocimirror(&[
+        "copy",
+        "--src-creds",
+        "alice:right-pw",
+        "--dest-creds",
+        "alice:right-pw",
+        &from,
+        &same,
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(both(&out).contains(&src.host()), "{}", text(&out));
+
     // A malformed value is a usage error that does not echo it.
     let out = ocimirror(&["copy", "--src-creds", "no-colon-secret", &from, &to]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::app::http_settings;
-use crate::config::{self, Config};
+use crate::config;
 use crate::oci::{ImageReference, Location};
 use crate::registry::http::{Credentials, DockerConfigSource, HttpSettings, Secret};
 use crate::registry::open::Registries;
@@ -111,21 +111,49 @@ impl clap::builder::TypedValueParser for UserPasswordParser {
     }
 }
 
-/// One side's flags.
-struct Side<'a> {
-    flag: &'static str,
-    creds: Option<&'a UserPassword>,
+/// One side's flags, for that side's registry host.
+struct Side {
+    host: Option<String>,
+    creds: Option<UserPassword>,
     tls_verify: Option<bool>,
-    ca_files: &'a [PathBuf],
+    ca_files: Vec<PathBuf>,
 }
 
-impl Side<'_> {
-    fn applies(&self) -> bool {
+impl Side {
+    fn new(
+        flag: &'static str,
+        image: &ImageReference,
+        creds: Option<&UserPassword>,
+        tls_verify: Option<bool>,
+        ca_files: &[PathBuf],
+    ) -> Result<Side, CopyCommandError> {
+        let side = Side {
+            host: match &image.location {
+                Location::Registry(h) => Some(h.clone()),
+                Location::Layout(_) => None,
+            },
+            creds: creds.cloned(),
+            tls_verify,
+            ca_files: ca_files.to_vec(),
+        };
+        if side.has_flags() && side.host.is_none() {
+            return Err(CopyCommandError::Usage(format!(
+                "{flag} flags are for registries; {image} is an OCI layout"
+            )));
+        }
+        Ok(side)
+    }
+
+    fn has_flags(&self) -> bool {
         self.creds.is_some() || self.tls_verify.is_some() || !self.ca_files.is_empty()
     }
 
-    fn apply(&self, s: &mut HttpSettings) {
-        if let Some(c) = self.creds {
+    /// Applies the flags when `host` is this side's.
+    fn apply(&self, host: &str, s: &mut HttpSettings) {
+        if self.host.as_deref() != Some(host) {
+            return;
+        }
+        if let Some(c) = &self.creds {
             s.credentials = Some(Credentials::Basic {
                 username: c.username.clone(),
                 password: c.password.clone(),
@@ -148,95 +176,50 @@ impl Side<'_> {
 /// flags of the side whose host it is.
 pub fn registries(args: &CopyArgs) -> Result<Registries, CopyCommandError> {
     let a = &args.access;
-    let src = Side {
-        flag: "--src-*",
-        creds: a.src_creds.as_ref(),
-        tls_verify: a.src_tls_verify,
-        ca_files: &a.src_ca_file,
-    };
-    let dst = Side {
-        flag: "--dest-*",
-        creds: a.dest_creds.as_ref(),
-        tls_verify: a.dest_tls_verify,
-        ca_files: &a.dest_ca_file,
-    };
-    let (src_host, dst_host) = (host_of(&args.src), host_of(&args.dst));
-    for (side, image) in [(&src, &args.src), (&dst, &args.dst)] {
-        if side.applies() && host_of(image).is_none() {
-            return Err(CopyCommandError::Usage(format!(
-                "{} flags are for registries; {image} is an OCI layout",
-                side.flag
-            )));
-        }
-    }
-    if src_host.is_some() && src_host == dst_host && src.applies() && dst.applies() {
+    let src = Side::new(
+        "--src-*",
+        &args.src,
+        a.src_creds.as_ref(),
+        a.src_tls_verify,
+        &a.src_ca_file,
+    )?;
+    let dst = Side::new(
+        "--dest-*",
+        &args.dst,
+        a.dest_creds.as_ref(),
+        a.dest_tls_verify,
+        &a.dest_ca_file,
+    )?;
+    // One host, one adapter: it cannot hold two sets of credentials.
+    if src.host.is_some() && src.host == dst.host && src.has_flags() && dst.has_flags() {
         return Err(CopyCommandError::Usage(format!(
             "SRC and DST are both on {}, reached through one connection: give its \
              credentials and TLS settings once, with --src-* or --dest-* (or in -c FILE)",
-            src_host.unwrap_or_default()
+            src.host.unwrap_or_default()
         )));
     }
     let config = a.config.as_deref().map(config::load).transpose()?;
-    let base = move |host: &str| base_settings(config.as_ref(), host);
-    let mut overrides: Vec<(String, HttpSettings)> = Vec::new();
-    for (side, host) in [(src, src_host), (dst, dst_host)] {
-        let Some(host) = host else { continue };
-        // SRC and DST on one host share one adapter: the side with flags sets it.
-        if overrides.iter().any(|(h, _)| h == host) && !side.applies() {
-            continue;
-        }
-        let mut s = base(host);
-        apply_common(args, &mut s);
-        side.apply(&mut s);
-        overrides.retain(|(h, _)| h != host);
-        overrides.push((host.to_string(), s));
-    }
     let (plain_http, docker_config, no_docker_config) = (
         args.plain_http,
         args.docker_config.clone(),
         a.no_docker_config,
     );
     Ok(Registries::new(move |host| {
-        if let Some((_, s)) = overrides.iter().find(|(h, _)| h == host) {
-            return s.clone();
+        let mut s = match &config {
+            Some(c) => http_settings(&c.registry(host)),
+            None => HttpSettings::default(),
+        };
+        if plain_http {
+            s.plain_http = Some(true);
         }
-        let mut s = base(host);
-        common(&mut s, plain_http, docker_config.as_ref(), no_docker_config);
+        if let Some(path) = &docker_config {
+            s.docker_config = DockerConfigSource::Path(path.clone());
+        }
+        if no_docker_config {
+            s.docker_config = DockerConfigSource::Off;
+        }
+        src.apply(host, &mut s);
+        dst.apply(host, &mut s);
         s
     }))
-}
-
-fn host_of(image: &ImageReference) -> Option<&str> {
-    match &image.location {
-        Location::Registry(h) => Some(h),
-        Location::Layout(_) => None,
-    }
-}
-
-fn base_settings(config: Option<&Config>, host: &str) -> HttpSettings {
-    match config {
-        Some(c) => http_settings(&c.registry(host)),
-        None => HttpSettings::default(),
-    }
-}
-
-fn apply_common(args: &CopyArgs, s: &mut HttpSettings) {
-    common(
-        s,
-        args.plain_http,
-        args.docker_config.as_ref(),
-        args.access.no_docker_config,
-    );
-}
-
-fn common(s: &mut HttpSettings, plain_http: bool, docker_config: Option<&PathBuf>, off: bool) {
-    if plain_http {
-        s.plain_http = Some(true);
-    }
-    if let Some(path) = docker_config {
-        s.docker_config = DockerConfigSource::Path(path.clone());
-    }
-    if off {
-        s.docker_config = DockerConfigSource::Off;
-    }
 }
