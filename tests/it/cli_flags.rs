@@ -180,9 +180,15 @@ async fn dest_tls_verify_and_ca_file_against_a_tls_registry() {
 
     let out = ocimirror(&["copy", "--dest-tls-verify=false", &src, &to("unverified")]).await;
     assert!(out.status.success(), "{}", text(&out));
-    // Both went over TLS although the host is loopback (plain HTTP by default).
+    // skopeo's certificate directory: its *.crt files are trusted.
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca, certs.path().join("ca.crt")).unwrap();
+    let cert_dir = certs.path().to_str().unwrap();
+    let out = ocimirror(&["copy", "--dest-cert-dir", cert_dir, &src, &to("cert-dir")]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Everything went over TLS although the host is loopback (plain HTTP by default).
     let log = d.log();
-    for tag in ["with-ca", "unverified"] {
+    for tag in ["with-ca", "unverified", "cert-dir"] {
         assert!(
             log.contains(&format!("\"PUT /v2/tls/demo/manifests/{tag} HTTP/2.0\"")),
             "no TLS manifest PUT for {tag}: {log}"

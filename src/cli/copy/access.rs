@@ -3,7 +3,7 @@
 //! top of the defaults. A side's flags apply to that side's host only, so
 //! credentials never go to the other registry.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::app::http_settings;
@@ -52,6 +52,13 @@ pub struct AccessArgs {
     /// (repeatable; means HTTPS).
     #[arg(long, value_name = "FILE")]
     pub dest_ca_file: Vec<PathBuf>,
+    /// Also trust every *.crt file in this directory for the source (skopeo's
+    /// --src-cert-dir; client certificates are not supported).
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// Also trust every *.crt file in this directory for the destination.
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
     /// Take the settings of SRC's and DST's hosts (credentials, TLS, plain HTTP, rate
     /// and in-flight limits, upload mode) from this config file's [registries]
     /// section, as `once` would; the flags above override them.
@@ -126,7 +133,12 @@ impl Side {
         creds: Option<&UserPassword>,
         tls_verify: Option<bool>,
         ca_files: &[PathBuf],
+        cert_dir: Option<&Path>,
     ) -> Result<Side, CopyCommandError> {
+        let mut ca_files = ca_files.to_vec();
+        if let Some(dir) = cert_dir {
+            ca_files.extend(crt_files(dir)?);
+        }
         let side = Side {
             host: match &image.location {
                 Location::Registry(h) => Some(h.clone()),
@@ -134,7 +146,7 @@ impl Side {
             },
             creds: creds.cloned(),
             tls_verify,
-            ca_files: ca_files.to_vec(),
+            ca_files,
         };
         if side.has_flags() && side.host.is_none() {
             return Err(CopyCommandError::Usage(format!(
@@ -171,6 +183,29 @@ impl Side {
     }
 }
 
+/// The `*.crt` files of a skopeo-style certificate directory, sorted.
+fn crt_files(dir: &Path) -> Result<Vec<PathBuf>, CopyCommandError> {
+    let unreadable = |e: std::io::Error| {
+        CopyCommandError::Usage(format!("certificate directory {}: {e}", dir.display()))
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("crt") => files.push(path),
+            Some("cert" | "key") => {
+                return Err(CopyCommandError::Usage(format!(
+                    "{}: client certificates are not supported",
+                    path.display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// The adapters factory for `copy`: per host, the config's settings (with
 /// `-c`) or the defaults, then `--plain-http`/`--docker-config`, then the
 /// flags of the side whose host it is.
@@ -182,6 +217,7 @@ pub fn registries(args: &CopyArgs) -> Result<Registries, CopyCommandError> {
         a.src_creds.as_ref(),
         a.src_tls_verify,
         &a.src_ca_file,
+        a.src_cert_dir.as_deref(),
     )?;
     let dst = Side::new(
         "--dest-*",
@@ -189,6 +225,7 @@ pub fn registries(args: &CopyArgs) -> Result<Registries, CopyCommandError> {
         a.dest_creds.as_ref(),
         a.dest_tls_verify,
         &a.dest_ca_file,
+        a.dest_cert_dir.as_deref(),
     )?;
     // One host, one adapter: it cannot hold two sets of credentials.
     if src.host.is_some() && src.host == dst.host && src.has_flags() && dst.has_flags() {
