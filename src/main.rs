@@ -4,17 +4,27 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ocimirror::cli::exit;
 use ocimirror::cli::output::{Output, OutputFormat, RunDoc};
 use ocimirror::logging::{self, LogFormat};
+
+/// `ocimirror --version`: the release, the commit and the build date (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("OCIMIRROR_COMMIT"),
+    " ",
+    env!("OCIMIRROR_BUILD_DATE"),
+    ")"
+);
 
 /// Mirrors OCI images between registries together with their signatures,
 /// SBOMs, attestations and other referrers.
 #[derive(Parser)]
 #[command(
     name = "ocimirror",
-    version,
+    version = VERSION,
     about,
     after_help = "\
 Exit status:
@@ -65,6 +75,18 @@ enum Command {
     /// Compare target and source without trusting the checkpoint; list what differs (exit 1 if anything).
     #[command(visible_alias = "diff")]
     Verify(Box<ocimirror::cli::verify::VerifyArgs>),
+    /// Print a shell completion script (e.g. `ocimirror completions bash > /etc/bash_completion.d/ocimirror`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page ocimirror(1) in roff (`ocimirror man | man -l -`), or write it
+    /// and one page per subcommand to a directory.
+    Man {
+        /// Write ocimirror.1, ocimirror-copy.1, ... into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,6 +202,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", report.text());
             Ok(exit_code(report.is_complete()))
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ocimirror",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: Some(dir) } => {
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("cannot write man pages to {}: {e}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: None } => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(args) if args.add_signature => {
             let digest = ocimirror::cli::generate::add_signature(&args).await?;
             println!("Signed {} with {digest}.", args.dest);
@@ -210,6 +250,7 @@ fn config_path(command: &Command) -> Option<&std::path::Path> {
         Command::Once(a) | Command::Plan(a) => Some(&a.config.config),
         Command::Status(a) => Some(&a.config.config),
         Command::Verify(a) => a.config.as_deref(),
+        Command::Copy(a) => a.access.config.as_deref(),
         _ => None,
     }
 }

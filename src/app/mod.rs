@@ -22,7 +22,7 @@ use crate::scheduler::Clock;
 use crate::store::{Store, StoreError};
 use crate::sync::{JobReport, SyncOptions, Syncer};
 
-pub use serve::serve;
+pub use serve::{serve, serve_with_reloads};
 pub use settings::{copy_options, http_settings};
 
 /// Why the application could not start or go on.

@@ -1,7 +1,8 @@
 //! The daemon core behind `ocimirror serve`: every job on its schedule
 //! (never two runs of one job at once), `/metrics`, `/healthz` and
-//! `/readyz` on the given listener, and a drain of the runs in flight
-//! (bounded by `limits.drain_timeout`) once `shutdown` is cancelled.
+//! `/readyz` on the given listener, a drain of the runs in flight
+//! (bounded by `limits.drain_timeout`) once `shutdown` is cancelled, and a
+//! switch to a new configuration when one is handed in (SIGHUP).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::observe::feed_events;
 use crate::scheduler::{Clock, Scheduler, SystemClock};
 use crate::server::{self, Health};
+use crate::store::Store;
 use crate::sync::{SyncOptions, Syncer};
 
 use super::{AppError, open_store, registries};
@@ -26,6 +28,19 @@ pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    serve_with_reloads(config, listener, shutdown, mpsc::unbounded_channel().1).await
+}
+
+/// [`serve`], switching to each configuration received on `reloads`: the
+/// runs in progress drain as on shutdown (the checkpoint resumes them) and
+/// the new jobs and schedules start, as after a restart, while the
+/// listener, the state database and the metrics stay.
+pub async fn serve_with_reloads(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::UnboundedReceiver<Config>,
 ) -> Result<(), AppError> {
     let health = Health::new();
     health.set_config_loaded(true);
@@ -44,7 +59,61 @@ pub async fn serve(
 
     let store = open_store(&config).await?;
     health.set_database_ready(true);
+    health.set_scheduler_running(true);
+    loop {
+        let generation = shutdown.child_token();
+        let mut next = None;
+        {
+            let run = run_jobs(&config, &metrics, &store, generation.clone());
+            tokio::pin!(run);
+            loop {
+                tokio::select! {
+                    _ = &mut run => break,
+                    Some(new) = reloads.recv(), if next.is_none() => {
+                        next = Some(new);
+                        generation.cancel();
+                    }
+                }
+            }
+        }
+        match next {
+            Some(new) if !shutdown.is_cancelled() => {
+                config = adopt(&config, new);
+                tracing::info!(jobs = config.jobs.len(), "Configuration reloaded.");
+            }
+            _ => break,
+        }
+    }
+    health.set_scheduler_running(false);
+    tracing::info!("Scheduler drained; stopping.");
+    // The server stops on the same token; a join error only means it ended.
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    store.close().await;
+    Ok(())
+}
 
+/// `new`, keeping what cannot change while running: the listener and the
+/// state database (saying so when they differ).
+fn adopt(old: &Config, mut new: Config) -> Config {
+    if new.server.listen != old.server.listen {
+        tracing::warn!(
+            kept = %old.server.listen,
+            "server.listen changed: it takes effect on restart."
+        );
+        new.server.listen = old.server.listen;
+    }
+    if new.state.database != old.state.database {
+        tracing::warn!(
+            kept = %old.state.database.display(),
+            "state.database changed: it takes effect on restart."
+        );
+        new.state.database = old.state.database.clone();
+    }
+    new
+}
+
+/// Runs the jobs of `config` on their schedules until `stop`, then drains.
+async fn run_jobs(config: &Config, metrics: &Arc<Metrics>, store: &Store, stop: CancellationToken) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     for job in &config.jobs {
         metrics.job_configured(
@@ -52,10 +121,10 @@ pub async fn serve(
             interval_seconds(&job.schedule.timing, clock.as_ref()),
         );
     }
-    let registries = Arc::new(registries(&config, Some(metrics.clone())));
+    let registries = Arc::new(registries(config, Some(metrics.clone())));
     let (tx, rx) = mpsc::unbounded_channel();
     let syncer = Arc::new(
-        Syncer::new(&config, registries, Some(store.clone()), clock.clone())
+        Syncer::new(config, registries, Some(store.clone()), clock.clone())
             .with_events(tx)
             .with_metrics(metrics.clone()),
     );
@@ -64,10 +133,9 @@ pub async fn serve(
         tokio::spawn(async move { feed_events(metrics, &config, rx).await })
     };
 
-    let scheduler = Scheduler::from_config(clock, &config).with_store(store.clone());
-    health.set_scheduler_running(true);
+    let scheduler = Scheduler::from_config(clock, config).with_store(store.clone());
     let jobs = Arc::new(config.jobs.clone());
-    let run_token = shutdown.clone();
+    let run_token = stop.clone();
     let verify_after = config.state.verify_after;
     scheduler
         .run(
@@ -92,16 +160,10 @@ pub async fn serve(
                     );
                 }
             },
-            shutdown.clone(),
+            stop,
         )
         .await;
-    health.set_scheduler_running(false);
-    tracing::info!("Scheduler drained; stopping.");
     feeder.abort();
-    // The server stops on the same token; a join error only means it ended.
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    store.close().await;
-    Ok(())
 }
 
 /// The nominal interval of a schedule, for staleness alerts.

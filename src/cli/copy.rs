@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::config::ConfigErrors;
 use crate::copy::{
     Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, NodeFailure,
     PlanItem, PlatformMode, PlatformSpec, ReferrersMode,
@@ -14,12 +15,13 @@ use crate::copy::{
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, ReferrerKind, Tag};
 use crate::registry::RegistryError;
-use crate::registry::http::HttpSettings;
-use crate::registry::open::Registries;
 
 use super::jobs::plural;
 use super::output::{CopyDoc, FailureDoc, PlannedItemDoc, steps};
 use super::progress::{Progress, human_bytes};
+
+mod access;
+pub use access::{AccessArgs, UserPassword};
 
 /// Arguments of `ocimirror copy`.
 #[derive(Clone, Debug, clap::Args)]
@@ -32,7 +34,14 @@ sha256-<hex> fallback tags. Digests never change, so signatures stay valid.
 --platform-mode filter only the matching platform manifests are copied; with one match the
 tag points at that platform manifest (same digest as on the source), with several a NEW
 index listing only them is written. The new index has a new digest: signatures and other
-referrers of the original index no longer apply to it and are not copied.")]
+referrers of the original index no longer apply to it and are not copied.
+
+Registry access, per host: --src-*/--dest-* flags for that side's host only (credentials
+never go to the other registry), else the -c FILE [registries] entry, else the defaults.
+By default credentials come from the Docker config ($DOCKER_CONFIG/config.json, else
+~/.docker/config.json, with its credential helpers); --no-docker-config reads none,
+--docker-config FILE reads another. With -c, hosts read a Docker config only where the
+file says docker_config = true (as in `once`).")]
 pub struct CopyArgs {
     /// Source: registry/repo[:tag][@digest] or oci:<dir>[:tag].
     pub src: ImageReference,
@@ -92,12 +101,16 @@ pub struct CopyArgs {
     /// Use plain HTTP for every registry (default: only for loopback hosts).
     #[arg(long)]
     pub plain_http: bool,
-    /// Docker config.json to read credentials from.
+    /// Docker config.json to read credentials from [default: $DOCKER_CONFIG/config.json,
+    /// else ~/.docker/config.json].
     #[arg(long)]
     pub docker_config: Option<PathBuf>,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Credentials, TLS and a config file's registry settings.
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// Why `copy` could not start.
@@ -109,6 +122,9 @@ pub enum CopyCommandError {
     /// A registry could not be opened or listed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The `-c` config file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
 }
 
 /// What `copy` did: the combined report, and per image what failed.
@@ -180,16 +196,9 @@ impl CopyArgs {
 /// Runs `ocimirror copy`. Failures of single images are in the outcome (the
 /// others are still copied); `Err` means nothing could be started.
 pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
-    let mut http = HttpSettings::default();
-    if args.plain_http {
-        http.plain_http = Some(true);
-    }
-    if let Some(path) = &args.docker_config {
-        http.docker_config = crate::registry::http::DockerConfigSource::Path(path.clone());
-    }
     // Through the factory's per-host cache, so a copy within one registry
     // uses one adapter: one token cache, one rate limit, one in-flight bound.
-    let registries = Registries::new(move |_| http.clone());
+    let registries = access::registries(args)?;
     let source = registries.open(&args.src.location)?;
     let target = registries.open(&args.dst.location)?;
     if args.dst.digest.is_some() {

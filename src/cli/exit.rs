@@ -26,6 +26,10 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
             e.downcast_ref::<AppError>(),
             Some(AppError::Config(_) | AppError::UnknownJob { .. })
         )
+        || matches!(
+            e.downcast_ref::<CopyCommandError>(),
+            Some(CopyCommandError::Config(_))
+        )
     {
         CONFIG
     } else if matches!(

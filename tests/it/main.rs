@@ -1,5 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod cli_flags;
 mod cli_output;
 mod config_examples;
 mod copy_cli;

@@ -6,11 +6,17 @@ use std::process::Output;
 /// Runs the real binary in `dir` to completion (quiet logs, no config from
 /// the environment).
 pub async fn ocimirror(dir: &Path, args: &[&str]) -> Output {
+    ocimirror_with_env(dir, args, &[]).await
+}
+
+/// [`ocimirror`] with extra environment variables.
+pub async fn ocimirror_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
         .args(args)
         .current_dir(dir)
         .env("OCIMIRROR_LOG", "warn")
         .env_remove("OCIMIRROR_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap()
