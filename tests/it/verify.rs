@@ -176,8 +176,9 @@ referrers = {{ exclude_artifact_types = ["{SIG}"] }}
 
     let out = ocimirror(dir.path(), &["verify", "-c", &config, "a"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // An unknown job is a configuration mistake, as for once/plan/status.
     let out = ocimirror(dir.path(), &["verify", "-c", &config, "nope"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(!db.exists(), "verify created the state database");
 }
 
