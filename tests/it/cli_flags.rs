@@ -165,8 +165,16 @@ async fn dest_tls_verify_and_ca_file_against_a_tls_registry() {
     let out = ocimirror(&["copy", &src, &to("plain")]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(both(&out).contains(&d.host()), "{}", text(&out));
-    // (That an unknown CA is refused is `distribution::tls_by_default_with_custom_ca`;
-    // through the binary it is retried as a transport error for minutes.)
+    // HTTPS with a CA nobody gave us: refused by name at once, not retried.
+    let out = ocimirror_with_env(
+        Path::new("."),
+        &["copy", "--dest-tls-verify=true", &src, &to("unknown-ca")],
+        &[("OCIMIRROR_LOG", "info")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(both(&out).contains("UnknownIssuer"), "{}", text(&out));
+    assert!(!both(&out).contains("Retrying"), "{}", text(&out));
     let ca = Distribution::test_ca();
     let out = ocimirror(&[
         "copy",

@@ -81,9 +81,14 @@ pub(crate) fn transport_kind(e: reqwest::Error) -> ErrorKind {
         let from = chain.len().saturating_sub(2);
         return ErrorKind::Unreachable(chain[from..].join(": "));
     }
+    let message = chain.join(": ");
+    // A certificate the client refuses, or TLS spoken to a plain-HTTP port,
+    // is refused the same way the next time: not retried.
+    let tls_refused =
+        connect && (message.contains("certificate") || message.contains("corrupt message"));
     ErrorKind::Transport {
-        message: chain.join(": "),
-        retryable,
+        message,
+        retryable: retryable && !tls_refused,
     }
 }
 
