@@ -18,6 +18,7 @@ mod limits;
 mod listing_limits;
 mod observability;
 mod observability_daemon;
+mod progress_tty;
 mod reliability;
 mod slow_links;
 mod support;
