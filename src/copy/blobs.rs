@@ -12,7 +12,7 @@ use super::flight::bounded;
 use super::report::{Action, NodeKind, Outcome};
 use super::run::Run;
 use crate::oci::{Descriptor, Digest, RepoName};
-use crate::registry::stream::{StreamContext, verify};
+use crate::registry::{ErrorKind, Operation, RegistryError};
 
 impl Copier {
     fn same_registry(&self) -> bool {
@@ -157,17 +157,30 @@ impl Copier {
             }
             Err(e) => return Err(CopyError::source("read blob", Some(d), e)),
         };
-        let stream = verify(
-            blob.stream,
-            d.clone(),
-            Some(desc.size),
-            StreamContext {
-                registry: self.source.name().to_string(),
-                repo: src_repo.to_string(),
-            },
-        );
+        // Verification happens once, in the source adapter: a `blob_get`
+        // stream hashes the bytes as they pass and withholds its last chunk
+        // unless they match the digest (and end at the announced size), so
+        // no upload it feeds can complete with wrong bytes. The engine only
+        // checks that the announced size is the descriptor's; the target is
+        // told the body is verified and does not hash it again.
+        if blob.size != desc.size {
+            return Err(CopyError::source(
+                "read blob",
+                Some(d),
+                RegistryError::new(
+                    self.source.name(),
+                    src_repo.as_str(),
+                    Operation::BlobGet,
+                    Some(d.to_string()),
+                    ErrorKind::SizeMismatch {
+                        expected: desc.size,
+                        actual: blob.size,
+                    },
+                ),
+            ));
+        }
         self.target
-            .blob_put(dst_repo, desc, stream)
+            .blob_put_verified(dst_repo, desc, blob.stream)
             .await
             .map_err(|e| CopyError::target("upload blob", Some(d), e))?;
         Ok(Outcome::Copied(desc.size))
@@ -181,7 +194,6 @@ const TRANSFER_RETRIES: [u64; 2] = [200, 1000];
 /// and transport errors, and bodies cut short or corrupted in transit (a
 /// source that is really corrupt fails every attempt).
 fn transient(e: &CopyError) -> bool {
-    use crate::registry::ErrorKind;
     match e {
         CopyError::Registry { source, .. } => {
             source.is_retryable()
