@@ -1,5 +1,6 @@
 //! Blobs: HEAD the target (a size other than the descriptor's counts as
-//! absent: a target must not be believed about bytes it does not hold),
+//! absent: a target must not be believed about bytes it does not hold; a
+//! new repository is not asked, see `fresh`),
 //! mount within one registry or from another target repository known to
 //! hold the blob, else stream with digest verification.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use super::Copier;
 use super::error::CopyError;
 use super::flight::bounded;
+use super::fresh::Written;
 use super::report::{Action, NodeKind, Outcome};
 use super::run::Run;
 use crate::oci::{Descriptor, Digest, RepoName};
@@ -25,14 +27,20 @@ impl Copier {
         dst_repo: &RepoName,
         desc: &Descriptor,
         dry_run: bool,
+        fresh: Option<&Written>,
     ) -> Result<Outcome, CopyError> {
         let d = &desc.digest;
         let _permit = self.permits.acquire().await;
-        let reported = self
-            .target
-            .blob_head(dst_repo, d)
-            .await
-            .map_err(|e| CopyError::target("check blob", Some(d), e))?;
+        let reported = match fresh {
+            // A new repository holds what this copier put there: no HEAD.
+            Some(w) if w.contains(d) => return Ok(Outcome::Exists),
+            Some(_) => None,
+            None => self
+                .target
+                .blob_head(dst_repo, d)
+                .await
+                .map_err(|e| CopyError::target("check blob", Some(d), e))?,
+        };
         match reported {
             Some(size) if size == desc.size => {
                 self.target_holds(d, dst_repo);
@@ -63,6 +71,9 @@ impl Copier {
             match self.target.blob_mount(dst_repo, d, &from).await {
                 Ok(true) => {
                     self.target_holds(d, dst_repo);
+                    if let Some(w) = fresh {
+                        w.add(d);
+                    }
                     return Ok(Outcome::Mounted);
                 }
                 Ok(false) => {}
@@ -92,6 +103,9 @@ impl Copier {
                 self.check_uploaded_size(dst_repo, desc).await?;
             }
             self.target_holds(d, dst_repo);
+            if let Some(w) = fresh {
+                w.add(d);
+            }
         }
         Ok(done)
     }
@@ -233,12 +247,13 @@ pub(crate) async fn copy_blobs(run: &mut Run<'_>) {
         }
     }
     let (copier, src_repo, dst_repo, dry) = (run.copier, run.src_repo, run.dst_repo, run.dry);
+    let fresh = run.fresh.as_deref();
     let tasks: Vec<_> = blobs
         .into_iter()
         .map(|b| async move {
             let (r, owner) = copier
                 .single_flight(dst_repo, &b.digest, || {
-                    copier.copy_blob(src_repo, dst_repo, b, dry)
+                    copier.copy_blob(src_repo, dst_repo, b, dry, fresh)
                 })
                 .await;
             (b, r, owner)

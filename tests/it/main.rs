@@ -14,6 +14,7 @@ mod limits;
 mod listing_limits;
 mod observability;
 mod observability_daemon;
+mod perf_requests;
 mod reliability;
 mod slow_links;
 mod support;
