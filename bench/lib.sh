@@ -52,15 +52,43 @@ start_test_registry() {
   return 1
 }
 
-# measure LABEL CMD...: runs CMD under GNU time; appends "LABEL wall_s peak_rss_kib"
-# to $RESULTS and echoes it.
+# measure LABEL CMD...: runs CMD under GNU time; appends "LABEL wall_s
+# peak_rss_kib cpu_s" (cpu: user + sys) to $RESULTS and echoes it.
 measure() {
   local label=$1; shift
   local out="$WORK/time.$RANDOM"
-  /usr/bin/time -f '%e %M' -o "$out" "$@" >"$WORK/$label.stdout" 2>"$WORK/$label.stderr" || {
+  /usr/bin/time -f '%e %M %U %S' -o "$out" "$@" >"$WORK/$label.stdout" 2>"$WORK/$label.stderr" || {
     echo "$label failed:" >&2; tail -20 "$WORK/$label.stderr" >&2; return 1; }
-  read -r wall rss <"$out"
-  echo "$label $wall $rss" | tee -a "$RESULTS"
+  read -r wall rss user sys <"$out"
+  echo "$label $wall $rss $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" |
+    tee -a "$RESULTS"
+}
+
+# mirror_config NAME SOURCE TARGET TARGET_MODE [SOURCE_MODE]: a config with
+# one catalog job mirroring every bench/ repository of SOURCE (referrers
+# read as SOURCE_MODE, default tags) to the same path on TARGET (written as
+# TARGET_MODE), referrers 3 deep, state in $WORK/NAME.db; prints its path.
+mirror_config() {
+  local file="$WORK/$1.toml"
+  cat >"$file" <<TOML
+version = 1
+[state]
+database = "$WORK/$1.db"
+[log]
+level = "warn"
+[defaults.referrers]
+enabled = true
+depth = 3
+[registries."$2"]
+referrers = "${5:-tags}"
+[registries."$3"]
+referrers = "$4"
+[[jobs]]
+name = "bench"
+source = { registry = "$2", namespace = "bench/" }
+target = { registry = "$3" }
+TOML
+  echo "$file"
 }
 
 setup_bench() {
@@ -80,8 +108,13 @@ setup_bench() {
     cargo build --release --locked --quiet
     BIN="${CARGO_TARGET_DIR:-target}/release/ocimirror"
   fi
-  cargo build --release --locked --quiet --example test-registry
-  TESTREG="${CARGO_TARGET_DIR:-target}/release/examples/test-registry"
+  # OCIMIRROR_TESTREG: likewise for the test registry.
+  if [ -n "${OCIMIRROR_TESTREG:-}" ]; then
+    TESTREG=$OCIMIRROR_TESTREG
+  else
+    cargo build --release --locked --quiet --example test-registry
+    TESTREG="${CARGO_TARGET_DIR:-target}/release/examples/test-registry"
+  fi
 }
 
 # log_mark NAME: the number of lines in NAME's log now (a point to count

@@ -1,5 +1,6 @@
 //! Blobs: HEAD the target (a size other than the descriptor's counts as
-//! absent: a target must not be believed about bytes it does not hold),
+//! absent: a target must not be believed about bytes it does not hold; a
+//! new repository is not asked, see `fresh`),
 //! mount within one registry or from another target repository known to
 //! hold the blob, else stream with digest verification.
 
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use super::Copier;
 use super::error::CopyError;
 use super::flight::bounded;
+use super::fresh::Written;
 use super::report::{Action, NodeKind, Outcome};
 use super::run::Run;
 use crate::oci::{Descriptor, Digest, RepoName};
-use crate::registry::stream::{StreamContext, verify};
+use crate::registry::{ErrorKind, Operation, RegistryError};
 
 impl Copier {
     fn same_registry(&self) -> bool {
@@ -25,14 +27,20 @@ impl Copier {
         dst_repo: &RepoName,
         desc: &Descriptor,
         dry_run: bool,
+        fresh: Option<&Written>,
     ) -> Result<Outcome, CopyError> {
         let d = &desc.digest;
         let _permit = self.permits.acquire().await;
-        let reported = self
-            .target
-            .blob_head(dst_repo, d)
-            .await
-            .map_err(|e| CopyError::target("check blob", Some(d), e))?;
+        let reported = match fresh {
+            // A new repository holds what this copier put there: no HEAD.
+            Some(w) if w.contains(d) => return Ok(Outcome::Exists),
+            Some(_) => None,
+            None => self
+                .target
+                .blob_head(dst_repo, d)
+                .await
+                .map_err(|e| CopyError::target("check blob", Some(d), e))?,
+        };
         match reported {
             Some(size) if size == desc.size => {
                 self.target_holds(d, dst_repo);
@@ -63,6 +71,9 @@ impl Copier {
             match self.target.blob_mount(dst_repo, d, &from).await {
                 Ok(true) => {
                     self.target_holds(d, dst_repo);
+                    if let Some(w) = fresh {
+                        w.add(d);
+                    }
                     return Ok(Outcome::Mounted);
                 }
                 Ok(false) => {}
@@ -92,6 +103,9 @@ impl Copier {
                 self.check_uploaded_size(dst_repo, desc).await?;
             }
             self.target_holds(d, dst_repo);
+            if let Some(w) = fresh {
+                w.add(d);
+            }
         }
         Ok(done)
     }
@@ -157,17 +171,30 @@ impl Copier {
             }
             Err(e) => return Err(CopyError::source("read blob", Some(d), e)),
         };
-        let stream = verify(
-            blob.stream,
-            d.clone(),
-            Some(desc.size),
-            StreamContext {
-                registry: self.source.name().to_string(),
-                repo: src_repo.to_string(),
-            },
-        );
+        // Verification happens once, in the source adapter: a `blob_get`
+        // stream hashes the bytes as they pass and withholds its last chunk
+        // unless they match the digest (and end at the announced size), so
+        // no upload it feeds can complete with wrong bytes. The engine only
+        // checks that the announced size is the descriptor's; the target is
+        // told the body is verified and does not hash it again.
+        if blob.size != desc.size {
+            return Err(CopyError::source(
+                "read blob",
+                Some(d),
+                RegistryError::new(
+                    self.source.name(),
+                    src_repo.as_str(),
+                    Operation::BlobGet,
+                    Some(d.to_string()),
+                    ErrorKind::SizeMismatch {
+                        expected: desc.size,
+                        actual: blob.size,
+                    },
+                ),
+            ));
+        }
         self.target
-            .blob_put(dst_repo, desc, stream)
+            .blob_put_verified(dst_repo, desc, blob.stream)
             .await
             .map_err(|e| CopyError::target("upload blob", Some(d), e))?;
         Ok(Outcome::Copied(desc.size))
@@ -181,7 +208,6 @@ const TRANSFER_RETRIES: [u64; 2] = [200, 1000];
 /// and transport errors, and bodies cut short or corrupted in transit (a
 /// source that is really corrupt fails every attempt).
 fn transient(e: &CopyError) -> bool {
-    use crate::registry::ErrorKind;
     match e {
         CopyError::Registry { source, .. } => {
             source.is_retryable()
@@ -231,12 +257,13 @@ pub(crate) async fn copy_blobs(run: &mut Run<'_>) {
         }
     }
     let (copier, src_repo, dst_repo, dry) = (run.copier, run.src_repo, run.dst_repo, run.dry);
+    let fresh = run.fresh.as_deref();
     let tasks: Vec<_> = blobs
         .into_iter()
         .map(|b| async move {
             let (r, owner) = copier
                 .single_flight(dst_repo, &b.digest, || {
-                    copier.copy_blob(src_repo, dst_repo, b, dry)
+                    copier.copy_blob(src_repo, dst_repo, b, dry, fresh)
                 })
                 .await;
             (b, r, owner)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Copier;
 use super::error::CopyError;
 use super::flight::bounded;
+use super::fresh::Written;
 use super::report::{Action, Outcome};
 use super::run::Run;
 use crate::oci::{Digest, Manifest, Reference, RepoName};
@@ -29,14 +30,19 @@ impl Copier {
         }
     }
 
-    async fn copy_manifest(
+    pub(crate) async fn copy_manifest(
         &self,
         dst_repo: &RepoName,
         manifest: &Manifest,
         dry_run: bool,
+        fresh: Option<&Written>,
     ) -> Result<Outcome, CopyError> {
-        // The caller checked that the target lacks it.
+        // The caller checked that the target lacks it (in a new repository:
+        // another image of this run may have written it since).
         let d = manifest.digest();
+        if fresh.is_some_and(|w| w.contains(d)) {
+            return Ok(Outcome::Exists);
+        }
         let _permit = self.permits.acquire().await;
         if dry_run {
             return Ok(Outcome::Planned { mount: false });
@@ -45,6 +51,9 @@ impl Copier {
         let out = put_settled(self.target.as_ref(), dst_repo, &reference, manifest)
             .await
             .map_err(|e| CopyError::target("write manifest", Some(d), e))?;
+        if let Some(w) = fresh {
+            w.add(d);
+        }
         Ok(Outcome::Put {
             subject_indexed: out.subject_indexed,
             size: manifest.bytes().len() as u64,
@@ -93,8 +102,19 @@ fn child_not_settled(e: &crate::registry::RegistryError) -> bool {
 
 /// Phase 0: the manifests the target already has. A registry stores a
 /// manifest only once its blobs are there, so their blobs need no check
-/// (this makes a no-op re-copy one HEAD per manifest).
+/// (this makes a no-op re-copy one HEAD per manifest). A new repository
+/// holds what this copier wrote there: no HEADs.
 pub(crate) async fn probe_present(run: &mut Run<'_>) {
+    if let Some(w) = &run.fresh {
+        run.present = run
+            .graph
+            .order
+            .iter()
+            .filter(|d| w.contains(d))
+            .cloned()
+            .collect();
+        return;
+    }
     let (copier, dst_repo) = (run.copier, run.dst_repo);
     let probes: Vec<_> = run
         .graph
@@ -145,14 +165,19 @@ pub(crate) async fn copy_manifests(run: &mut Run<'_>) {
                 );
                 continue;
             }
+            if *d == graph.root && run.root_by_tag() {
+                // Written by tag in the tag phase, after its referrers.
+                continue;
+            }
             batch.push((d, node));
         }
+        let fresh = run.fresh.as_deref();
         let tasks: Vec<_> = batch
             .into_iter()
             .map(|(d, node)| async move {
                 let (r, owner) = copier
                     .single_flight(dst_repo, d, || {
-                        copier.copy_manifest(dst_repo, &node.manifest, dry)
+                        copier.copy_manifest(dst_repo, &node.manifest, dry, fresh)
                     })
                     .await;
                 (d, node, r, owner)

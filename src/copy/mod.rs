@@ -20,6 +20,7 @@
 //!               its order                      tag
 //!                                tags.rs       4. cosign tags, image tag
 //!   flight.rs   one transfer per digest, bounded concurrency
+//!   fresh.rs    new target repositories: no per-object HEADs there
 //! ```
 //!
 //! Order on the target: blobs, then manifests bottom-up (children before
@@ -41,6 +42,7 @@ mod discover;
 pub mod error;
 mod filter;
 mod flight;
+mod fresh;
 mod graph;
 mod manifests;
 pub mod options;
@@ -104,6 +106,7 @@ pub struct Copier {
     /// is mounted from there instead of transferred again (shared base
     /// layers across repositories).
     target_blobs: Mutex<HashMap<Digest, RepoName>>,
+    fresh: fresh::FreshRepos,
     events: Option<mpsc::UnboundedSender<CopyEvent>>,
 }
 
@@ -120,6 +123,7 @@ impl Copier {
             source_tags: Mutex::new(HashMap::new()),
             target_support: Mutex::new(HashMap::new()),
             target_blobs: Mutex::new(HashMap::new()),
+            fresh: fresh::FreshRepos::default(),
             events: None,
         }
     }
@@ -219,6 +223,7 @@ impl Copier {
             rec.emit(e.clone());
         }
         let mut run = Run::new(self, graph, src_repo, dst_repo, tag, rec);
+        run.fresh = self.fresh_target(dst_repo).await;
         for (d, e) in &graph.failures {
             run.fail(d.clone(), NodeKind::Manifest, e.clone());
         }

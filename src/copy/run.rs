@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::Copier;
 use super::error::CopyError;
+use super::fresh::Written;
 use super::graph::Graph;
 use super::report::{CopyReport, NodeKind, Outcome, Recorder};
 use crate::oci::{Digest, RepoName, Tag};
@@ -33,6 +34,8 @@ pub(crate) struct Run<'a> {
     /// Referrers of the image that are not published on the target: the
     /// image tag is withheld while there are any.
     pub unpublished: Vec<Digest>,
+    /// What the target repository holds, when it was new (no HEADs needed).
+    pub fresh: Option<Arc<Written>>,
 }
 
 impl<'a> Run<'a> {
@@ -63,6 +66,21 @@ impl<'a> Run<'a> {
             failed: graph.unreadable.clone(),
             outcomes: HashMap::new(),
             unpublished: Vec::new(),
+            fresh: None,
+        }
+    }
+
+    /// Whether the root manifest is written once, by the image tag, in the
+    /// tag phase (no PUT by digest first, no HEAD of the tag): it was not on
+    /// the target, so the tag cannot point at it yet.
+    pub fn root_by_tag(&self) -> bool {
+        self.tag.is_some() && !self.dry && !self.present.contains(&self.graph.root)
+    }
+
+    /// Notes that the target repository now holds `d` (new repositories only).
+    pub fn holds(&self, d: &Digest) {
+        if let Some(w) = &self.fresh {
+            w.add(d);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Tags, last: cosign legacy tags (digest-exact), then the image tag, which
 //! is withheld while any referrer of the image is not published, so a tag
 //! on the target never announces an image whose signatures did not arrive.
+//! A root manifest new to the target is written only here, by its tag.
 
 use std::sync::Arc;
 
@@ -12,26 +13,31 @@ use super::run::Run;
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 
 impl Copier {
-    /// Points `tag` at `manifest` on the target unless it already does.
-    /// Returns whether it was (in a dry run: would be) written, and what
-    /// the tag pointed at before.
+    /// Points `tag` at `manifest` on the target unless it already does
+    /// (asked only when `check`: a manifest that was not on the target
+    /// cannot be tagged there yet). Returns whether it was (in a dry run:
+    /// would be) written, and what the tag pointed at before, when asked.
     pub(crate) async fn put_tag(
         &self,
         dst_repo: &RepoName,
         tag: &Tag,
         manifest: &Manifest,
         dry_run: bool,
+        check: bool,
     ) -> Result<(bool, Option<Digest>), CopyError> {
         let d = manifest.digest();
         let _permit = self.permits.acquire().await;
-        let current = self
-            .target
-            .manifest_head(dst_repo, &Reference::Tag(tag.clone()))
-            .await
-            .map_err(|e| CopyError::target("check tag", Some(d), e))?;
-        let current = current.map(|c| c.digest);
-        if current.as_ref() == Some(d) {
-            return Ok((false, current));
+        let mut before = None;
+        if check {
+            before = self
+                .target
+                .manifest_head(dst_repo, &Reference::Tag(tag.clone()))
+                .await
+                .map_err(|e| CopyError::target("check tag", Some(d), e))?
+                .map(|c| c.digest);
+            if before.as_ref() == Some(d) {
+                return Ok((false, before));
+            }
         }
         if !dry_run {
             put_settled(
@@ -43,7 +49,7 @@ impl Copier {
             .await
             .map_err(|e| CopyError::target("write tag", Some(d), e))?;
         }
-        Ok((true, current))
+        Ok((true, before))
     }
 }
 
@@ -73,22 +79,110 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
             referrers,
         };
         run.fail(Some(graph.root.clone()), NodeKind::Tag, Arc::new(e));
+        keep_root(run).await;
         return;
     }
     write_tag(run, tag, &graph.root, NodeKind::Tag).await;
 }
 
-/// Points `tag` at `d`; false when that failed (recorded).
+/// The tag is withheld: the root waiting for it is stored by digest like
+/// every other manifest of the image, so what was written stays usable.
+async fn keep_root(run: &mut Run<'_>) {
+    let (copier, dst_repo, root) = (run.copier, run.dst_repo, &run.graph.root);
+    let Some(node) = run.graph.nodes.get(root) else {
+        return;
+    };
+    if !run.root_by_tag() {
+        return;
+    }
+    let fresh = run.fresh.as_deref();
+    let (r, owner) = copier
+        .single_flight(dst_repo, root, || {
+            copier.copy_manifest(dst_repo, &node.manifest, false, fresh)
+        })
+        .await;
+    match r {
+        Ok(Outcome::Put { size, .. }) if owner => {
+            run.report.manifests_copied += 1;
+            run.report.bytes += size;
+            run.rec.note(
+                Some(root.clone()),
+                node.kind,
+                Action::Copy,
+                size,
+                String::new(),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => run.fail(Some(root.clone()), node.kind, e),
+    }
+}
+
+/// Points `tag` at `d`; false when that failed (recorded). The root of an
+/// image new to the target is written here, once, by tag.
 async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> bool {
     let Some(node) = run.graph.nodes.get(d) else {
         return true;
     };
-    match run
-        .copier
-        .put_tag(run.dst_repo, tag, &node.manifest, run.dry)
-        .await
-    {
-        Ok((written, before)) => {
+    let (copier, dst_repo, dry) = (run.copier, run.dst_repo, run.dry);
+    let first_write = kind == NodeKind::Tag && *d == run.graph.root && run.root_by_tag();
+    let result = if first_write {
+        // One writer per root digest: an image sharing this root (another
+        // tag, or the same one copied twice at once) waits for it, then
+        // points its own tag, checking first.
+        let size = node.manifest.bytes().len() as u64;
+        let (r, owner) = copier
+            .single_flight(dst_repo, d, || async move {
+                copier
+                    .put_tag(dst_repo, tag, &node.manifest, dry, false)
+                    .await?;
+                Ok(Outcome::Put {
+                    subject_indexed: false,
+                    size,
+                })
+            })
+            .await;
+        match r {
+            Ok(_) if owner => Ok((true, true, None)),
+            Ok(_) => copier
+                .put_tag(dst_repo, tag, &node.manifest, dry, true)
+                .await
+                .map(|(w, before)| (w, false, before))
+                .map_err(Arc::new),
+            Err(e) => Err(e),
+        }
+    } else {
+        // A manifest written by this run was not there: no tag points at
+        // it. A plan asks anyway, to say what the tag points at now.
+        let check = dry || !matches!(run.outcomes.get(d), Some(Outcome::Put { .. }));
+        copier
+            .put_tag(dst_repo, tag, &node.manifest, dry, check)
+            .await
+            .map(|(w, before)| (w, false, before))
+            .map_err(Arc::new)
+    };
+    match result {
+        Ok((written, root_written, before)) => {
+            if root_written {
+                let size = node.manifest.bytes().len() as u64;
+                run.report.manifests_copied += 1;
+                run.report.bytes += size;
+                run.rec.note(
+                    Some(d.clone()),
+                    node.kind,
+                    Action::Copy,
+                    size,
+                    String::new(),
+                );
+                run.outcomes.insert(
+                    d.clone(),
+                    Outcome::Put {
+                        subject_indexed: false,
+                        size,
+                    },
+                );
+                run.holds(d);
+            }
             if written && !run.dry {
                 run.report.tags += 1;
                 if kind == NodeKind::Cosign
@@ -115,7 +209,7 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
             true
         }
         Err(e) => {
-            run.fail(Some(d.clone()), NodeKind::Tag, Arc::new(e));
+            run.fail(Some(d.clone()), NodeKind::Tag, e);
             false
         }
     }

@@ -136,6 +136,19 @@ pub trait Registry: Send + Sync {
         body: BlobStream,
     ) -> Result<(), RegistryError>;
 
+    /// [`Registry::blob_put`] for a body already verified against `desc`:
+    /// a [`Registry::blob_get`] stream of `desc.digest` whose announced size
+    /// the caller compared with `desc.size`. That stream withholds its last
+    /// chunk unless the bytes match, so an adapter need not hash them again.
+    async fn blob_put_verified(
+        &self,
+        repo: &RepoName,
+        desc: &Descriptor,
+        body: BlobStream,
+    ) -> Result<(), RegistryError> {
+        self.blob_put(repo, desc, body).await
+    }
+
     /// Mounts a blob from another repository of the same registry. `Ok(false)`
     /// means the registry declined; the caller then uploads.
     async fn blob_mount(

@@ -18,6 +18,7 @@ mod limits;
 mod listing_limits;
 mod observability;
 mod observability_daemon;
+mod perf_requests;
 mod progress_tty;
 mod reliability;
 mod slow_links;

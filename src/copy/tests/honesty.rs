@@ -8,11 +8,18 @@ async fn blobs_whose_target_size_is_wrong_are_uploaded_and_a_persistent_lie_is_n
     let src = Arc::new(MemoryRegistry::new("src", true));
     let dst = Arc::new(MemoryRegistry::new("dst", true));
     let f = fixture(&src, false);
-    // The target holds every blob but reports each one a byte too big.
+    // The target holds every blob but reports each one a byte too big. It
+    // has a tag, so the copier asks (a new repository is not asked).
     for b in &f.blobs {
         let blob = src.blob_bytes(REPO, b).unwrap();
         dst.seed_blob(REPO, &blob);
     }
+    dst.seed_manifest(
+        REPO,
+        Some("older"),
+        crate::oci::media_type::OCI_MANIFEST,
+        br#"{"schemaVersion":2}"#,
+    );
     dst.lie_about_blob_sizes(true);
     let report = copier(&src, &dst, CopyOptions::default())
         .copy_image(&repo(), &v1(), &repo(), None)

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
+use super::blob::Hashing;
 use super::{HttpRegistry, lock};
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 use crate::registry::{
@@ -76,7 +77,17 @@ impl Registry for HttpRegistry {
         desc: &Descriptor,
         body: BlobStream,
     ) -> Result<(), RegistryError> {
-        self.blob_put_impl(repo, desc, body).await
+        self.blob_put_impl(repo, desc, body, Hashing::Verify).await
+    }
+
+    async fn blob_put_verified(
+        &self,
+        repo: &RepoName,
+        desc: &Descriptor,
+        body: BlobStream,
+    ) -> Result<(), RegistryError> {
+        self.blob_put_impl(repo, desc, body, Hashing::AlreadyVerified)
+            .await
     }
 
     async fn blob_mount(

@@ -60,6 +60,16 @@ impl Stream for Capture {
     }
 }
 
+/// Whether an upload hashes the body it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Hashing {
+    /// Any caller's body: verified here, so wrong bytes never complete.
+    Verify,
+    /// A body that is a verifying [`Blob`] stream of the same digest and
+    /// size: hashing it twice would only cost CPU.
+    AlreadyVerified,
+}
+
 /// Where an upload goes next: `loc` with `digest` added to its query.
 fn with_digest(mut loc: Url, digest: &Digest) -> Url {
     // `query_pairs_mut` keeps the existing (possibly signed) query and
@@ -248,6 +258,7 @@ impl HttpRegistry {
         repo: &RepoName,
         desc: &Descriptor,
         body: BlobStream,
+        hashing: Hashing,
     ) -> Result<(), RegistryError> {
         let ctx = Ctx::new(
             Operation::BlobPut,
@@ -260,18 +271,22 @@ impl HttpRegistry {
         // errors after it; the first kept error is what the caller sees.
         let upstream = Arc::new(Mutex::new(None));
         let checked = Arc::new(Mutex::new(None));
-        let verified = verify(
-            Box::pin(Capture {
-                inner: body,
-                slot: upstream.clone(),
-            }),
-            desc.digest.clone(),
-            Some(desc.size),
-            StreamContext {
-                registry: self.name.clone(),
-                repo: ctx.repo.clone(),
-            },
-        );
+        let captured: BlobStream = Box::pin(Capture {
+            inner: body,
+            slot: upstream.clone(),
+        });
+        let verified = match hashing {
+            Hashing::Verify => verify(
+                captured,
+                desc.digest.clone(),
+                Some(desc.size),
+                StreamContext {
+                    registry: self.name.clone(),
+                    repo: ctx.repo.clone(),
+                },
+            ),
+            Hashing::AlreadyVerified => captured,
+        };
         let body: BlobStream = Box::pin(Capture {
             inner: verified,
             slot: checked.clone(),
