@@ -5,7 +5,9 @@
 //! hold the blob, else stream with digest verification.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures::TryStreamExt;
 
 use super::Copier;
 use super::error::CopyError;
@@ -14,7 +16,7 @@ use super::fresh::Written;
 use super::report::{Action, NodeKind, Outcome};
 use super::run::Run;
 use crate::oci::{Descriptor, Digest, RepoName};
-use crate::registry::{ErrorKind, Operation, RegistryError};
+use crate::registry::{BlobStream, ErrorKind, Operation, RegistryError};
 
 impl Copier {
     fn same_registry(&self) -> bool {
@@ -193,12 +195,48 @@ impl Copier {
                 ),
             ));
         }
-        self.target
-            .blob_put_verified(dst_repo, desc, blob.stream)
-            .await
-            .map_err(|e| CopyError::target("upload blob", Some(d), e))?;
+        let (stream, source_failure) = watch_source(blob.stream);
+        if let Err(e) = self.target.blob_put_verified(dst_repo, desc, stream).await {
+            // An upload that failed because its source broke off (cut, or
+            // wrong bytes) is the source's failure, said as such.
+            let from_source = source_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            return Err(match from_source {
+                Some(src) => CopyError::source("read blob", Some(d), src),
+                None => CopyError::target("upload blob", Some(d), e),
+            });
+        }
         Ok(Outcome::Copied(desc.size))
     }
+}
+
+/// The first error of a source stream, kept aside for the caller.
+type SourceFailure = Arc<Mutex<Option<RegistryError>>>;
+
+/// `stream` with its first error kept in the returned slot; the target
+/// sees an error of its own that says the source broke off.
+fn watch_source(stream: BlobStream) -> (BlobStream, SourceFailure) {
+    let slot: SourceFailure = Arc::default();
+    let keep = Arc::clone(&slot);
+    let watched = stream.map_err(move |e| {
+        let echo = RegistryError::new(
+            e.registry.clone(),
+            e.repo.clone(),
+            e.op,
+            e.target.clone(),
+            ErrorKind::Transport {
+                message: format!("the source stream broke off: {}", e.kind),
+                retryable: true,
+            },
+        );
+        keep.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+        echo
+    });
+    (Box::pin(watched), slot)
 }
 
 /// Back-off before restarting a failed blob transfer, in milliseconds.

@@ -73,6 +73,19 @@ async fn a_blob_that_keeps_breaking_fails_its_image_after_two_restarts() {
         "{:?}",
         report.failures
     );
+    // The source sent wrong bytes: said as the source's failure, not as
+    // the upload it was feeding.
+    let said = report
+        .failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        said.contains("source: read blob") && said.contains("digest mismatch"),
+        "{said}"
+    );
+    assert!(!said.contains("upload blob"), "{said}");
     assert_eq!(src.count("GET", &format!("/blobs/{digest}")), 3);
     assert_eq!(dst.blob("app", &digest), None);
     assert!(dst.tags("app").is_empty(), "no tag on incomplete content");
