@@ -9,16 +9,17 @@ use tokio::sync::mpsc;
 
 use crate::config::ConfigErrors;
 use crate::copy::{
-    Action, AnnotationMatch, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, NodeFailure,
-    PlanItem, PlatformMode, PlatformSpec, ReferrersMode,
+    Action, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, NodeFailure, PlanItem,
+    PlatformMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
-use crate::oci::{ImageReference, Reference, ReferrerKind, Tag};
+use crate::oci::{ImageReference, Reference, Tag};
 use crate::registry::RegistryError;
 
 use super::jobs::plural;
 use super::output::{CopyDoc, FailureDoc, PlannedItemDoc, steps};
 use super::progress::{Progress, human_bytes};
+use super::selection::SelectionArgs;
 
 mod access;
 pub use access::{AccessArgs, UserPassword};
@@ -51,47 +52,9 @@ pub struct CopyArgs {
     /// they are copied through the images they belong to).
     #[arg(long)]
     pub all_tags: bool,
-    /// Platforms (os/arch[/variant]), repeatable or comma-separated. Only used with
-    /// --platform-mode filter.
-    #[arg(long = "platform", value_delimiter = ',')]
-    pub platforms: Vec<PlatformSpec>,
-    /// whole: copy indexes whole, digest-exact (default); filter: copy only the
-    /// --platform manifests.
-    #[arg(long, default_value = "whole")]
-    pub platform_mode: PlatformMode,
-    /// Do not copy referrers.
-    #[arg(long)]
-    pub no_referrers: bool,
-    /// Copy only referrers with this artifactType (repeatable).
-    #[arg(long = "artifact-type")]
-    pub artifact_types: Vec<String>,
-    /// Never copy referrers with this artifactType (repeatable).
-    #[arg(long = "exclude-artifact-type")]
-    pub exclude_artifact_types: Vec<String>,
-    /// Copy only referrers of this kind: signature (cosign, including legacy .sig tags, and
-    /// Notary), attestation, sbom or other (repeatable or comma-separated; adds up with
-    /// --artifact-type).
-    #[arg(long = "referrer-kind", value_delimiter = ',')]
-    pub referrer_kinds: Vec<ReferrerKind>,
-    /// Never copy referrers of this kind (repeatable or comma-separated).
-    #[arg(long = "exclude-referrer-kind", value_delimiter = ',')]
-    pub exclude_referrer_kinds: Vec<ReferrerKind>,
-    /// Copy only referrers with this annotation, KEY or KEY=VALUE (repeatable, all must match).
-    #[arg(long = "annotation")]
-    pub annotations: Vec<AnnotationMatch>,
-    /// Referrer hops to follow (a signature on an SBOM on the image is 2).
-    #[arg(long, default_value_t = CopyOptions::DEFAULT_MAX_DEPTH)]
-    pub max_depth: usize,
-    /// Finding referrers on the source: auto (API and fallback tags), api, tags.
-    #[arg(long, default_value = "auto")]
-    pub source_referrers: ReferrersMode,
-    /// Publishing referrers on the target: auto (API if confirmed, else fallback tags),
-    /// api (never write fallback tags), tags (always maintain fallback tags).
-    #[arg(long, default_value = "auto")]
-    pub target_referrers: ReferrersMode,
-    /// Do not copy cosign legacy tags (sha256-<hex>.sig/.att/.sbom).
-    #[arg(long)]
-    pub no_cosign_tags: bool,
+    /// Platforms and referrers: what of the image is copied.
+    #[command(flatten)]
+    pub select: SelectionArgs,
     /// Transfers in flight at once (at least 1).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
@@ -175,20 +138,8 @@ impl CopyArgs {
     /// The engine options these flags ask for.
     pub fn options(&self) -> CopyOptions {
         CopyOptions {
-            referrers: !self.no_referrers,
-            max_depth: self.max_depth,
-            artifact_types_include: self.artifact_types.clone(),
-            artifact_types_exclude: self.exclude_artifact_types.clone(),
-            kinds_include: self.referrer_kinds.clone(),
-            kinds_exclude: self.exclude_referrer_kinds.clone(),
-            annotations: self.annotations.clone(),
-            platforms: self.platforms.clone(),
-            platform_mode: self.platform_mode,
-            source_referrers: self.source_referrers,
-            target_referrers: self.target_referrers,
-            cosign_tags: !self.no_cosign_tags,
             concurrency: usize::from(self.concurrency),
-            ..CopyOptions::default()
+            ..self.select.options()
         }
     }
 }
@@ -207,10 +158,8 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             args.dst
         )));
     }
-    if args.platform_mode == PlatformMode::Filter && args.platforms.is_empty() {
-        return Err(CopyCommandError::Usage(
-            "--platform-mode filter needs --platform os/arch[/variant] (repeatable)".into(),
-        ));
+    if let Some(problem) = args.select.problem() {
+        return Err(CopyCommandError::Usage(problem.into()));
     }
     if let Some(message) = crate::oci::missing_source_layout(&args.src.location) {
         return Err(CopyCommandError::Usage(message));
@@ -221,7 +170,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
             args.src
         )));
     }
-    if args.platform_mode == PlatformMode::Whole && !args.platforms.is_empty() {
+    if args.select.platform_mode == PlatformMode::Whole && !args.select.platforms.is_empty() {
         tracing::info!(
             "--platform without --platform-mode filter narrows nothing: indexes are copied whole"
         );

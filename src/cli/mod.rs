@@ -8,6 +8,7 @@ pub mod generate;
 pub mod jobs;
 pub mod output;
 pub mod progress;
+pub mod selection;
 pub mod serve;
 pub mod status;
 pub mod verify;

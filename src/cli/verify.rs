@@ -3,7 +3,6 @@
 //! one image or repository (`verify SRC DST`, references as for `copy`).
 //! The comparison itself is [`crate::verify`].
 
-use crate::copy::{CopyOptions, PlatformMode, PlatformSpec, ReferrersMode};
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, Tag};
 use crate::registry::http::{DockerConfigSource, HttpSettings};
@@ -12,6 +11,7 @@ use crate::verify::{ImagePair, VerifyReport};
 use std::path::PathBuf;
 
 use super::copy::CopyCommandError;
+use super::selection::SelectionArgs;
 
 /// Arguments of `ocimirror verify`.
 #[derive(Clone, Debug, clap::Args)]
@@ -34,33 +34,9 @@ pub struct VerifyArgs {
     /// SRC DST: every tag of the source repository.
     #[arg(long)]
     pub all_tags: bool,
-    /// SRC DST: platforms (os/arch[/variant]) for --platform-mode filter.
-    #[arg(long = "platform", value_delimiter = ',')]
-    pub platforms: Vec<PlatformSpec>,
-    /// SRC DST: whole (default) or filter, as the copy used.
-    #[arg(long, default_value = "whole")]
-    pub platform_mode: PlatformMode,
-    /// SRC DST: do not check referrers.
-    #[arg(long)]
-    pub no_referrers: bool,
-    /// SRC DST: check only referrers with this artifactType (repeatable).
-    #[arg(long = "artifact-type")]
-    pub artifact_types: Vec<String>,
-    /// SRC DST: do not check referrers with this artifactType (repeatable).
-    #[arg(long = "exclude-artifact-type")]
-    pub exclude_artifact_types: Vec<String>,
-    /// SRC DST: referrer hops to follow.
-    #[arg(long, default_value_t = 8)]
-    pub max_depth: usize,
-    /// SRC DST: finding referrers on the source: auto, api, tags.
-    #[arg(long, default_value = "auto")]
-    pub source_referrers: ReferrersMode,
-    /// SRC DST: how the target holds referrers: auto, api, tags.
-    #[arg(long, default_value = "auto")]
-    pub target_referrers: ReferrersMode,
-    /// SRC DST: do not check cosign legacy tags.
-    #[arg(long)]
-    pub no_cosign_tags: bool,
+    /// SRC DST: platforms and referrers, as the copy used.
+    #[command(flatten)]
+    pub select: SelectionArgs,
     /// SRC DST: plain HTTP for every registry (default: only for loopback hosts).
     #[arg(long)]
     pub plain_http: bool,
@@ -72,48 +48,17 @@ pub struct VerifyArgs {
 impl VerifyArgs {
     /// The image flags given, which only the SRC DST form takes.
     fn image_flags(&self) -> Vec<&'static str> {
-        let given = [
+        let mut given = self.select.given();
+        for (set, flag) in [
             (self.all_tags, "--all-tags"),
-            (!self.platforms.is_empty(), "--platform"),
-            (self.platform_mode != PlatformMode::Whole, "--platform-mode"),
-            (self.no_referrers, "--no-referrers"),
-            (!self.artifact_types.is_empty(), "--artifact-type"),
-            (
-                !self.exclude_artifact_types.is_empty(),
-                "--exclude-artifact-type",
-            ),
-            (self.max_depth != 8, "--max-depth"),
-            (
-                self.source_referrers != ReferrersMode::Auto,
-                "--source-referrers",
-            ),
-            (
-                self.target_referrers != ReferrersMode::Auto,
-                "--target-referrers",
-            ),
-            (self.no_cosign_tags, "--no-cosign-tags"),
             (self.plain_http, "--plain-http"),
             (self.docker_config.is_some(), "--docker-config"),
-        ];
-        given
-            .into_iter()
-            .filter_map(|(set, flag)| set.then_some(flag))
-            .collect()
-    }
-
-    fn options(&self) -> CopyOptions {
-        CopyOptions {
-            referrers: !self.no_referrers,
-            max_depth: self.max_depth,
-            artifact_types_include: self.artifact_types.clone(),
-            artifact_types_exclude: self.exclude_artifact_types.clone(),
-            platforms: self.platforms.clone(),
-            platform_mode: self.platform_mode,
-            source_referrers: self.source_referrers,
-            target_referrers: self.target_referrers,
-            cosign_tags: !self.no_cosign_tags,
-            ..CopyOptions::default()
+        ] {
+            if set {
+                given.push(flag);
+            }
         }
+        given
     }
 }
 
@@ -154,10 +99,8 @@ async fn verify_pair(args: &VerifyArgs) -> anyhow::Result<VerifyReport> {
             "destination {dst} must not have a digest: the digest is the source's"
         )));
     }
-    if args.platform_mode == PlatformMode::Filter && args.platforms.is_empty() {
-        return Err(usage(
-            "--platform-mode filter needs --platform os/arch[/variant] (repeatable)".into(),
-        ));
+    if let Some(problem) = args.select.problem() {
+        return Err(usage(problem.into()));
     }
     let mut http = HttpSettings::default();
     if args.plain_http {
@@ -201,7 +144,7 @@ async fn verify_pair(args: &VerifyArgs) -> anyhow::Result<VerifyReport> {
     };
     let title = format!("{src} -> {dst}");
     let section =
-        crate::verify::verify_images(source, target, args.options(), title, &images).await;
+        crate::verify::verify_images(source, target, args.select.options(), title, &images).await;
     Ok(VerifyReport {
         sections: vec![section],
     })
