@@ -64,10 +64,11 @@ measure() {
     tee -a "$RESULTS"
 }
 
-# mirror_config NAME SOURCE TARGET TARGET_MODE [SOURCE_MODE]: a config with
-# one catalog job mirroring every bench/ repository of SOURCE (referrers
-# read as SOURCE_MODE, default tags) to the same path on TARGET (written as
-# TARGET_MODE), referrers 3 deep, state in $WORK/NAME.db; prints its path.
+# mirror_config NAME SOURCE TARGET TARGET_MODE [SOURCE_MODE] [REFERRERS]: a
+# config with one catalog job mirroring every bench/ repository of SOURCE
+# (referrers read as SOURCE_MODE, default tags) to the same path on TARGET
+# (written as TARGET_MODE), referrers 3 deep (REFERRERS=false: none), state
+# in $WORK/NAME.db; prints its path.
 mirror_config() {
   local file="$WORK/$1.toml"
   cat >"$file" <<TOML
@@ -77,7 +78,7 @@ database = "$WORK/$1.db"
 [log]
 level = "warn"
 [defaults.referrers]
-enabled = true
+enabled = ${6:-true}
 depth = 3
 [registries."$2"]
 referrers = "${5:-tags}"

@@ -48,30 +48,11 @@ GEN=("$BIN" generate "$src/bench" --seed 42 --platforms 2 --layers "$LAYERS"
   --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE"
   --referrer-depth 3 --referrer-form fallback-tag)
 
-# config NAME TARGET REFERRERS [TARGET_MODE]: a config with one catalog job
-# mirroring every bench/ repository of the source to the same path on TARGET,
-# whose referrers mode is TARGET_MODE (default tags: distribution has no API).
+# config NAME TARGET REFERRERS [TARGET_MODE]: mirror_config from the source
+# to TARGET, whose referrers mode is TARGET_MODE (default tags: distribution
+# has no API); REFERRERS true or false.
 config() {
-  local file="$WORK/$1.toml"
-  cat >"$file" <<TOML
-version = 1
-[state]
-database = "$WORK/$1.db"
-[log]
-level = "warn"
-[defaults.referrers]
-enabled = $3
-depth = 3
-[registries."$src"]
-referrers = "tags"
-[registries."$2"]
-referrers = "${4:-tags}"
-[[jobs]]
-name = "bench"
-source = { registry = "$src", namespace = "bench/" }
-target = { registry = "$2" }
-TOML
-  echo "$file"
+  mirror_config "$1" "$src" "$2" "${4:-tags}" tags "$3"
 }
 
 # step LABEL CMD...: measure CMD, then record the requests each registry
