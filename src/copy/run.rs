@@ -9,7 +9,7 @@ use super::Copier;
 use super::error::CopyError;
 use super::fresh::Written;
 use super::graph::Graph;
-use super::report::{CopyReport, NodeKind, Outcome, Recorder};
+use super::report::{Action, CopyReport, NodeKind, Outcome, Recorder};
 use crate::oci::{Digest, RepoName, Tag};
 
 pub(crate) struct Run<'a> {
@@ -75,6 +75,15 @@ impl<'a> Run<'a> {
     /// the target, so the tag cannot point at it yet.
     pub fn root_by_tag(&self) -> bool {
         self.tag.is_some() && !self.dry && !self.present.contains(&self.graph.root)
+    }
+
+    /// Counts and says a manifest written in the tag phase (the root of an
+    /// image new to the target).
+    pub fn root_written(&mut self, d: &Digest, kind: NodeKind, size: u64) {
+        self.report.manifests_copied += 1;
+        self.report.bytes += size;
+        self.rec
+            .note(Some(d.clone()), kind, Action::Copy, size, String::new());
     }
 
     /// Notes that the target repository now holds `d` (new repositories only).

@@ -102,17 +102,7 @@ async fn keep_root(run: &mut Run<'_>) {
         })
         .await;
     match r {
-        Ok(Outcome::Put { size, .. }) if owner => {
-            run.report.manifests_copied += 1;
-            run.report.bytes += size;
-            run.rec.note(
-                Some(root.clone()),
-                node.kind,
-                Action::Copy,
-                size,
-                String::new(),
-            );
-        }
+        Ok(Outcome::Put { size, .. }) if owner => run.root_written(root, node.kind, size),
         Ok(_) => {}
         Err(e) => run.fail(Some(root.clone()), node.kind, e),
     }
@@ -165,15 +155,7 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
         Ok((written, root_written, before)) => {
             if root_written {
                 let size = node.manifest.bytes().len() as u64;
-                run.report.manifests_copied += 1;
-                run.report.bytes += size;
-                run.rec.note(
-                    Some(d.clone()),
-                    node.kind,
-                    Action::Copy,
-                    size,
-                    String::new(),
-                );
+                run.root_written(d, node.kind, size);
                 run.outcomes.insert(
                     d.clone(),
                     Outcome::Put {
