@@ -6,7 +6,7 @@ use super::{
     Config, ConfigErrors, ConfigProblem, DockerConfig, EXIT_INVALID_CONFIG, KeyPath, RegistryAuth,
     RegistrySettings, resolve,
 };
-use crate::registry::http::is_loopback_host;
+use crate::oci::is_loopback_host;
 
 /// Loads and resolves the configuration at `path`, with `OCIMIRROR_*`
 /// environment overrides from the process environment.

@@ -204,6 +204,21 @@ impl Location {
     }
 }
 
+/// True for `localhost`, 127.0.0.0/8 and ::1, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() == 1 {
+        host.split(':').next().unwrap_or(host)
+    } else {
+        host
+    };
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A parsed image reference.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ImageReference {
@@ -495,5 +510,28 @@ mod tests {
         assert!(Tag::new("v1.2.3_x-y").is_ok());
         assert!(Tag::new(".hidden").is_err());
         assert!(Tag::new(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "registry.local:443",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 }

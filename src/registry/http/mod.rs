@@ -25,6 +25,8 @@ pub mod limits;
 pub mod retry;
 pub mod stats;
 
+use crate::oci::is_loopback_host;
+
 mod adapter;
 mod blob;
 mod manifest;
@@ -39,7 +41,6 @@ mod throughput;
 mod verdict;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -160,19 +161,6 @@ impl std::fmt::Debug for HttpRegistry {
             .field("base", &self.base.as_str())
             .finish_non_exhaustive()
     }
-}
-
-/// True for `localhost`, 127.0.0.0/8 and ::1, with or without a port.
-pub fn is_loopback_host(host: &str) -> bool {
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or(host)
-    } else {
-        host
-    };
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -298,29 +286,6 @@ impl HttpRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_detection() {
-        for h in [
-            "localhost",
-            "localhost:5000",
-            "LOCALHOST:1",
-            "127.0.0.1",
-            "127.1.2.3:80",
-            "[::1]:5000",
-            "::1",
-        ] {
-            assert!(is_loopback_host(h), "{h}");
-        }
-        for h in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "registry.local:443",
-            "[::2]:1",
-        ] {
-            assert!(!is_loopback_host(h), "{h}");
-        }
-    }
 
     #[test]
     fn scheme_choice() {
