@@ -161,7 +161,7 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     if let Some(problem) = args.select.problem() {
         return Err(CopyCommandError::Usage(problem.into()));
     }
-    if let Some(message) = crate::oci::missing_source_layout(&args.src.location) {
+    if let Some(message) = crate::registry::open::missing_source_layout(&args.src.location) {
         return Err(CopyCommandError::Usage(message));
     }
     if args.all_tags && (args.src.tag.is_some() || args.src.digest.is_some()) {

@@ -201,12 +201,23 @@ impl CopyReport {
     /// them (a target that refuses connections fails every blob check, and
     /// every manifest above them: one cause, not twenty lines).
     pub fn failure_summary(&self) -> String {
-        let (dependent, causes): (Vec<&NodeFailure>, Vec<&NodeFailure>) =
-            self.failures.iter().partition(|f| f.kind() == "dependency");
-        let mut out = match causes.first().or(dependent.first()) {
-            Some(first) => first.to_string(),
-            None => return String::new(),
+        let mut causes: Vec<&NodeFailure> = Vec::new();
+        let mut dependent: Vec<&Digest> = Vec::new();
+        for f in &self.failures {
+            match &*f.error {
+                CopyError::Dependency { digest, .. } => dependent.push(digest),
+                _ => causes.push(f),
+            }
+        }
+        let Some(first) = causes.first() else {
+            // Only nodes waiting on a failure said elsewhere: say the first.
+            return self
+                .failures
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
         };
+        let mut out = first.to_string();
         if causes.len() > 1 {
             let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
             for f in &causes[1..] {
@@ -219,33 +230,22 @@ impl CopyReport {
                 kinds.join(", ")
             ));
         }
-        if !causes.is_empty() && !dependent.is_empty() {
-            let on = if causes.len() == 1 { "it" } else { "them" };
+        let on = if causes.len() == 1 { "it" } else { "them" };
+        match dependent.len() {
+            0 => {}
             // A few are named (a manifest left out for lack of its layer
             // is worth its digest); many are counted.
-            let named: Vec<String> = dependent
-                .iter()
-                .filter_map(|f| match &*f.error {
-                    CopyError::Dependency { digest, .. } => Some(digest.to_string()),
-                    _ => None,
-                })
-                .collect();
-            if named.len() == dependent.len() && named.len() <= MAX_NAMED_DEPENDENTS {
-                let verb = if named.len() == 1 {
-                    "it depends"
-                } else {
-                    "they depend"
-                };
+            n if n <= MAX_NAMED_DEPENDENTS => {
+                let verb = if n == 1 { "it depends" } else { "they depend" };
+                let named: Vec<String> = dependent.iter().map(ToString::to_string).collect();
                 out.push_str(&format!(
                     "; not copied because {verb} on {on}: {}",
                     named.join(", ")
                 ));
-            } else {
-                out.push_str(&format!(
-                    "; {} nodes not copied because they depend on {on}",
-                    dependent.len()
-                ));
             }
+            n => out.push_str(&format!(
+                "; {n} nodes not copied because they depend on {on}"
+            )),
         }
         out
     }

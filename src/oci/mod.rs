@@ -16,5 +16,5 @@ pub use kind::ReferrerKind;
 pub use manifest::{Manifest, ManifestError, ManifestKind};
 pub use reference::{
     ImageReference, Location, Reference, ReferenceError, RepoName, Tag, is_layout_name,
-    is_loopback_host, layout_name, missing_source_layout,
+    is_loopback_host, layout_name,
 };

@@ -258,25 +258,6 @@ pub fn layout_name(dir: &std::path::Path) -> String {
     format!("{LAYOUT_PREFIX}{}", dir.display())
 }
 
-/// Why `location` cannot be read from as a source, when it is a layout
-/// directory without an `index.json` (a typo'd path would otherwise read
-/// as "tag not found" or as an empty repository).
-pub fn missing_source_layout(location: &Location) -> Option<String> {
-    match location {
-        Location::Layout(dir) if !dir.join("index.json").is_file() => Some(format!(
-            "source {}: no OCI layout there ({} {})",
-            layout_name(dir),
-            dir.display(),
-            if dir.is_dir() {
-                "has no index.json"
-            } else {
-                "does not exist"
-            }
-        )),
-        _ => None,
-    }
-}
-
 impl fmt::Display for ImageReference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.location {

@@ -53,7 +53,10 @@ use super::{
     ReferrersSupport, Registry, RegistryError,
 };
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
-use crate::oci::{Descriptor, Digest, Digester, Manifest, ManifestError, Reference, RepoName, Tag};
+use crate::oci::{
+    Descriptor, Digest, Digester, Location, Manifest, ManifestError, Reference, RepoName, Tag,
+    layout_name,
+};
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -80,6 +83,25 @@ fn tag_of_ref_name(name: &str) -> Option<&str> {
     }
     let (head, tail) = name.rsplit_once(':')?;
     (!head.is_empty() && !tail.contains('/') && Tag::new(tail).is_ok()).then_some(tail)
+}
+
+/// Why `location` cannot be read from as a source, when it is a layout
+/// directory without an `index.json` (a typo'd path would otherwise read
+/// as "tag not found" or as an empty repository).
+pub fn missing_source_layout(location: &Location) -> Option<String> {
+    match location {
+        Location::Layout(dir) if !dir.join(index::INDEX_JSON).is_file() => Some(format!(
+            "source {}: no OCI layout there ({} {})",
+            layout_name(dir),
+            dir.display(),
+            if dir.is_dir() {
+                "has no index.json"
+            } else {
+                "does not exist"
+            }
+        )),
+        _ => None,
+    }
 }
 
 impl LayoutRegistry {

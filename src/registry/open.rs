@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::http::{HttpRegistry, HttpSettings, RequestObserver, RequestStats};
 use super::layout::LayoutRegistry;
+pub use super::layout::missing_source_layout;
 use super::{Registry, RegistryError};
 use crate::oci::Location;
 

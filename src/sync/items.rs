@@ -85,7 +85,7 @@ impl Syncer {
         };
         if let Some(message) = sources
             .iter()
-            .find_map(|s| crate::oci::missing_source_layout(&s.location))
+            .find_map(|s| crate::registry::open::missing_source_layout(&s.location))
         {
             return Err(SyncError::Reference {
                 job: job.name.clone(),

@@ -60,8 +60,8 @@ pub(crate) fn transport_kind(e: reqwest::Error) -> ErrorKind {
     let mut no_route = e.is_timeout();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        chain.push(s.to_string());
-        no_route |= s.to_string().starts_with("dns error")
+        let text = s.to_string();
+        no_route |= text.starts_with("dns error")
             || s.downcast_ref::<std::io::Error>().is_some_and(|io| {
                 use std::io::ErrorKind as Io;
                 matches!(
@@ -73,6 +73,7 @@ pub(crate) fn transport_kind(e: reqwest::Error) -> ErrorKind {
                         | Io::TimedOut
                 )
             });
+        chain.push(text);
         source = s.source();
     }
     // A TLS failure also happens while connecting, but the host answered:

@@ -24,6 +24,9 @@ use crate::oci::media_type as mt;
 use crate::oci::{Descriptor, Digest, Reference};
 use crate::registry::{ErrorKind, Precondition};
 
+/// The layout's top-level index, the file that makes a directory a layout.
+pub(crate) const INDEX_JSON: &str = "index.json";
+
 /// The most bytes of `index.json` read (it lists every manifest).
 const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -317,7 +320,7 @@ async fn load_with(
     dir: &Path,
     sh: Option<&DirShared>,
 ) -> Result<Option<Arc<IndexFile>>, IndexFailure> {
-    let path = dir.join("index.json");
+    let path = dir.join(INDEX_JSON);
     let open = path.clone();
     let Some((file, _)) = blocking(move || open_regular(&open))
         .await
@@ -394,7 +397,7 @@ async fn existing_shared(dir: &Path) -> io::Result<Arc<DirShared>> {
 pub(super) async fn ensure_exists(dir: &Path) -> io::Result<()> {
     let sh = existing_shared(dir).await?;
     let _guard = lock(dir, &sh).await?;
-    let path = dir.join("index.json");
+    let path = dir.join(INDEX_JSON);
     blocking(move || {
         if std::fs::symlink_metadata(&path).is_err() {
             let bytes = IndexFile::empty().to_bytes().map_err(io::Error::other)?;
@@ -474,7 +477,7 @@ async fn commit(dir: &Path, sh: &DirShared, batch: &[Pending]) -> Vec<Result<(),
     if !changed {
         return results;
     }
-    let path = dir.join("index.json");
+    let path = dir.join(INDEX_JSON);
     let written = match index.to_bytes() {
         Ok(bytes) => {
             blocking(move || {
