@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use futures::future::join_all;
+
 use crate::config::{Job, ReferrersMode};
 use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
 use crate::oci::{Digest, Reference, RepoName, Tag};
@@ -24,22 +26,26 @@ pub(super) async fn referrers_fingerprint(
     if !options.enabled {
         return Some("referrers-off".into());
     }
-    let mut parts = Vec::new();
-    if options.source_mode != ReferrersMode::Tags {
+    // The referrers API list and every referrer tag are asked at once: an
+    // unchanged tag then costs one round trip here, whatever the latency.
+    let api = async {
+        if options.source_mode == ReferrersMode::Tags {
+            return Some(None);
+        }
         match source.referrers_api(repo, digest).await {
             Ok(Some(mut list)) => {
                 list.sort_by(|a, b| a.digest.cmp(&b.digest));
                 let joined: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
-                parts.push(format!(
+                Some(Some(format!(
                     "api:{}",
                     Digest::sha256(joined.join(",").as_bytes())
-                ));
+                )))
             }
-            Ok(None) if options.source_mode == ReferrersMode::Api => return None,
-            Ok(None) => {}
-            Err(_) => return None,
+            Ok(None) if options.source_mode == ReferrersMode::Api => None,
+            Ok(None) => Some(None),
+            Err(_) => None,
         }
-    }
+    };
     let mut referrer_tags = Vec::new();
     if options.source_mode != ReferrersMode::Api {
         referrer_tags.push(fallback_tag(digest));
@@ -47,16 +53,20 @@ pub(super) async fn referrers_fingerprint(
     if options.cosign_tags {
         referrer_tags.extend(COSIGN_SUFFIXES.iter().map(|s| cosign_tag(digest, s)));
     }
-    for tag in referrer_tags {
-        if tags.is_some_and(|listed| !listed.contains(&tag)) {
-            continue;
-        }
+    // Referrer tags missing from the listing cost no request.
+    referrer_tags.retain(|tag| tags.is_none_or(|listed| listed.contains(tag)));
+    let heads = join_all(referrer_tags.into_iter().map(|tag| async move {
         let reference = Reference::Tag(Tag::new(&tag).ok()?);
         match source.manifest_head(repo, &reference).await {
-            Ok(Some(desc)) => parts.push(format!("{tag}={}", desc.digest)),
-            Ok(None) => {}
-            Err(_) => return None,
+            Ok(Some(desc)) => Some(Some(format!("{tag}={}", desc.digest))),
+            Ok(None) => Some(None),
+            Err(_) => None,
         }
+    }));
+    let (api, heads) = futures::join!(api, heads);
+    let mut parts: Vec<String> = api?.into_iter().collect();
+    for head in heads {
+        parts.extend(head?);
     }
     Some(format!("v2 {}", parts.join(" ")))
 }

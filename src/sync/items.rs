@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::future::FutureExt;
+use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{SyncError, Syncer};
 use crate::config::{Job, Source};
@@ -13,6 +14,9 @@ use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::Registry;
 use crate::store::Store;
+
+/// Source repositories whose tags are listed at once.
+const LISTINGS_AT_ONCE: usize = 16;
 
 /// One image of a run.
 pub(super) struct Item {
@@ -92,62 +96,84 @@ impl Syncer {
                 message,
             });
         }
+        // Listed LISTINGS_AT_ONCE at a time, in catalog order: a catalog of
+        // a thousand repositories costs a thousand round trips, which must
+        // not be paid one after the other.
+        let listed: Vec<(Vec<Item>, Vec<String>)> = stream::iter(0..sources.len())
+            .map(|i| self.source_items(job, &sources[i]))
+            .buffered(LISTINGS_AT_ONCE)
+            .try_collect()
+            .await?;
         let mut items = Vec::new();
         let mut filtered = Vec::new();
-        for src in &sources {
-            let dst = job
-                .target_repository(&src.repo)
-                .map_err(|e| SyncError::Reference {
-                    job: job.name.clone(),
-                    message: format!("target for {src}: {e}"),
-                })?;
-            let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
-                name: match &reference {
-                    Reference::Tag(t) => format!("{}:{t}", src_name(src)),
-                    Reference::Digest(d) => format!("{}@{d}", src_name(src)),
-                },
-                src: src.clone(),
-                dst: dst.clone(),
-                reference,
-                source_tags,
-            };
-            let mut source_tags = None;
-            if let Some(r) = src.reference() {
-                items.push(item(r, None));
-            } else {
-                let registry = self.open(job, &src.location)?;
-                let tags =
-                    registry
-                        .tags(&src.repo)
-                        .await
-                        .map_err(|source| SyncError::Registry {
-                            job: job.name.clone(),
-                            source,
-                        })?;
-                let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
-                let selected = job.tags.select(&tags);
-                let chosen: HashSet<&str> = selected.iter().map(String::as_str).collect();
-                filtered.extend(
-                    tags.iter()
-                        .filter(|t| !chosen.contains(t.as_str()))
-                        .filter(|t| !is_fallback_tag(t) && !is_cosign_tag(t))
-                        .map(|t| format!("{}:{t}", src_name(src))),
-                );
-                for tag in selected {
-                    match Tag::new(&tag) {
-                        Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
-                        Err(e) => {
-                            tracing::warn!(job = %job.name, tag = %tag, error = %e, "Skipped an invalid tag.")
-                        }
-                    }
-                }
-                source_tags = Some(listed);
-            }
-            for d in &job.tags.digests {
-                items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
-            }
+        for (i, f) in listed {
+            items.extend(i);
+            filtered.extend(f);
         }
         Ok((sources.len() as u64, items, filtered))
+    }
+
+    /// One source repository's items (its selected tags, or the reference
+    /// it names, and the job's digests) and the tags its rules left out.
+    async fn source_items(
+        &self,
+        job: &Job,
+        src: &ImageReference,
+    ) -> Result<(Vec<Item>, Vec<String>), SyncError> {
+        let mut items = Vec::new();
+        let mut filtered = Vec::new();
+        let dst = job
+            .target_repository(&src.repo)
+            .map_err(|e| SyncError::Reference {
+                job: job.name.clone(),
+                message: format!("target for {src}: {e}"),
+            })?;
+        let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
+            name: match &reference {
+                Reference::Tag(t) => format!("{}:{t}", src_name(src)),
+                Reference::Digest(d) => format!("{}@{d}", src_name(src)),
+            },
+            src: src.clone(),
+            dst: dst.clone(),
+            reference,
+            source_tags,
+        };
+        let mut source_tags = None;
+        if let Some(r) = src.reference() {
+            items.push(item(r, None));
+        } else {
+            let registry = self.open(job, &src.location)?;
+            let tags = registry
+                .tags(&src.repo)
+                .await
+                .map_err(|source| SyncError::Registry {
+                    job: job.name.clone(),
+                    source,
+                })?;
+            let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
+            let selected = job.tags.select(&tags);
+            let chosen: HashSet<&str> = selected.iter().map(String::as_str).collect();
+            filtered.extend(
+                tags.iter()
+                    .filter(|t| !chosen.contains(t.as_str()))
+                    .filter(|t| !is_fallback_tag(t) && !is_cosign_tag(t))
+                    .map(|t| format!("{}:{t}", src_name(src))),
+            );
+            for tag in selected {
+                match Tag::new(&tag) {
+                    Ok(t) => items.push(item(Reference::Tag(t), Some(Arc::clone(&listed)))),
+                    Err(e) => {
+                        tracing::warn!(job = %job.name, tag = %tag, error = %e, "Skipped an invalid tag.")
+                    }
+                }
+            }
+            source_tags = Some(listed);
+        }
+        for d in &job.tags.digests {
+            items.push(item(Reference::Digest(d.clone()), source_tags.clone()));
+        }
+
+        Ok((items, filtered))
     }
 
     pub(super) fn open(

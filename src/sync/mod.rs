@@ -32,7 +32,8 @@ use crate::config::{Config, Job, Limits};
 use crate::copy::{Action, Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
-use crate::oci::{Location, Reference};
+use crate::oci::{Digest, Location, Reference};
+use crate::registry::Registry;
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
@@ -41,6 +42,13 @@ use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
 pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
 use report::{ItemResult, add_counts, failed};
+use verdict::Verdict;
+
+/// Images of a job checked against the source at once (at least the job's
+/// `concurrency`); each check is a request or two, answered in one round
+/// trip, so this is what keeps an unchanged mirror fast over a slow link.
+/// Requests in flight per registry stay bounded by the HTTP adapter.
+const CHECKS_AT_ONCE: usize = 64;
 
 /// Re-verify an unchanged item against the target after this long.
 pub const DEFAULT_VERIFY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -300,14 +308,18 @@ impl Syncer {
         // `Send` for the scheduler's spawned tasks.
         let mut results = Vec::with_capacity(work.len());
         let mut queue = work.into_iter();
+        // Checking an image costs a round trip and transfers nothing: many
+        // are checked at once so that latency to the source does not add up;
+        // copies stay bounded by the job's concurrency.
+        let copies = Semaphore::new(job.concurrency.max(1));
         let mut in_flight = FuturesUnordered::new();
         loop {
-            while in_flight.len() < job.concurrency.max(1) {
+            while in_flight.len() < job.concurrency.max(CHECKS_AT_ONCE) {
                 let Some((item, copier)) = queue.next() else {
                     break;
                 };
                 in_flight.push(
-                    self.run_one(job, item, copier, options, store, cancel)
+                    self.run_one(job, item, copier, options, store, &copies, cancel)
                         .boxed(),
                 );
             }
@@ -387,6 +399,7 @@ impl Syncer {
         copier: Arc<Copier>,
         options: &SyncOptions,
         store: Option<&Store>,
+        copies: &Semaphore,
         cancel: &CancellationToken,
     ) -> (Item, ItemResult) {
         if cancel.is_cancelled() {
@@ -399,7 +412,7 @@ impl Syncer {
             target = %item.dst,
         );
         let result = self
-            .run_item(job, &item, &copier, options, store)
+            .run_item(job, &item, &copier, options, store, copies)
             .instrument(span)
             .await;
         if let ItemResult::Failed { error, kind, .. } = &result {
@@ -430,6 +443,7 @@ impl Syncer {
         copier: &Copier,
         options: &SyncOptions,
         store: Option<&Store>,
+        copies: &Semaphore,
     ) -> ItemResult {
         let now = self.clock.now();
         if let Some(deferred) = self.backing_off(job, item, options, now).await {
@@ -438,12 +452,7 @@ impl Syncer {
         // One slow image cannot hold the job: past the deadline it fails
         // by name and is recorded (and backs off) like any failure.
         let deadline = self.limits.item_timeout;
-        let result = tokio::time::timeout(
-            deadline,
-            self.sync_item(job, item, copier, options, store, now),
-        )
-        .await
-        .unwrap_or_else(|_| {
+        let timed_out = || {
             failed(
                 format!(
                     "{}: not done within {} (limits.item_timeout)",
@@ -453,7 +462,23 @@ impl Syncer {
                 "timeout",
                 None,
             )
-        });
+        };
+        let result =
+            match tokio::time::timeout(deadline, self.check_item(job, item, options, now)).await {
+                Err(_) => timed_out(),
+                Ok(Err(done)) => done,
+                Ok(Ok(checked)) => {
+                    // Many images are checked at once, `concurrency` copied at
+                    // once; the wait for a copy slot is not the image's time.
+                    let _slot = copies.acquire().await.ok();
+                    tokio::time::timeout(
+                        deadline,
+                        self.copy_item(job, item, copier, options, store, checked, now),
+                    )
+                    .await
+                    .unwrap_or_else(|_| timed_out())
+                }
+            };
         if let Some(s) = store {
             let recorded = match &result {
                 ItemResult::Failed { error: e, .. } => s
@@ -475,24 +500,47 @@ impl Syncer {
         result
     }
 
-    async fn sync_item(
+    /// Resolves the item on the source and compares it with the
+    /// checkpoint: what to copy, or the item's result when there is nothing
+    /// to copy (unchanged, or not readable).
+    async fn check_item(
         &self,
         job: &Job,
         item: &Item,
-        copier: &Copier,
         options: &SyncOptions,
-        store: Option<&Store>,
         now: DateTime<Utc>,
-    ) -> ItemResult {
+    ) -> Result<Checked, ItemResult> {
         let source = match self.open(job, &item.src.location) {
             Ok(s) => s,
-            Err(e) => return failed(&e, "registry", None),
+            Err(e) => return Err(failed(&e, "registry", None)),
         };
-        // One manifest HEAD on the source resolves the tag.
-        let digest = match source.manifest_head(&item.src.repo, &item.reference).await {
+        let previous = self.checkpoint(job, item, options).await;
+        let src: &dyn Registry = source.as_ref();
+        let fingerprint_of = |digest: Digest| async move {
+            referrers_fingerprint(
+                src,
+                &item.src.repo,
+                &digest,
+                job,
+                item.source_tags.as_deref(),
+            )
+            .await
+        };
+        // One manifest HEAD on the source resolves the tag. It usually still
+        // names the checkpoint's digest, whose referrers are asked at the
+        // same time: one round trip for an unchanged image.
+        let head = source.manifest_head(&item.src.repo, &item.reference);
+        let (head, guessed) = match previous.as_ref().map(|p| p.source_digest.clone()) {
+            Some(d) => {
+                let (head, f) = futures::join!(head, fingerprint_of(d.clone()));
+                (head, Some((d, f)))
+            }
+            None => (head.await, None),
+        };
+        let digest = match head {
             Ok(Some(desc)) => desc.digest,
             Ok(None) => {
-                return failed(
+                return Err(failed(
                     format!(
                         "{}: manifest {} not found in {}",
                         source.name(),
@@ -501,36 +549,61 @@ impl Syncer {
                     ),
                     "not_found",
                     Some(source.name()),
-                );
+                ));
             }
             Err(e) => {
                 let kind = e.kind.label();
-                return failed(&e, kind, Some(&e.registry));
+                return Err(failed(&e, kind, Some(&e.registry)));
             }
         };
-        let dst_tag = item.dst_tag();
         // The root's referrer set, as a fingerprint.
-        let fingerprint = referrers_fingerprint(
-            source.as_ref(),
-            &item.src.repo,
+        let fingerprint = match guessed {
+            Some((d, f)) if d == digest => f,
+            _ => fingerprint_of(digest.clone()).await,
+        };
+        let verdict = self.verdict(
+            item,
+            options,
+            previous.as_ref(),
             &digest,
-            job,
-            item.source_tags.as_deref(),
-        )
-        .await;
-        let key_tag = item.reference.to_string();
-        let verdict = self
-            .verdict(job, item, options, &digest, fingerprint.as_deref(), now)
-            .await;
+            fingerprint.as_deref(),
+            now,
+        );
+        if verdict.is_unchanged() && !options.dry_run {
+            tracing::debug!(job = %job.name, item = %item.name, digest = %digest, "Unchanged since the last verified copy.");
+            return Err(ItemResult::Unchanged);
+        }
+        Ok(Checked {
+            digest,
+            fingerprint,
+            verdict,
+        })
+    }
+
+    /// Copies a checked item (or plans it, in a dry run) and records its
+    /// checkpoint.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_item(
+        &self,
+        job: &Job,
+        item: &Item,
+        copier: &Copier,
+        options: &SyncOptions,
+        store: Option<&Store>,
+        checked: Checked,
+        now: DateTime<Utc>,
+    ) -> ItemResult {
+        let Checked {
+            digest,
+            fingerprint,
+            verdict,
+        } = checked;
         if options.dry_run {
             return self
                 .plan_item(job, item, copier, &digest, verdict, now)
                 .await;
         }
-        if verdict.is_unchanged() {
-            tracing::debug!(job = %job.name, item = %item.name, digest = %digest, "Unchanged since the last verified copy.");
-            return ItemResult::Unchanged;
-        }
+        let dst_tag = item.dst_tag();
         let report = match copier
             .copy_image(
                 &item.src.repo,
@@ -559,7 +632,7 @@ impl Syncer {
             let state = TagState {
                 job: job.name.clone(),
                 source_repo: item.src.repo.as_str().to_string(),
-                tag: key_tag,
+                tag: item.reference.to_string(),
                 source_digest: digest,
                 referrers_fingerprint: fingerprint,
                 target_repo: item.dst.to_string(),
@@ -571,6 +644,13 @@ impl Syncer {
         }
         ItemResult::Copied(report)
     }
+}
+
+/// An item resolved on the source and compared with its checkpoint.
+struct Checked {
+    digest: Digest,
+    fingerprint: Option<String>,
+    verdict: Verdict,
 }
 
 /// Tags every event of a copier with its job name.

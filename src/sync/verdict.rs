@@ -220,24 +220,17 @@ impl Syncer {
         })
     }
 
-    /// What the checkpoint says about `item`, now at `digest` with the
-    /// referrer set `fingerprint`.
-    pub(super) async fn verdict(
+    /// The checkpoint of `item`; `None` without a database or with `--full`,
+    /// where it is not consulted. Read before the source is asked, so that
+    /// the referrers of the digest it names can be asked with the tag.
+    pub(super) async fn checkpoint(
         &self,
         job: &Job,
         item: &Item,
         options: &SyncOptions,
-        digest: &Digest,
-        fingerprint: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Verdict {
-        let Some(store) = self.store.as_ref() else {
-            return Verdict::NoDatabase;
-        };
-        if options.full {
-            return Verdict::Full;
-        }
-        let state = store
+    ) -> Option<TagState> {
+        let store = self.store.as_ref().filter(|_| !options.full)?;
+        store
             .tag_state(
                 &job.name,
                 item.src.repo.as_str(),
@@ -246,9 +239,28 @@ impl Syncer {
             .boxed()
             .await
             .ok()
-            .flatten();
+            .flatten()
+    }
+
+    /// What the checkpoint `state` says about `item`, now at `digest` with
+    /// the referrer set `fingerprint`.
+    pub(super) fn verdict(
+        &self,
+        item: &Item,
+        options: &SyncOptions,
+        state: Option<&TagState>,
+        digest: &Digest,
+        fingerprint: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        if self.store.is_none() {
+            return Verdict::NoDatabase;
+        }
+        if options.full {
+            return Verdict::Full;
+        }
         Verdict::of(
-            state.as_ref(),
+            state,
             digest,
             fingerprint,
             &item.dst.to_string(),

@@ -7,6 +7,7 @@
 //! process-level ones run the real binary.
 
 mod checkpoint;
+mod latency;
 mod new_signature;
 mod outcomes;
 mod processes;
