@@ -318,14 +318,23 @@ impl Syncer {
                 let Some((item, copier)) = queue.next() else {
                     break;
                 };
+                if cancel.is_cancelled() {
+                    results.push((item, ItemResult::Cancelled));
+                    continue;
+                }
                 in_flight.push(
-                    self.run_one(job, item, copier, options, store, &copies, cancel)
+                    self.run_one(job, item, copier, options, store, &copies)
                         .boxed(),
                 );
             }
-            match in_flight.next().await {
-                Some(done) => results.push(done),
-                None => break,
+            tokio::select! {
+                done = in_flight.next() => match done {
+                    Some(done) => results.push(done),
+                    None => break,
+                },
+                // Cancelled: copies under way finish, checked items waiting
+                // for a copy slot do not start.
+                () = cancel.cancelled(), if !copies.is_closed() => copies.close(),
             }
         }
         for (item, result) in results {
@@ -400,11 +409,7 @@ impl Syncer {
         options: &SyncOptions,
         store: Option<&Store>,
         copies: &Semaphore,
-        cancel: &CancellationToken,
     ) -> (Item, ItemResult) {
-        if cancel.is_cancelled() {
-            return (item, ItemResult::Cancelled);
-        }
         let span = tracing::info_span!(
             "image",
             repository = %item.src.repo,
@@ -470,10 +475,12 @@ impl Syncer {
                 Ok(Ok(checked)) => {
                     // Many images are checked at once, `concurrency` copied at
                     // once; the wait for a copy slot is not the image's time.
-                    let _slot = copies.acquire().await.ok();
+                    let Ok(_slot) = copies.acquire().await else {
+                        return ItemResult::Cancelled;
+                    };
                     tokio::time::timeout(
                         deadline,
-                        self.copy_item(job, item, copier, options, store, checked, now),
+                        self.copy_item(job, item, copier, options, store, checked),
                     )
                     .await
                     .unwrap_or_else(|_| timed_out())
@@ -577,12 +584,12 @@ impl Syncer {
             digest,
             fingerprint,
             verdict,
+            now,
         })
     }
 
     /// Copies a checked item (or plans it, in a dry run) and records its
     /// checkpoint.
-    #[allow(clippy::too_many_arguments)]
     async fn copy_item(
         &self,
         job: &Job,
@@ -591,12 +598,12 @@ impl Syncer {
         options: &SyncOptions,
         store: Option<&Store>,
         checked: Checked,
-        now: DateTime<Utc>,
     ) -> ItemResult {
         let Checked {
             digest,
             fingerprint,
             verdict,
+            now,
         } = checked;
         if options.dry_run {
             return self
@@ -651,6 +658,8 @@ struct Checked {
     digest: Digest,
     fingerprint: Option<String>,
     verdict: Verdict,
+    /// When the item was checked: the time its checkpoint records.
+    now: DateTime<Utc>,
 }
 
 /// Tags every event of a copier with its job name.

@@ -544,6 +544,22 @@ async fn prometheus_scraping_the_daemon_answers_every_dashboard_query() {
         }
     })
     .await;
+    // ... and has seen a successful run end since its first scrape: the
+    // run that copied the second image may still be waiting out the
+    // target's Retry-After, and the mean run duration of a job whose
+    // runs' count did not move in the window is 0/0.
+    shared::poll(&mut prom, deadline, "a run ended while scraped", || async {
+        let q = format!(
+            "increase({}_count{{mirror_job=\"{MIRROR}\",result=\"success\"}}[5m]) > 0",
+            names::RUN_DURATION
+        );
+        let v = shared::query(&http, &base, &q).await?;
+        match v["data"]["result"].as_array() {
+            Some(r) if !r.is_empty() => Ok(()),
+            _ => Err(v.to_string()),
+        }
+    })
+    .await;
 
     // The variables' label_values() queries, as Grafana runs them.
     let jobs = label_values(&http, &base, "mirror_job", names::INTERVAL).await;
