@@ -36,7 +36,11 @@
 //! - [`metrics`]: every Prometheus metric, in its own registry. A leaf.
 //! - [`observe`]: feeds metrics from the HTTP adapter's request observer and
 //!   the copy engine's events. Imports `metrics`, `copy`, `config`, `registry`.
-//! - [`server`]: `/metrics`, `/healthz` and `/readyz`. Imports `metrics`.
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, the webhook receiver,
+//!   the HTTP API (`/api/v1`) and the status page (`/`). Imports
+//!   `metrics`, `events`, `store`, `config` (types) and `scheduler` (types).
+//! - [`events`]: event-driven mirroring: webhook formats and auth, mapping
+//!   to jobs, the debounce queue, and the worker that syncs through `sync`.
 //! - [`logging`]: tracing subscriber set-up. A leaf.
 //! - [`secret`]: passwords and tokens that never print (config and HTTP
 //!   adapter share it). A leaf.
@@ -68,6 +72,7 @@ pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod corpus;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod observe;

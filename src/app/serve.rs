@@ -1,8 +1,10 @@
 //! The daemon core behind `ocimirror serve`: every job on its schedule
-//! (never two runs of one job at once), `/metrics`, `/healthz` and
-//! `/readyz` on the given listener, a drain of the runs in flight
-//! (bounded by `limits.drain_timeout`) once `shutdown` is cancelled, and a
-//! switch to a new configuration when one is handed in (SIGHUP).
+//! (never two runs of one job at once), the webhook receiver and its
+//! worker (event-driven syncs), the API, the status page, `/metrics`,
+//! `/healthz` and `/readyz` on the given listener, a drain of the runs in
+//! flight (bounded by `limits.drain_timeout`) once `shutdown` is
+//! cancelled, and a switch to a new configuration when one is handed in
+//! (SIGHUP).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Timing};
+use crate::events::queue::EventQueue;
+use crate::events::worker::Worker;
 use crate::metrics::Metrics;
 use crate::observe::feed_events;
 use crate::scheduler::{Clock, Scheduler, SystemClock};
-use crate::server::{self, Health};
+use crate::server::{self, Health, Live, LiveState};
 use crate::store::Store;
 use crate::sync::{SyncOptions, Syncer};
 
@@ -49,22 +53,45 @@ pub async fn serve_with_reloads(
         addr: config.server.listen.to_string(),
         source,
     })?;
-    tracing::info!(address = %addr, "Serving /metrics, /healthz and /readyz.");
-    let server = tokio::spawn(server::serve(
+    tracing::info!(address = %addr, "Serving the status page, /api/v1, /webhooks, /metrics, /healthz and /readyz.");
+    let live = Live::new();
+    let server = tokio::spawn(server::serve_live(
         listener,
         metrics.clone(),
         health.clone(),
+        live.clone(),
         shutdown.clone().cancelled_owned(),
     ));
 
     let store = open_store(&config).await?;
+    // Events a stopped daemon left queued are failed, not forgotten: the
+    // scheduled runs pick their items up.
+    match store
+        .fail_queued_events(
+            "the daemon stopped before it was synced; the scheduled run syncs it",
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            events = n,
+            "Webhook events left queued by a stopped daemon marked failed."
+        ),
+        Err(e) => tracing::warn!(error = %e, "Could not check for webhook events left queued."),
+    }
+    // The queue outlives reloads; its bounds are read once.
+    let queue = Arc::new(EventQueue::new(
+        config.events.queue_capacity,
+        config.events.debounce,
+    ));
     health.set_database_ready(true);
     health.set_scheduler_running(true);
     loop {
         let generation = shutdown.child_token();
         let mut next = None;
         {
-            let run = run_jobs(&config, &metrics, &store, generation.clone());
+            let run = run_jobs(&config, &metrics, &store, &queue, &live, generation.clone());
             tokio::pin!(run);
             loop {
                 tokio::select! {
@@ -112,8 +139,16 @@ fn adopt(old: &Config, mut new: Config) -> Config {
     new
 }
 
-/// Runs the jobs of `config` on their schedules until `stop`, then drains.
-async fn run_jobs(config: &Config, metrics: &Arc<Metrics>, store: &Store, stop: CancellationToken) {
+/// Runs the jobs of `config` on their schedules, and the event worker,
+/// until `stop`, then drains; puts this generation's state in `live`.
+async fn run_jobs(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    store: &Store,
+    queue: &Arc<EventQueue>,
+    live: &Live,
+    stop: CancellationToken,
+) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     for job in &config.jobs {
         metrics.job_configured(
@@ -133,10 +168,34 @@ async fn run_jobs(config: &Config, metrics: &Arc<Metrics>, store: &Store, stop: 
         tokio::spawn(async move { feed_events(metrics, &config, rx).await })
     };
 
-    let scheduler = Scheduler::from_config(clock, config).with_store(store.clone());
+    let (trigger, requests) = mpsc::unbounded_channel();
+    let scheduler = Scheduler::from_config(clock, config)
+        .with_store(store.clone())
+        .with_trigger(requests);
     let jobs = Arc::new(config.jobs.clone());
     let run_token = stop.clone();
     let verify_after = config.state.verify_after;
+    live.set(LiveState {
+        config: Arc::new(config.clone()),
+        store: store.clone(),
+        queue: queue.clone(),
+        trigger,
+        running: scheduler.running(),
+    });
+    let worker = tokio::spawn(
+        Worker {
+            queue: queue.clone(),
+            syncer: syncer.clone(),
+            jobs: jobs.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            options: SyncOptions {
+                verify_after,
+                ..SyncOptions::default()
+            },
+        }
+        .run(stop.clone()),
+    );
     scheduler
         .run(
             move |name: String| {
@@ -163,6 +222,14 @@ async fn run_jobs(config: &Config, metrics: &Arc<Metrics>, store: &Store, stop: 
             stop,
         )
         .await;
+    // The worker stops on the same token, with the same grace as runs.
+    let abort = worker.abort_handle();
+    if tokio::time::timeout(config.limits.drain_timeout, worker)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     feeder.abort();
 }
 

@@ -65,7 +65,9 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
     })
 }
 
-fn job_doc(
+/// The `status` of one job from its database rows (also the HTTP API's
+/// and the status page's view of it).
+pub fn job_doc(
     job: &Job,
     s: &JobStatus,
     failing: Vec<crate::store::FailureRecord>,
@@ -90,7 +92,8 @@ fn job_doc(
     }
 }
 
-fn run_doc(run: &RunRecord) -> RunDocStatus {
+/// One recorded run as `status` shows it.
+pub fn run_doc(run: &RunRecord) -> RunDocStatus {
     let (result, process) = match (run.result, &run.owner) {
         (Some(r), _) => (r.to_string(), None),
         (None, Some(o)) if run.is_interrupted() => ("interrupted".to_string(), Some(o.pid)),

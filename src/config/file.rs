@@ -34,6 +34,7 @@ pub(crate) struct TopLevel {
     pub log: Option<Value>,
     pub registries: Option<BTreeMap<String, Value>>,
     pub jobs: Option<Vec<Value>>,
+    pub events: Option<Value>,
 }
 
 /// `[defaults]`: settings applied to every job that does not set them itself.
@@ -156,6 +157,53 @@ pub struct FileServer {
     /// Address for `/metrics`, `/healthz` and `/readyz`, e.g.
     /// `"127.0.0.1:9110"`. Default `"127.0.0.1:9110"`.
     pub listen: Option<String>,
+    /// Bearer token that the HTTP API's writes (`POST /api/v1/...`) must
+    /// carry. Without it the API is read-only. Prefer `api_token_file`.
+    pub api_token: Option<Secret>,
+    /// File whose content (trailing newline removed) is `api_token`.
+    pub api_token_file: Option<PathBuf>,
+}
+
+// --- events (webhooks) ------------------------------------------------------
+
+/// `[events]`: event-driven mirroring from registry webhooks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEvents {
+    /// How long an item waits after its latest event before it is synced,
+    /// so a burst (image, then its signature) becomes one sync. Default
+    /// `"200ms"`.
+    pub debounce: Option<String>,
+    /// Items waiting to be synced at most; past it a webhook is answered
+    /// 429 (the sender retries). Default `1000`.
+    pub queue_capacity: Option<usize>,
+    /// Largest webhook body accepted, in bytes. Default `1048576`.
+    pub max_body_bytes: Option<usize>,
+    /// The senders, by name: `/webhooks/<format>/<name>` receives them.
+    pub sources: Option<BTreeMap<String, Value>>,
+}
+
+/// `[events.sources.<name>]`: one webhook sender.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebhookSource {
+    /// `"distribution"`, `"harbor"`, `"dockerhub"`, `"github"` or
+    /// `"generic"`.
+    pub format: Option<String>,
+    /// The registry host the sender speaks for, as jobs name it in their
+    /// source. Required except for `"generic"` (whose body names it).
+    pub registry: Option<String>,
+    /// Shared bearer token (`Authorization: Bearer <token>`, or `?token=`
+    /// for senders that cannot set headers). Prefer `token_file`.
+    pub token: Option<Secret>,
+    /// File whose content (trailing newline removed) is the token.
+    pub token_file: Option<PathBuf>,
+    /// Key of the HMAC-SHA256 signature of the body (`X-Hub-Signature-256`
+    /// for GitHub, `X-Ocimirror-Signature` otherwise). Prefer
+    /// `hmac_secret_file`.
+    pub hmac_secret: Option<Secret>,
+    /// File whose content (trailing newline removed) is `hmac_secret`.
+    pub hmac_secret_file: Option<PathBuf>,
 }
 
 /// `[log]`: logging.

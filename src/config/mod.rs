@@ -17,6 +17,7 @@
 
 mod check;
 mod env;
+mod events;
 pub mod file;
 mod problems;
 mod resolve;
@@ -38,6 +39,7 @@ pub use crate::logging::LogFormat;
 pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
+pub use events::{EventSettings, WebhookFormat, WebhookSource};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
@@ -91,6 +93,8 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistrySettings>,
     /// The jobs, in file order.
     pub jobs: Vec<Job>,
+    /// Webhook senders and the event queue (`[events]`).
+    pub events: EventSettings,
     /// Things that are valid but probably not meant (e.g. registry settings
     /// no job uses). `config check` prints them.
     #[serde(skip)]
@@ -194,6 +198,9 @@ pub struct StateSettings {
 pub struct ServerSettings {
     /// Listen address for metrics and health.
     pub listen: SocketAddr,
+    /// Bearer token for the HTTP API's writes (`None`: read-only API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<Secret>,
 }
 
 /// `[log]`, resolved.

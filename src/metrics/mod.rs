@@ -33,8 +33,11 @@ pub const LABEL_JOB: &str = "mirror_job";
 /// The content type of [`Metrics::render`]'s output (text exposition 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+mod events;
 pub mod names;
 mod register;
+
+pub use events::{EventMetrics, Rejection};
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
@@ -63,6 +66,11 @@ pub const METRIC_NAMES: &[&str] = &[
     names::MIRROR_LAG,
     names::INTERVAL,
     names::BUILD_INFO,
+    names::WEBHOOK_RECEIVED,
+    names::WEBHOOK_EVENTS,
+    names::WEBHOOK_REJECTED,
+    names::WEBHOOK_QUEUE_DEPTH,
+    names::WEBHOOK_LAG,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -153,6 +161,7 @@ pub struct Metrics {
     items_failing: IntGaugeVec,
     mirror_lag: GaugeVec,
     interval: GaugeVec,
+    events: EventMetrics,
 }
 
 impl Metrics {
@@ -327,6 +336,7 @@ impl Metrics {
                  compare staleness to it).",
                 &[LABEL_JOB],
             )?,
+            events: EventMetrics::new(r)?,
             registry,
         };
 
@@ -343,6 +353,11 @@ impl Metrics {
             .set(1);
 
         Ok(metrics)
+    }
+
+    /// The webhook receiver's metrics.
+    pub fn events(&self) -> &EventMetrics {
+        &self.events
     }
 
     /// The registry holding every metric, e.g. to add a process collector.

@@ -44,3 +44,16 @@ pub const MIRROR_LAG: &str = "ocimirror_job_mirror_lag_seconds";
 pub const INTERVAL: &str = "ocimirror_job_interval_seconds";
 /// Build information.
 pub const BUILD_INFO: &str = "ocimirror_build_info";
+
+// --- webhooks (event-driven mirroring) -------------------------------------
+
+/// Webhook requests received, by format.
+pub const WEBHOOK_RECEIVED: &str = "ocimirror_webhook_requests_total";
+/// Webhook events accepted or ignored, by format.
+pub const WEBHOOK_EVENTS: &str = "ocimirror_webhook_events_total";
+/// Webhook requests refused, by format and reason.
+pub const WEBHOOK_REJECTED: &str = "ocimirror_webhook_rejected_total";
+/// Items waiting in the event queue.
+pub const WEBHOOK_QUEUE_DEPTH: &str = "ocimirror_webhook_queue_depth";
+/// Seconds from an event's arrival to its item on the target.
+pub const WEBHOOK_LAG: &str = "ocimirror_webhook_push_to_mirrored_seconds";

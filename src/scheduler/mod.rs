@@ -271,6 +271,8 @@ pub struct Scheduler {
     store: Option<Store>,
     drain_timeout: Duration,
     events: Option<mpsc::UnboundedSender<TickEvent>>,
+    /// "Run now" requests (job names), from the HTTP API.
+    trigger: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 impl Scheduler {
@@ -294,6 +296,7 @@ impl Scheduler {
             store: None,
             drain_timeout: Duration::from_secs(30),
             events: None,
+            trigger: None,
         }
     }
 
@@ -326,6 +329,14 @@ impl Scheduler {
         rx
     }
 
+    /// Fires a job as soon as its name arrives on `requests`, as if its
+    /// timer had (skipped when a run of it is in progress); its schedule
+    /// is unchanged.
+    pub fn with_trigger(mut self, requests: mpsc::UnboundedReceiver<String>) -> Self {
+        self.trigger = Some(requests);
+        self
+    }
+
     /// The set of jobs with a run in progress (shared, live).
     pub fn running(&self) -> RunningJobs {
         self.running.clone()
@@ -355,17 +366,22 @@ impl Scheduler {
                     None => std::future::pending().await,
                 }
             };
+            let mut requested = None;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+                Some(job) = next_request(&mut self.trigger) => requested = Some(job),
                 _ = sleep => {}
             }
             let now = self.clock.now();
             for i in 0..self.timers.len() {
-                if !self.timers[i].is_due(now) {
+                let due = self.timers[i].is_due(now);
+                if !due && requested.as_deref() != Some(self.timers[i].job()) {
                     continue;
                 }
-                self.timers[i].advance(now);
+                if due {
+                    self.timers[i].advance(now);
+                }
                 let job = self.timers[i].job().to_string();
                 match self.running.try_start(&job) {
                     Some(guard) => {
@@ -430,6 +446,14 @@ impl Scheduler {
                 tasks.abort_all();
             }
         }
+    }
+}
+
+/// The next "run now" request; never, without a trigger channel.
+async fn next_request(trigger: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match trigger {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

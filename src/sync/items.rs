@@ -129,10 +129,7 @@ impl Syncer {
                 message: format!("target for {src}: {e}"),
             })?;
         let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
-            name: match &reference {
-                Reference::Tag(t) => format!("{}:{t}", src_name(src)),
-                Reference::Digest(d) => format!("{}@{d}", src_name(src)),
-            },
+            name: item_name(src, &reference),
             src: src.clone(),
             dst: dst.clone(),
             reference,
@@ -176,6 +173,43 @@ impl Syncer {
         Ok((items, filtered))
     }
 
+    /// The items of `job` named by `picks` (source repository and
+    /// reference), mapped to their targets as [`Syncer::items`] maps them.
+    pub(super) fn picked_items(
+        &self,
+        job: &Job,
+        picks: &[(RepoName, Reference)],
+    ) -> Result<Vec<Item>, SyncError> {
+        let location = match &job.source {
+            Source::Repository(r) => r.location.clone(),
+            Source::Catalog(c) => Location::Registry(c.registry.clone()),
+        };
+        picks
+            .iter()
+            .map(|(repo, reference)| {
+                let src = ImageReference {
+                    location: location.clone(),
+                    repo: repo.clone(),
+                    tag: None,
+                    digest: None,
+                };
+                let dst = job
+                    .target_repository(repo)
+                    .map_err(|e| SyncError::Reference {
+                        job: job.name.clone(),
+                        message: format!("target for {src}: {e}"),
+                    })?;
+                Ok(Item {
+                    name: item_name(&src, reference),
+                    src,
+                    dst,
+                    reference: reference.clone(),
+                    source_tags: None,
+                })
+            })
+            .collect()
+    }
+
     pub(super) fn open(
         &self,
         job: &Job,
@@ -208,6 +242,15 @@ pub(super) async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) 
         {
             tracing::warn!(job = %job.name, repository = %repo, error = %e, "Could not prune old checkpoints.");
         }
+    }
+}
+
+/// `host/repo:tag` or `host/repo@digest`: an item's name in reports,
+/// failures and logs.
+pub fn item_name(src: &ImageReference, reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => format!("{}:{t}", src_name(src)),
+        Reference::Digest(d) => format!("{}@{d}", src_name(src)),
     }
 }
 

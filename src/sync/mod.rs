@@ -32,13 +32,14 @@ use crate::config::{Config, Job, Limits};
 use crate::copy::{Action, Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
-use crate::oci::{Digest, Location, Reference};
+use crate::oci::{Digest, Location, Reference, RepoName};
 use crate::registry::Registry;
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
 
 use fingerprint::referrers_fingerprint;
+pub use items::item_name;
 use items::{Item, forget_unselected};
 pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
 use report::{ItemResult, add_counts, failed};
@@ -135,7 +136,23 @@ impl Syncer {
         // scheduler spawns runs, and the compiler cannot prove the sqlx
         // futures inside `Send` for every lifetime otherwise.
         let span = tracing::info_span!("job", job = %job.name);
-        self.run_job_inner(job, options, cancel)
+        self.run_job_inner(job, None, options, cancel)
+            .instrument(span)
+            .boxed()
+    }
+
+    /// Runs `job` for the given items only (webhook events): the same copy
+    /// path, checkpoint and run record as [`Syncer::run_job`], without
+    /// listing the source or pruning the checkpoints of other items.
+    pub fn run_job_items<'a>(
+        &'a self,
+        job: &'a Job,
+        picks: Vec<(RepoName, Reference)>,
+        options: &'a SyncOptions,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, JobReport> {
+        let span = tracing::info_span!("job", job = %job.name, trigger = "event");
+        self.run_job_inner(job, Some(picks), options, cancel)
             .instrument(span)
             .boxed()
     }
@@ -143,6 +160,7 @@ impl Syncer {
     async fn run_job_inner(
         &self,
         job: &Job,
+        picks: Option<Vec<(RepoName, Reference)>>,
         options: &SyncOptions,
         cancel: &CancellationToken,
     ) -> JobReport {
@@ -170,12 +188,18 @@ impl Syncer {
             },
             None => None,
         };
-        match self.items(job).await {
+        let listed = match &picks {
+            Some(p) => self
+                .picked_items(job, p)
+                .map(|items| (0, items, Vec::new())),
+            None => self.items(job).await,
+        };
+        match listed {
             Ok((repos, items, filtered)) => {
                 report.counts.repositories = repos;
                 report.filtered = filtered;
                 report.counts.tags_selected = items.len() as u64;
-                if let Some(s) = store {
+                if let Some(s) = store.filter(|_| picks.is_none()) {
                     forget_unselected(s, job, &items).await;
                 }
                 self.run_items(job, items, options, store, cancel, &mut report)

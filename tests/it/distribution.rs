@@ -20,7 +20,7 @@ use ocimirror::registry::{ErrorKind, Precondition, ReferrersSupport, Registry};
 use crate::support::distribution::Distribution;
 use crate::support::values::{body_of, desc, repo, tag};
 
-fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
+pub(crate) fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
     HttpRegistry::new(
         &d.host(),
         HttpSettings {
@@ -37,11 +37,16 @@ fn client(d: &Distribution, upload: UploadMode) -> HttpRegistry {
     .unwrap()
 }
 
-fn manifest(v: serde_json::Value) -> Manifest {
+pub(crate) fn manifest(v: serde_json::Value) -> Manifest {
     Manifest::parse(Bytes::from(serde_json::to_vec(&v).unwrap()), None).unwrap()
 }
 
-async fn push_image(r: &HttpRegistry, name: &RepoName, seed: &str, media_type: &str) -> Manifest {
+pub(crate) async fn push_image(
+    r: &HttpRegistry,
+    name: &RepoName,
+    seed: &str,
+    media_type: &str,
+) -> Manifest {
     let config = format!("{{\"seed\":\"{seed}\"}}").into_bytes();
     let layer: Vec<u8> = format!("layer {seed} ").repeat(3000).into_bytes();
     for (b, mt) in [(&config, OCI_CONFIG), (&layer, OCI_LAYER_GZIP)] {

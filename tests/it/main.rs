@@ -1,5 +1,6 @@
 //! Integration tests (one binary; one module per area).
 
+mod api;
 mod cli_flags;
 mod cli_output;
 mod config_examples;
@@ -22,7 +23,9 @@ mod perf_requests;
 mod progress_tty;
 mod reliability;
 mod slow_links;
+mod status_page;
 mod support;
 mod sync_jobs;
 mod test_registry;
 mod verify;
+mod webhooks;

@@ -266,7 +266,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Referrers and conversions",
             "Errors",
             "Registry latency",
-            "Rate limiting"
+            "Rate limiting",
+            "Webhooks"
         ]
     );
     for p in d["panels"].as_array().unwrap() {

@@ -120,6 +120,11 @@ max_in_flight = 4
 plain_http = true
 referrers = "auto"
 
+[events.sources.hook]
+format = "generic"
+registry = "{s}"
+token = "hook-token"
+
 [[jobs]]
 name = "{MIRROR}"
 source = "{s}/{SRC_REPO}"
@@ -507,6 +512,29 @@ async fn prometheus_scraping_the_daemon_answers_every_dashboard_query() {
     daemon
         .src
         .put_manifest(SRC_REPO, "v2", &index.media_type, &index.bytes);
+    // A webhook announces v1 again while Prometheus watches: the event
+    // sync finds it unchanged (no copy, so the counters below stay exact)
+    // and observes the push-to-mirrored lag.
+    let hook = daemon
+        .http
+        .post(daemon.url("/webhooks/generic/hook"))
+        .header("authorization", "Bearer hook-token")
+        .body(format!(
+            "{{\"repository\": \"{SRC_REPO}\", \"tag\": \"v1\"}}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 202);
+    let lag_count = format!("{}_count", names::WEBHOOK_LAG);
+    daemon
+        .scrape_until("the webhook's lag observed", |s| {
+            match sum(s, &lag_count, &[]) {
+                Some(n) if n >= 1.0 => Ok(()),
+                other => Err(format!("{lag_count}: {other:?}")),
+            }
+        })
+        .await;
     let dst_host = daemon.dst.host();
     let new_blobs = v2
         .blobs

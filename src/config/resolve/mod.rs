@@ -21,6 +21,7 @@ use super::file::{
     FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
     StrOrTable, TopLevel,
 };
+mod events;
 mod jobs;
 mod registry;
 
@@ -196,11 +197,14 @@ impl Resolver<'_> {
         let state: Option<FileState> = self.table(top.state.as_ref(), &root.key("state"));
         let server: Option<FileServer> = self.table(top.server.as_ref(), &root.key("server"));
         let log: Option<FileLog> = self.table(top.log.as_ref(), &root.key("log"));
+        let events: Option<super::file::FileEvents> =
+            self.table(top.events.as_ref(), &root.key("events"));
 
         let limits = limits.and_then(|l| self.limits(l));
         let state = state.and_then(|s| self.state(s));
         let server = server.and_then(|s| self.server(s));
         let log = log.and_then(|l| self.log(l));
+        let events = events.and_then(|e| self.events(e));
 
         let mut registries = BTreeMap::new();
         for (host, value) in top.registries.iter().flatten() {
@@ -273,6 +277,7 @@ impl Resolver<'_> {
             log: log?,
             registries,
             jobs,
+            events: events?,
         })
     }
 
@@ -394,8 +399,14 @@ impl Resolver<'_> {
 
     fn server(&mut self, s: FileServer) -> Option<ServerSettings> {
         let listen = s.listen.unwrap_or_else(|| "127.0.0.1:9110".into());
+        let api_token = self.secret(
+            s.api_token,
+            s.api_token_file.as_ref(),
+            &KeyPath::root().key("server"),
+            "api_token",
+        );
         match listen.parse() {
-            Ok(listen) => Some(ServerSettings { listen }),
+            Ok(listen) => Some(ServerSettings { listen, api_token }),
             Err(_) => {
                 self.problem(
                     &KeyPath::root().key("server").key("listen"),
@@ -464,7 +475,12 @@ fn remove_key(value: &mut Value, path: &[String]) -> bool {
 /// A serde error's message, unless it is about a secret: type errors quote
 /// the value, so for `password`/`token` only the expected type is named.
 fn serde_message(e: &figment::Error) -> String {
-    let secret = e.path.iter().any(|k| k == "password" || k == "token");
+    let secret = e.path.iter().any(|k| {
+        matches!(
+            k.as_str(),
+            "password" | "token" | "hmac_secret" | "api_token"
+        )
+    });
     match &e.kind {
         figment::error::Kind::InvalidType(_, expected) if secret => {
             format!("invalid value (not shown: it is a secret), expected {expected}")

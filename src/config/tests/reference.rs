@@ -12,8 +12,9 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileJob, FileLimits, FileLog, FileReferrers, FileRegistry,
-    FileSchedule, FileServer, FileState, FileTags, FileTargetMapping, TopLevel,
+    FileCatalogSource, FileDefaults, FileEvents, FileJob, FileLimits, FileLog, FileReferrers,
+    FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
+    FileWebhookSource, TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -80,6 +81,11 @@ fn type_keys() -> BTreeSet<String> {
     add("jobs[].tags", fields_of::<FileTags>());
     add("jobs[].referrers", fields_of::<FileReferrers>());
     add("jobs[].schedule", fields_of::<FileSchedule>());
+    add("events", fields_of::<FileEvents>());
+    add(
+        "events.sources.\"<name>\"",
+        fields_of::<FileWebhookSource>(),
+    );
     keys
 }
 
@@ -157,6 +163,9 @@ fn every_environment_example_names_a_key() {
         let mut parts: Vec<String> = name.split("__").map(str::to_lowercase).collect();
         if parts[0] == "registries" && parts.len() > 2 {
             parts[1] = "\"<host>\"".into();
+        }
+        if parts[0] == "events" && parts.len() > 3 {
+            parts[2] = "\"<name>\"".into();
         }
         let path = parts.join(".");
         let generic_file = path.strip_suffix("_file").filter(|p| keys.contains(*p));

@@ -20,14 +20,29 @@ pub struct Distribution {
 impl Distribution {
     /// Starts one over plain HTTP and waits (bounded) until `GET /v2/` answers.
     pub fn start() -> Distribution {
-        Distribution::start_with(false)
+        Distribution::start_with(false, "")
+    }
+
+    /// Starts one over plain HTTP that sends its notifications (manifest
+    /// and tag events; blob events are left out) to `url` with
+    /// `Authorization: Bearer <token>`, retrying every 100 ms on failure.
+    pub fn start_notifying(url: &str, token: &str) -> Distribution {
+        Distribution::start_with(
+            false,
+            &format!(
+                "notifications:\n  endpoints:\n    - name: ocimirror\n      url: {url}\n      \
+                 headers:\n        Authorization: [Bearer {token}]\n      timeout: 5s\n      \
+                 threshold: 3\n      backoff: 100ms\n      ignoredmediatypes:\n        \
+                 - application/octet-stream\n"
+            ),
+        )
     }
 
     /// Starts one serving HTTPS with `fixtures/tls/server.pem` (issued by
     /// `fixtures/tls/ca.pem` for 127.0.0.1 and localhost), logging every
     /// request (see [`Distribution::log`]).
     pub fn start_tls() -> Distribution {
-        Distribution::start_with(true)
+        Distribution::start_with(true, "")
     }
 
     /// The test CA's PEM file.
@@ -39,7 +54,7 @@ impl Distribution {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls")
     }
 
-    fn start_with(tls: bool) -> Distribution {
+    fn start_with(tls: bool, extra: &str) -> Distribution {
         let bin = std::env::var_os("OCIMIRROR_DISTRIBUTION_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/bin/docker-registry"));
@@ -74,7 +89,7 @@ impl Distribution {
                  log:\n  level: error\n  accesslog:\n    disabled: {no_access_log}\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n\
-                 http:\n  addr: {host}\n  secret: ocimirror-test-secret\n{tls_config}",
+                 http:\n  addr: {host}\n  secret: ocimirror-test-secret\n{tls_config}{extra}",
                 dir.path().join("data").display(),
                 no_access_log = !tls,
             ),
