@@ -256,6 +256,24 @@ pub struct FileJob {
     /// Images of this job copied at once, and transfers in flight per image.
     /// Default `8`.
     pub concurrency: Option<usize>,
+    /// Deletion sync: remove target tags this job wrote once the source
+    /// drops them. Off by default.
+    pub delete: Option<FileDelete>,
+}
+
+/// `[jobs.delete]`: deletion sync of one job.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDelete {
+    /// Delete target tags this job wrote once the source no longer lists
+    /// or selects them. Default `false`.
+    pub enabled: Option<bool>,
+    /// How long a tag must be absent from the source, continuously, before
+    /// its target copy is deleted. Default `"24h"`.
+    pub grace: Option<String>,
+    /// The most of the job's tags one run may delete; more due trips the
+    /// guard and deletes nothing. Default `0.1`.
+    pub max_fraction: Option<f64>,
 }
 
 /// A catalog source: every repository of `registry` under `namespace` that

@@ -16,6 +16,7 @@
 //! mode enums (`ReferrersMode`, `PlatformMode`): one word per concept.
 
 mod check;
+mod deletions;
 mod env;
 pub mod file;
 mod problems;
@@ -38,6 +39,7 @@ pub use crate::logging::LogFormat;
 pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
+pub use deletions::DeletePolicy;
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
@@ -360,6 +362,8 @@ pub struct Job {
     pub schedule: Schedule,
     /// Images copied at once.
     pub concurrency: usize,
+    /// Deletion sync (`[jobs.delete]`).
+    pub delete: DeletePolicy,
 }
 
 impl Job {

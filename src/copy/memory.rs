@@ -400,6 +400,25 @@ impl Registry for MemoryRegistry {
         }
     }
 
+    /// OCI 1.1 semantics: a tag untags; a digest removes the manifest and
+    /// every tag pointing at it.
+    async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
+        self.record(Operation::ManifestDelete);
+        let mut s = self.state.lock().unwrap();
+        let r = repo.as_str().to_string();
+        Ok(match reference {
+            Reference::Tag(t) => s.tags.remove(&(r, t.to_string())).is_some(),
+            Reference::Digest(d) => {
+                s.tags.retain(|(tr, _), td| !(tr == &r && td == d));
+                s.manifests.remove(&(r, d.clone())).is_some()
+            }
+        })
+    }
+
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         self.record(Operation::TagList);
         Ok(self.tag_list(repo.as_str()))

@@ -33,8 +33,11 @@ pub const LABEL_JOB: &str = "mirror_job";
 /// The content type of [`Metrics::render`]'s output (text exposition 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+mod deletions;
 pub mod names;
 mod register;
+
+pub use deletions::DeletionMetrics;
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
@@ -63,6 +66,9 @@ pub const METRIC_NAMES: &[&str] = &[
     names::MIRROR_LAG,
     names::INTERVAL,
     names::BUILD_INFO,
+    names::DELETIONS,
+    names::DELETION_GUARD_TRIPS,
+    names::DELETION_GUARD_TRIPPED,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -153,6 +159,7 @@ pub struct Metrics {
     items_failing: IntGaugeVec,
     mirror_lag: GaugeVec,
     interval: GaugeVec,
+    deletions: DeletionMetrics,
 }
 
 impl Metrics {
@@ -327,6 +334,7 @@ impl Metrics {
                  compare staleness to it).",
                 &[LABEL_JOB],
             )?,
+            deletions: DeletionMetrics::new(r)?,
             registry,
         };
 
@@ -531,6 +539,11 @@ impl Metrics {
             RunResult::Failure => &self.last_failure,
         };
         gauge.with_label_values(&[job]).set(ts);
+    }
+
+    /// The deletion sync metrics.
+    pub fn deletions(&self) -> &DeletionMetrics {
+        &self.deletions
     }
 
     /// `n` images of `job` are waiting to be copied.

@@ -44,3 +44,12 @@ pub const MIRROR_LAG: &str = "ocimirror_job_mirror_lag_seconds";
 pub const INTERVAL: &str = "ocimirror_job_interval_seconds";
 /// Build information.
 pub const BUILD_INFO: &str = "ocimirror_build_info";
+
+// -- deletion sync ------------------------------------------------------------
+
+/// Target tags deleted, by kind (`tag`, `digest`).
+pub const DELETIONS: &str = "ocimirror_deletions_total";
+/// Runs whose deletions the guard stopped.
+pub const DELETION_GUARD_TRIPS: &str = "ocimirror_deletion_guard_trips_total";
+/// Whether the job's last run tripped the deletion guard.
+pub const DELETION_GUARD_TRIPPED: &str = "ocimirror_deletion_guard_tripped";

@@ -16,6 +16,7 @@
 //!
 //! May import: `oci`.
 
+mod deletions;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use tracing::instrument;
 
 use crate::oci::Digest;
 
+pub use deletions::OwnedTag;
 pub use models::{
     Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
     RunResult, TagState,

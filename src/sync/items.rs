@@ -103,8 +103,8 @@ impl Syncer {
                 })?;
             let item = |reference: Reference, source_tags: Option<Arc<HashSet<String>>>| Item {
                 name: match &reference {
-                    Reference::Tag(t) => format!("{}:{t}", src_name(src)),
-                    Reference::Digest(d) => format!("{}@{d}", src_name(src)),
+                    Reference::Tag(t) => format!("{}:{t}", repo_name(src)),
+                    Reference::Digest(d) => format!("{}@{d}", repo_name(src)),
                 },
                 src: src.clone(),
                 dst: dst.clone(),
@@ -131,7 +131,7 @@ impl Syncer {
                     tags.iter()
                         .filter(|t| !chosen.contains(t.as_str()))
                         .filter(|t| !is_fallback_tag(t) && !is_cosign_tag(t))
-                        .map(|t| format!("{}:{t}", src_name(src))),
+                        .map(|t| format!("{}:{t}", repo_name(src))),
                 );
                 for tag in selected {
                     match Tag::new(&tag) {
@@ -185,8 +185,17 @@ pub(super) async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) 
     }
 }
 
+/// The (target repository, tag) of every item that gets a tag: what the
+/// source selects this run, for deletion sync.
+pub(super) fn target_tags(items: &[Item]) -> HashSet<super::deletions::TargetTag> {
+    items
+        .iter()
+        .filter_map(|i| Some((repo_name(&i.dst), i.dst_tag()?.to_string())))
+        .collect()
+}
+
 /// `host/repo` or `oci:<dir>` of a reference, without tag or digest.
-fn src_name(r: &ImageReference) -> String {
+pub(super) fn repo_name(r: &ImageReference) -> String {
     ImageReference {
         tag: None,
         digest: None,

@@ -10,6 +10,7 @@
 //!
 //! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
 
+mod deletions;
 mod fingerprint;
 mod items;
 mod report;
@@ -37,6 +38,7 @@ use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
 
+pub use deletions::{DeletedTag, DeletionKind, DeletionReport, KeptTag, PendingDeletion};
 use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
 pub use report::{DeferredItem, ItemFailure, JobReport, PlannedItem, SyncError};
@@ -170,8 +172,14 @@ impl Syncer {
                 if let Some(s) = store {
                     forget_unselected(s, job, &items).await;
                 }
+                let selected = items::target_tags(&items);
                 self.run_items(job, items, options, store, cancel, &mut report)
                     .await;
+                // A run stopped early has not seen every item: no deletions.
+                if !cancel.is_cancelled() {
+                    self.sync_deletions(job, &selected, options.dry_run, &mut report)
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::error!(job = %job.name, error = %e, "Job could not list its source.");
@@ -560,7 +568,7 @@ impl Syncer {
                 job: job.name.clone(),
                 source_repo: item.src.repo.as_str().to_string(),
                 tag: key_tag,
-                source_digest: digest,
+                source_digest: digest.clone(),
                 referrers_fingerprint: fingerprint,
                 target_repo: item.dst.to_string(),
                 updated_at: now,
@@ -568,6 +576,7 @@ impl Syncer {
             if let Err(e) = s.record_synced(&state).boxed().await {
                 tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the checkpoint.");
             }
+            deletions::record_written(s, &job.name, item, &report, &digest, now).await;
         }
         ItemResult::Copied(report)
     }

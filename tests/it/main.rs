@@ -7,6 +7,7 @@ mod copy_cli;
 mod copy_matrix;
 mod copy_retry;
 mod credentials;
+mod deletions;
 mod distribution;
 mod fail_fast;
 mod http_registry;

@@ -306,6 +306,7 @@ impl Resolver<'_> {
             Job::DEFAULT_CONCURRENCY,
             &p.key("concurrency"),
         );
+        let delete = self.delete_policy(j.delete.as_ref(), &p.key("delete"));
         if self.problems.len() > before {
             return None;
         }
@@ -319,6 +320,7 @@ impl Resolver<'_> {
             referrers,
             schedule: schedule?,
             concurrency,
+            delete,
         })
     }
 

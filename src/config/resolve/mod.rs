@@ -21,6 +21,7 @@ use super::file::{
     FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
     StrOrTable, TopLevel,
 };
+mod deletions;
 mod jobs;
 mod registry;
 

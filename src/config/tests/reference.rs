@@ -12,8 +12,8 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileJob, FileLimits, FileLog, FileReferrers, FileRegistry,
-    FileSchedule, FileServer, FileState, FileTags, FileTargetMapping, TopLevel,
+    FileCatalogSource, FileDefaults, FileDelete, FileJob, FileLimits, FileLog, FileReferrers,
+    FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping, TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -80,6 +80,7 @@ fn type_keys() -> BTreeSet<String> {
     add("jobs[].tags", fields_of::<FileTags>());
     add("jobs[].referrers", fields_of::<FileReferrers>());
     add("jobs[].schedule", fields_of::<FileSchedule>());
+    add("jobs[].delete", fields_of::<FileDelete>());
     keys
 }
 
