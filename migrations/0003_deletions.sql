@@ -16,3 +16,19 @@ CREATE TABLE owned_tags (
     absent_since BIGINT,
     PRIMARY KEY (job, target_repo, tag)
 );
+
+-- Backup tags a job made before moving a tag it wrote ([jobs.overwrite]
+-- mode "backup"), so that only the newest `keep` per tag are kept. Backup
+-- tags are not in owned_tags: deletion sync never treats them as absent
+-- from the source.
+CREATE TABLE tag_backups (
+    job         TEXT   NOT NULL,
+    target_repo TEXT   NOT NULL,
+    -- The tag that moved.
+    tag         TEXT   NOT NULL,
+    backup_tag  TEXT   NOT NULL,
+    -- The digest the tag held before the move.
+    digest      TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (job, target_repo, backup_tag)
+);

@@ -39,7 +39,7 @@ pub use crate::logging::LogFormat;
 pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
-pub use deletions::DeletePolicy;
+pub use deletions::{DeletePolicy, OverwriteMode, OverwritePolicy};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
@@ -364,6 +364,8 @@ pub struct Job {
     pub concurrency: usize,
     /// Deletion sync (`[jobs.delete]`).
     pub delete: DeletePolicy,
+    /// Moved tags (`[jobs.overwrite]`).
+    pub overwrite: OverwritePolicy,
 }
 
 impl Job {

@@ -13,6 +13,7 @@ pub struct DeletionMetrics {
     deleted: IntCounterVec,
     guard_trips: IntCounterVec,
     guard_tripped: IntGaugeVec,
+    backups: IntCounterVec,
 }
 
 impl DeletionMetrics {
@@ -38,12 +39,24 @@ impl DeletionMetrics {
                 "1 while the job's last run tripped the deletion guard, else 0.",
                 &[LABEL_JOB],
             )?,
+            backups: counter(
+                r,
+                names::TAG_BACKUPS,
+                "Backup tags written before a tag the job wrote moved \
+                 (overwrite.mode = backup).",
+                &[LABEL_JOB],
+            )?,
         })
     }
 
     /// `job` deleted one tag, untagging (`tag`) or by digest (`digest`).
     pub fn deleted(&self, job: &str, kind: &'static str) {
         self.deleted.with_label_values(&[job, kind]).inc();
+    }
+
+    /// `job` kept a moved tag's old digest under a backup tag.
+    pub fn backed_up(&self, job: &str) {
+        self.backups.with_label_values(&[job]).inc();
     }
 
     /// `job`'s deletion pass ran; `tripped` when the guard stopped it.

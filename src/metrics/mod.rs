@@ -69,6 +69,7 @@ pub const METRIC_NAMES: &[&str] = &[
     names::DELETIONS,
     names::DELETION_GUARD_TRIPS,
     names::DELETION_GUARD_TRIPPED,
+    names::TAG_BACKUPS,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].

@@ -53,3 +53,5 @@ pub const DELETIONS: &str = "ocimirror_deletions_total";
 pub const DELETION_GUARD_TRIPS: &str = "ocimirror_deletion_guard_trips_total";
 /// Whether the job's last run tripped the deletion guard.
 pub const DELETION_GUARD_TRIPPED: &str = "ocimirror_deletion_guard_tripped";
+/// Backup tags written before a moved tag.
+pub const TAG_BACKUPS: &str = "ocimirror_tag_backups_total";

@@ -29,6 +29,7 @@ fn exercised() -> Metrics {
     m.mirror_lag("alpha", 60.0);
     m.deletions().deleted("alpha", "tag");
     m.deletions().guard("alpha", true);
+    m.deletions().backed_up("alpha");
     m
 }
 

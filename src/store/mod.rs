@@ -33,7 +33,7 @@ use tracing::instrument;
 
 use crate::oci::Digest;
 
-pub use deletions::OwnedTag;
+pub use deletions::{OwnedTag, TagBackup};
 pub use models::{
     Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
     RunResult, TagState,

@@ -99,8 +99,8 @@ pub struct KeptTag {
     pub reason: String,
 }
 
-/// The outcome of deleting one due tag.
-enum Outcome {
+/// The outcome of deleting one tag.
+pub(super) enum Outcome {
     Deleted(DeletionKind),
     /// Already absent, or moved by someone else: no longer ours.
     NotOurs(String),
@@ -267,34 +267,44 @@ impl Syncer {
             .registries
             .open(&repo.location)
             .map_err(DeleteError::Registry)?;
-        let by_tag = Reference::Tag(tag.clone());
-        match registry.manifest_head(&repo.repo, &by_tag).await? {
-            None => return Ok(Outcome::NotOurs("it is gone already".into())),
-            Some(d) if d.digest != owned.digest => {
-                return Ok(Outcome::NotOurs(format!(
-                    "it points at {} now, not at {} as this job wrote it",
-                    d.digest, owned.digest
-                )));
-            }
-            Some(_) => {}
-        }
-        match registry.manifest_delete(&repo.repo, &by_tag).await {
-            Ok(_) => return Ok(Outcome::Deleted(DeletionKind::Untag)),
-            Err(e) if cannot_untag(&e) => {
-                tracing::debug!(job = %job.name, registry = registry.name(), error = %e, "Registry cannot untag; considering a digest delete.");
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(reason) =
-            still_needed(registry.as_ref(), &repo.repo, &tag, &owned.digest).await?
-        {
-            return Ok(Outcome::Kept(reason));
-        }
-        registry
-            .manifest_delete(&repo.repo, &Reference::Digest(owned.digest.clone()))
-            .await?;
-        Ok(Outcome::Deleted(DeletionKind::Digest))
+        Ok(remove_tag(job, registry.as_ref(), &repo.repo, &tag, &owned.digest).await?)
     }
+}
+
+/// Removes `tag` (which this job wrote as `digest`) the way the registry
+/// allows: untag, else a digest delete when nothing else needs it.
+pub(super) async fn remove_tag(
+    job: &Job,
+    registry: &dyn Registry,
+    repo: &RepoName,
+    tag: &Tag,
+    digest: &Digest,
+) -> Result<Outcome, RegistryError> {
+    let by_tag = Reference::Tag(tag.clone());
+    match registry.manifest_head(repo, &by_tag).await? {
+        None => return Ok(Outcome::NotOurs("it is gone already".into())),
+        Some(d) if &d.digest != digest => {
+            return Ok(Outcome::NotOurs(format!(
+                "it points at {} now, not at {digest} as this job wrote it",
+                d.digest
+            )));
+        }
+        Some(_) => {}
+    }
+    match registry.manifest_delete(repo, &by_tag).await {
+        Ok(_) => return Ok(Outcome::Deleted(DeletionKind::Untag)),
+        Err(e) if cannot_untag(&e) => {
+            tracing::debug!(job = %job.name, registry = registry.name(), error = %e, "Registry cannot untag; considering a digest delete.");
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some(reason) = still_needed(registry, repo, tag, digest).await? {
+        return Ok(Outcome::Kept(reason));
+    }
+    registry
+        .manifest_delete(repo, &Reference::Digest(digest.clone()))
+        .await?;
+    Ok(Outcome::Deleted(DeletionKind::Digest))
 }
 
 /// Records the item's target tag as written by `job` when this run put

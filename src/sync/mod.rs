@@ -13,6 +13,7 @@
 mod deletions;
 mod fingerprint;
 mod items;
+mod overwrite;
 mod report;
 mod verdict;
 
@@ -538,6 +539,9 @@ impl Syncer {
         if verdict.is_unchanged() {
             tracing::debug!(job = %job.name, item = %item.name, digest = %digest, "Unchanged since the last verified copy.");
             return ItemResult::Unchanged;
+        }
+        if let Some(stop) = self.before_move(job, item, &digest, store, now).await {
+            return stop;
         }
         let report = match copier
             .copy_image(

@@ -2,7 +2,8 @@
 //! a real distribution 2.8: the grace period on a manual clock, the guard
 //! with an emptied source, tags written by someone else never deleted, a
 //! digest still needed by another tag never deleted, and the registries
-//! that cannot untag (distribution 2.8, Docker Hub).
+//! that cannot untag (distribution 2.8, Docker Hub). Moved tags
+//! (`[jobs.overwrite]`) are in `deletions_overwrite.rs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,20 +25,20 @@ use crate::support::distribution::Distribution;
 use crate::support::registry::{Options, TestRegistry};
 use crate::sync_jobs::{REPO, write_config};
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
-const HOUR: Duration = Duration::from_secs(3600);
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+pub const HOUR: Duration = Duration::from_secs(3600);
 
 /// Deletion sync on, with the default grace (24 h) and guard (10 %).
 const DELETE_ON: &str = "[jobs.delete]\nenabled = true\n";
 
-fn clock() -> Arc<ManualClock> {
+pub fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 11, 30, 6, 0, 0).unwrap(),
     ))
 }
 
 /// Runs every job of `config` once at the clock's time; `plan` for a dry run.
-async fn run(config: &Config, clock: &Arc<ManualClock>, plan: bool) -> JobReport {
+pub async fn run(config: &Config, clock: &Arc<ManualClock>, plan: bool) -> JobReport {
     let clock: Arc<dyn Clock> = clock.clone();
     let out = ocimirror::app::run_once(
         config,
@@ -57,7 +58,7 @@ async fn run(config: &Config, clock: &Arc<ManualClock>, plan: bool) -> JobReport
     out.reports.into_iter().next().unwrap()
 }
 
-async fn pair() -> (TestRegistry, TestRegistry) {
+pub async fn pair() -> (TestRegistry, TestRegistry) {
     (
         TestRegistry::start(Options::default()).await,
         TestRegistry::start(Options::default()).await,
@@ -65,13 +66,13 @@ async fn pair() -> (TestRegistry, TestRegistry) {
 }
 
 /// `n` plain images `t0`.. in `REPO` on `reg`, each its own digest.
-fn seed(reg: &TestRegistry, n: usize) {
+pub fn seed(reg: &TestRegistry, n: usize) {
     for i in 0..n {
         reg.seed_image(REPO, &format!("t{i}"), &[format!("layer {i}").as_bytes()]);
     }
 }
 
-fn load(dir: &Path, src: &TestRegistry, dst: &TestRegistry, extra: &str) -> Config {
+pub fn load(dir: &Path, src: &TestRegistry, dst: &TestRegistry, extra: &str) -> Config {
     ocimirror::config::load(&write_config(dir, src, dst, "", extra)).unwrap()
 }
 
@@ -86,7 +87,7 @@ async fn status(dir: &Path) -> String {
     status_text(&ocimirror::cli::status::status(&args).await.unwrap())
 }
 
-fn deletes(reg: &TestRegistry) -> Vec<String> {
+pub fn deletes(reg: &TestRegistry) -> Vec<String> {
     reg.log()
         .iter()
         .filter(|r| r.method == "DELETE")

@@ -307,6 +307,7 @@ impl Resolver<'_> {
             &p.key("concurrency"),
         );
         let delete = self.delete_policy(j.delete.as_ref(), &p.key("delete"));
+        let overwrite = self.overwrite_policy(j.overwrite.as_ref(), &p.key("overwrite"));
         if self.problems.len() > before {
             return None;
         }
@@ -321,6 +322,7 @@ impl Resolver<'_> {
             schedule: schedule?,
             concurrency,
             delete,
+            overwrite,
         })
     }
 

@@ -12,8 +12,9 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileDelete, FileJob, FileLimits, FileLog, FileReferrers,
-    FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping, TopLevel,
+    FileCatalogSource, FileDefaults, FileDelete, FileJob, FileLimits, FileLog, FileOverwrite,
+    FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
+    TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -81,6 +82,7 @@ fn type_keys() -> BTreeSet<String> {
     add("jobs[].referrers", fields_of::<FileReferrers>());
     add("jobs[].schedule", fields_of::<FileSchedule>());
     add("jobs[].delete", fields_of::<FileDelete>());
+    add("jobs[].overwrite", fields_of::<FileOverwrite>());
     keys
 }
 
