@@ -49,6 +49,16 @@ impl DeletionMetrics {
         })
     }
 
+    /// `job` runs deletion sync: its counters show 0 from the first run,
+    /// so `increase()` sees the first deletion.
+    pub fn job_enabled(&self, job: &str) {
+        for kind in ["tag", "digest"] {
+            self.deleted.with_label_values(&[job, kind]);
+        }
+        self.guard_trips.with_label_values(&[job]);
+        self.backups.with_label_values(&[job]);
+    }
+
     /// `job` deleted one tag, untagging (`tag`) or by digest (`digest`).
     pub fn deleted(&self, job: &str, kind: &'static str) {
         self.deleted.with_label_values(&[job, kind]).inc();

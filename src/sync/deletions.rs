@@ -130,6 +130,9 @@ impl Syncer {
         let Some(store) = self.store.as_ref().filter(|_| job.delete.enabled) else {
             return;
         };
+        if let Some(m) = self.metrics.as_ref().filter(|_| !dry_run) {
+            m.deletions().job_enabled(&job.name);
+        }
         let owned = match store.owned_tags(&job.name).boxed().await {
             Ok(o) => o,
             Err(e) => {
