@@ -27,7 +27,8 @@
 //! - Uploads: a failed final PUT (bad digest) ends the session like distribution; a request
 //!   stopped by an injected fault or an auth challenge leaves it as it was.
 //! - DELETE of a manifest by digest untags every tag pointing at it; by tag it only untags
-//!   (or answers 405 with `refuse_tag_delete`, like Docker Hub).
+//!   (or answers 405 with `refuse_tag_delete`, like Docker Hub; digest deletes of tagged
+//!   manifests still succeed here, where Hub answers 403).
 //! - Tokens grant the requested actions to the configured user; anonymous tokens get `pull`
 //!   (with `anonymous_pull`) or nothing, like real token servers (no error on partial grants).
 #![allow(dead_code)]
