@@ -447,3 +447,26 @@ impl Registry for MemoryRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_by_tag_untags_and_by_digest_removes_every_tag() {
+        let reg = MemoryRegistry::new("mem", true);
+        let repo = RepoName::new("a").unwrap();
+        let mt = crate::oci::media_type::OCI_MANIFEST;
+        let d = reg.seed_manifest("a", Some("one"), mt, b"{}");
+        reg.seed_manifest("a", Some("two"), mt, b"{}");
+        let tag = |t: &str| Reference::Tag(crate::oci::Tag::new(t).unwrap());
+        assert!(reg.manifest_delete(&repo, &tag("one")).await.unwrap());
+        assert!(!reg.manifest_delete(&repo, &tag("one")).await.unwrap());
+        assert_eq!(reg.tag_list("a"), ["two"]);
+        assert!(reg.manifest_bytes("a", &d.to_string()).is_some());
+        let by_digest = Reference::Digest(d.clone());
+        assert!(reg.manifest_delete(&repo, &by_digest).await.unwrap());
+        assert!(reg.tag_list("a").is_empty());
+        assert!(reg.manifest_bytes("a", &d.to_string()).is_none());
+    }
+}
