@@ -14,6 +14,7 @@ use crate::registry::http::RequestStats;
 use crate::scheduler::SystemClock;
 use crate::sync::{JobReport, SyncOptions};
 
+use super::deletions;
 use super::progress::{Progress, human_bytes};
 
 /// The config file option shared by the job commands.
@@ -130,6 +131,7 @@ pub fn summary(output: &RunOutput) -> String {
             ));
         }
         out.push_str(&failures_text(r));
+        out.push_str(&deletions::text(&deletions::doc(&r.deletions)));
         for d in &r.deferred {
             match d.next_retry_at {
                 Some(t) => out.push_str(&format!(
@@ -212,6 +214,7 @@ pub fn plan_text(reports: &[JobReport]) -> String {
             out.push_str(&format!("  not selected by the job's tag rules: {names}\n"));
         }
         out.push_str(&failures_text(r));
+        out.push_str(&deletions::text(&deletions::doc(&r.deletions)));
         out.push_str(&plan_summary(r));
     }
     out

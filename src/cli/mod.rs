@@ -3,6 +3,7 @@
 //! only parses, sets up logging and maps the outcome to an exit code.
 
 pub mod copy;
+pub mod deletions;
 pub mod exit;
 pub mod generate;
 pub mod jobs;

@@ -98,6 +98,9 @@ pub struct JobDoc {
     /// `plan` only: per item, what would happen and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<PlannedItemDoc>>,
+    /// Deletion sync: pending, deleted and kept tags, the guard.
+    #[serde(skip_serializing_if = "super::deletions::DeletionsDoc::is_empty")]
+    pub deletions: super::deletions::DeletionsDoc,
 }
 
 /// The counts of a job run.
@@ -252,6 +255,7 @@ fn job_doc(r: &JobReport, plan: bool) -> JobDoc {
             })
             .collect(),
         filtered: r.filtered.clone(),
+        deletions: super::deletions::doc(&r.deletions),
         items: plan.then(|| {
             r.plan
                 .iter()
@@ -406,6 +410,9 @@ pub struct JobStatusDoc {
     pub tags_synced: u64,
     /// Items currently failing, earliest retry first.
     pub failing: Vec<FailingItemDoc>,
+    /// Tags deletion sync will delete, oldest absence first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_deletions: Vec<super::deletions::PendingDeletionDoc>,
     /// When `serve` runs the job next, in words.
     pub next_run: String,
 }

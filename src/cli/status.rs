@@ -9,6 +9,7 @@ use crate::config::{Job, Timing};
 use crate::scheduler::JobTimer;
 use crate::store::{JobStatus, RunRecord};
 
+use super::deletions;
 use super::jobs::{ConfigArg, plural};
 use super::output::{FailingItemDoc, JobStatusDoc, RunDocStatus, StatusDoc, counts, timestamp};
 use super::progress::human_bytes;
@@ -41,6 +42,7 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
                     last_success: None,
                     tags_synced: 0,
                     failing: Vec::new(),
+                    pending_deletions: Vec::new(),
                     next_run: next_run(job, None, now),
                 })
                 .collect(),
@@ -55,7 +57,12 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
     for job in &jobs {
         let s = store.job_status(&job.name).await.map_err(failed)?;
         let failing = store.failures_for_job(&job.name).await.map_err(failed)?;
-        docs.push(job_doc(job, &s, failing, now));
+        let mut doc = job_doc(job, &s, failing, now);
+        if job.delete.enabled {
+            let owned = store.owned_tags(&job.name).await.map_err(failed)?;
+            doc.pending_deletions = deletions::pending_from_store(&owned, job.delete.grace, now);
+        }
+        docs.push(doc);
     }
     store.close().await;
     Ok(StatusDoc {
@@ -88,6 +95,7 @@ pub fn job_doc(
                 next_retry: timestamp(f.next_retry_at),
             })
             .collect(),
+        pending_deletions: Vec::new(),
         next_run: next_run(job, s.last_run.as_ref().map(|r| r.started_at), now),
     }
 }
@@ -167,6 +175,13 @@ pub fn status_text(doc: &StatusDoc) -> String {
                     human_time(&f.next_retry)
                 ));
             }
+            if !job.pending_deletions.is_empty() {
+                out.push_str(&format!(
+                    "  pending deletions: {}\n",
+                    job.pending_deletions.len()
+                ));
+                out.push_str(&deletions::pending_lines(&job.pending_deletions));
+            }
         }
         out.push_str(&format!("  next run:     {}\n", job.next_run));
     }
@@ -174,7 +189,7 @@ pub fn status_text(doc: &StatusDoc) -> String {
 }
 
 /// An RFC 3339 timestamp as `2026-11-30 05:00:00 UTC`.
-fn human_time(rfc3339: &str) -> String {
+pub(super) fn human_time(rfc3339: &str) -> String {
     DateTime::parse_from_rfc3339(rfc3339).map_or_else(
         |_| rfc3339.to_string(),
         |t| {

@@ -19,7 +19,7 @@ use figment::value::Value;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use super::{LogFormat, PlatformMode, ReferrersMode, Secret, UploadMode};
+use super::{LogFormat, OverwriteMode, PlatformMode, ReferrersMode, Secret, UploadMode};
 
 /// The top level, with every section kept as a raw value so that a fault in
 /// one section (or one job) does not hide faults in the others.
@@ -304,6 +304,42 @@ pub struct FileJob {
     /// Images of this job copied at once, and transfers in flight per image.
     /// Default `8`.
     pub concurrency: Option<usize>,
+    /// Deletion sync: remove target tags this job wrote once the source
+    /// drops them. Off by default.
+    pub delete: Option<FileDelete>,
+    /// What happens when a target tag this job wrote would move to a new
+    /// digest. Default: it moves.
+    pub overwrite: Option<FileOverwrite>,
+}
+
+/// `[jobs.delete]`: deletion sync of one job.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDelete {
+    /// Delete target tags this job wrote once the source no longer lists
+    /// or selects them. Default `false`.
+    pub enabled: Option<bool>,
+    /// How long a tag must be absent from the source, continuously, before
+    /// its target copy is deleted. Default `"24h"`.
+    pub grace: Option<String>,
+    /// The most of the job's tags one run may delete; more due trips the
+    /// guard and deletes nothing. Default `0.1`.
+    pub max_fraction: Option<f64>,
+}
+
+/// `[jobs.overwrite]`: tags this job wrote that the source moves.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOverwrite {
+    /// `"move"` (default), `"backup"` (keep the old digest under
+    /// `backup_tag` first) or `"immutable"` (refuse: the item fails).
+    pub mode: Option<OverwriteMode>,
+    /// Backup tag template: `{tag}`, and `{date}` as `YYYYMMDD-HHMMSS` UTC.
+    /// Default `"{tag}-prev-{date}"`.
+    pub backup_tag: Option<String>,
+    /// Backups kept per tag, newest first; older ones are deleted.
+    /// Default `3`.
+    pub keep: Option<usize>,
 }
 
 /// A catalog source: every repository of `registry` under `namespace` that

@@ -16,6 +16,7 @@
 //! mode enums (`ReferrersMode`, `PlatformMode`): one word per concept.
 
 mod check;
+mod deletions;
 mod env;
 mod events;
 pub mod file;
@@ -40,6 +41,7 @@ pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
 pub use events::{EventSettings, WebhookFormat, WebhookSource};
+pub use deletions::{DeletePolicy, OverwriteMode, OverwritePolicy};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
@@ -367,6 +369,10 @@ pub struct Job {
     pub schedule: Schedule,
     /// Images copied at once.
     pub concurrency: usize,
+    /// Deletion sync (`[jobs.delete]`).
+    pub delete: DeletePolicy,
+    /// Moved tags (`[jobs.overwrite]`).
+    pub overwrite: OverwritePolicy,
 }
 
 impl Job {

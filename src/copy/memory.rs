@@ -400,6 +400,25 @@ impl Registry for MemoryRegistry {
         }
     }
 
+    /// OCI 1.1 semantics: a tag untags; a digest removes the manifest and
+    /// every tag pointing at it.
+    async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
+        self.record(Operation::ManifestDelete);
+        let mut s = self.state.lock().unwrap();
+        let r = repo.as_str().to_string();
+        Ok(match reference {
+            Reference::Tag(t) => s.tags.remove(&(r, t.to_string())).is_some(),
+            Reference::Digest(d) => {
+                s.tags.retain(|(tr, _), td| !(tr == &r && td == d));
+                s.manifests.remove(&(r, d.clone())).is_some()
+            }
+        })
+    }
+
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         self.record(Operation::TagList);
         Ok(self.tag_list(repo.as_str()))
@@ -426,5 +445,28 @@ impl Registry for MemoryRegistry {
         } else {
             ReferrersSupport::Unsupported
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delete_by_tag_untags_and_by_digest_removes_every_tag() {
+        let reg = MemoryRegistry::new("mem", true);
+        let repo = RepoName::new("a").unwrap();
+        let mt = crate::oci::media_type::OCI_MANIFEST;
+        let d = reg.seed_manifest("a", Some("one"), mt, b"{}");
+        reg.seed_manifest("a", Some("two"), mt, b"{}");
+        let tag = |t: &str| Reference::Tag(crate::oci::Tag::new(t).unwrap());
+        assert!(reg.manifest_delete(&repo, &tag("one")).await.unwrap());
+        assert!(!reg.manifest_delete(&repo, &tag("one")).await.unwrap());
+        assert_eq!(reg.tag_list("a"), ["two"]);
+        assert!(reg.manifest_bytes("a", &d.to_string()).is_some());
+        let by_digest = Reference::Digest(d.clone());
+        assert!(reg.manifest_delete(&repo, &by_digest).await.unwrap());
+        assert!(reg.tag_list("a").is_empty());
+        assert!(reg.manifest_bytes("a", &d.to_string()).is_none());
     }
 }

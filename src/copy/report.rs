@@ -152,6 +152,9 @@ pub struct CopyReport {
     pub bytes: u64,
     /// Tags written (image tags and cosign tags).
     pub tags: u64,
+    /// Image tags written (the `tags` that are not cosign's): the tag this
+    /// run put or moved, which deletion sync records as the job's own.
+    pub image_tags: u64,
     /// Referrers left out by a filter or the depth limit.
     pub filtered: u64,
     /// Referrers listed on the source for an index that the platform
@@ -179,6 +182,7 @@ impl CopyReport {
         self.blobs_mounted += other.blobs_mounted;
         self.bytes += other.bytes;
         self.tags += other.tags;
+        self.image_tags += other.image_tags;
         self.filtered += other.filtered;
         self.dropped += other.dropped;
         for (k, v) in other.referrers {

@@ -167,6 +167,9 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
             }
             if written && !run.dry {
                 run.report.tags += 1;
+                if kind == NodeKind::Tag {
+                    run.report.image_tags += 1;
+                }
                 if kind == NodeKind::Cosign
                     && matches!(run.outcomes.get(d), Some(Outcome::Put { .. }))
                 {

@@ -33,10 +33,12 @@ pub const LABEL_JOB: &str = "mirror_job";
 /// The content type of [`Metrics::render`]'s output (text exposition 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+mod deletions;
 mod events;
 pub mod names;
 mod register;
 
+pub use deletions::DeletionMetrics;
 pub use events::{EventMetrics, Rejection};
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
@@ -71,6 +73,10 @@ pub const METRIC_NAMES: &[&str] = &[
     names::WEBHOOK_REJECTED,
     names::WEBHOOK_QUEUE_DEPTH,
     names::WEBHOOK_LAG,
+    names::DELETIONS,
+    names::DELETION_GUARD_TRIPS,
+    names::DELETION_GUARD_TRIPPED,
+    names::TAG_BACKUPS,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -162,6 +168,7 @@ pub struct Metrics {
     mirror_lag: GaugeVec,
     interval: GaugeVec,
     events: EventMetrics,
+    deletions: DeletionMetrics,
 }
 
 impl Metrics {
@@ -337,6 +344,7 @@ impl Metrics {
                 &[LABEL_JOB],
             )?,
             events: EventMetrics::new(r)?,
+            deletions: DeletionMetrics::new(r)?,
             registry,
         };
 
@@ -546,6 +554,11 @@ impl Metrics {
             RunResult::Failure => &self.last_failure,
         };
         gauge.with_label_values(&[job]).set(ts);
+    }
+
+    /// The deletion sync metrics.
+    pub fn deletions(&self) -> &DeletionMetrics {
+        &self.deletions
     }
 
     /// `n` images of `job` are waiting to be copied.

@@ -57,3 +57,13 @@ pub const WEBHOOK_REJECTED: &str = "ocimirror_webhook_rejected_total";
 pub const WEBHOOK_QUEUE_DEPTH: &str = "ocimirror_webhook_queue_depth";
 /// Seconds from an event's arrival to its item on the target.
 pub const WEBHOOK_LAG: &str = "ocimirror_webhook_push_to_mirrored_seconds";
+// -- deletion sync ------------------------------------------------------------
+
+/// Target tags deleted, by kind (`tag`, `digest`).
+pub const DELETIONS: &str = "ocimirror_deletions_total";
+/// Runs whose deletions the guard stopped.
+pub const DELETION_GUARD_TRIPS: &str = "ocimirror_deletion_guard_trips_total";
+/// Whether the job's last run tripped the deletion guard.
+pub const DELETION_GUARD_TRIPPED: &str = "ocimirror_deletion_guard_tripped";
+/// Backup tags written before a moved tag.
+pub const TAG_BACKUPS: &str = "ocimirror_tag_backups_total";

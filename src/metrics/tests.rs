@@ -27,6 +27,9 @@ fn exercised() -> Metrics {
     m.items_pending("alpha", 4);
     m.items_failing("alpha", 1);
     m.mirror_lag("alpha", 60.0);
+    m.deletions().deleted("alpha", "tag");
+    m.deletions().guard("alpha", true);
+    m.deletions().backed_up("alpha");
     m
 }
 

@@ -20,6 +20,8 @@ pub enum Operation {
     ManifestGet,
     /// `PUT /v2/<name>/manifests/<ref>`.
     ManifestPut,
+    /// `DELETE /v2/<name>/manifests/<ref>` (untag, or delete by digest).
+    ManifestDelete,
     /// `HEAD /v2/<name>/blobs/<digest>`.
     BlobHead,
     /// `GET /v2/<name>/blobs/<digest>`.
@@ -45,6 +47,7 @@ impl Operation {
             Operation::ManifestHead => "manifest_head",
             Operation::ManifestGet => "manifest_get",
             Operation::ManifestPut => "manifest_put",
+            Operation::ManifestDelete => "manifest_delete",
             Operation::BlobHead => "blob_head",
             Operation::BlobGet => "blob_get",
             Operation::BlobPut => "blob_put",

@@ -158,6 +158,30 @@ pub trait Registry: Send + Sync {
         from: &RepoName,
     ) -> Result<bool, RegistryError>;
 
+    /// Deletes a manifest reference (spec-notes §1.6): a tag only untags
+    /// (where the registry can), a digest removes the manifest and, on most
+    /// registries, every tag pointing at it. `Ok(false)` when nothing was
+    /// there. Adapters that cannot delete keep this default, an error
+    /// naming the registry.
+    async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
+        Err(RegistryError::new(
+            self.name().to_string(),
+            repo.as_str(),
+            Operation::ManifestDelete,
+            Some(reference.to_string()),
+            ErrorKind::Status {
+                status: 405,
+                codes: vec!["UNSUPPORTED".into()],
+                message: "this store cannot delete manifests".into(),
+                retry_after: None,
+            },
+        ))
+    }
+
     /// All tags of a repository (every page).
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError>;
 

@@ -17,6 +17,7 @@
 //! May import: `oci`.
 
 mod events;
+mod deletions;
 mod models;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use tracing::instrument;
 use crate::oci::Digest;
 
 pub use events::{AcceptedEvent, EventOutcome, EventRecord};
+pub use deletions::{OwnedTag, TagBackup};
 pub use models::{
     Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
     RunResult, TagState,

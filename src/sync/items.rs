@@ -154,7 +154,7 @@ impl Syncer {
                 tags.iter()
                     .filter(|t| !chosen.contains(t.as_str()))
                     .filter(|t| !is_fallback_tag(t) && !is_cosign_tag(t))
-                    .map(|t| format!("{}:{t}", src_name(src))),
+                    .map(|t| format!("{}:{t}", repo_name(src))),
             );
             for tag in selected {
                 match Tag::new(&tag) {
@@ -249,13 +249,22 @@ pub(super) async fn forget_unselected(store: &Store, job: &Job, items: &[Item]) 
 /// failures and logs.
 pub fn item_name(src: &ImageReference, reference: &Reference) -> String {
     match reference {
-        Reference::Tag(t) => format!("{}:{t}", src_name(src)),
-        Reference::Digest(d) => format!("{}@{d}", src_name(src)),
+        Reference::Tag(t) => format!("{}:{t}", repo_name(src)),
+        Reference::Digest(d) => format!("{}@{d}", repo_name(src)),
     }
 }
 
+/// The (target repository, tag) of every item that gets a tag: what the
+/// source selects this run, for deletion sync.
+pub(super) fn target_tags(items: &[Item]) -> HashSet<super::deletions::TargetTag> {
+    items
+        .iter()
+        .filter_map(|i| Some((repo_name(&i.dst), i.dst_tag()?.to_string())))
+        .collect()
+}
+
 /// `host/repo` or `oci:<dir>` of a reference, without tag or digest.
-fn src_name(r: &ImageReference) -> String {
+pub(super) fn repo_name(r: &ImageReference) -> String {
     ImageReference {
         tag: None,
         digest: None,

@@ -10,8 +10,10 @@
 //!
 //! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
 
+mod deletions;
 mod fingerprint;
 mod items;
+mod overwrite;
 mod report;
 mod verdict;
 
@@ -38,6 +40,7 @@ use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
 
+pub use deletions::{DeletedTag, DeletionKind, DeletionReport, KeptTag, PendingDeletion};
 use fingerprint::referrers_fingerprint;
 pub use items::item_name;
 use items::{Item, forget_unselected};
@@ -202,8 +205,14 @@ impl Syncer {
                 if let Some(s) = store.filter(|_| picks.is_none()) {
                     forget_unselected(s, job, &items).await;
                 }
+                let selected = items::target_tags(&items);
                 self.run_items(job, items, options, store, cancel, &mut report)
                     .await;
+                // A run stopped early has not seen every item: no deletions.
+                if !cancel.is_cancelled() {
+                    self.sync_deletions(job, &selected, options.dry_run, &mut report)
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::error!(job = %job.name, error = %e, "Job could not list its source.");
@@ -634,6 +643,9 @@ impl Syncer {
                 .plan_item(job, item, copier, &digest, verdict, now)
                 .await;
         }
+        if let Some(stop) = self.before_move(job, item, &digest, store, now).await {
+            return stop;
+        }
         let dst_tag = item.dst_tag();
         let report = match copier
             .copy_image(
@@ -664,7 +676,7 @@ impl Syncer {
                 job: job.name.clone(),
                 source_repo: item.src.repo.as_str().to_string(),
                 tag: item.reference.to_string(),
-                source_digest: digest,
+                source_digest: digest.clone(),
                 referrers_fingerprint: fingerprint,
                 target_repo: item.dst.to_string(),
                 updated_at: now,
@@ -672,6 +684,7 @@ impl Syncer {
             if let Err(e) = s.record_synced(&state).boxed().await {
                 tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the checkpoint.");
             }
+            deletions::record_written(s, &job.name, item, &report, &digest, now).await;
         }
         ItemResult::Copied(report)
     }

@@ -113,6 +113,8 @@ pub struct JobReport {
     pub plan: Vec<PlannedItem>,
     /// The job could not start (source unreachable, bad reference).
     pub fatal: Option<String>,
+    /// Deletion sync: pending, deleted and kept tags, the guard.
+    pub deletions: super::DeletionReport,
 }
 
 impl JobReport {

@@ -8,6 +8,8 @@ mod copy_cli;
 mod copy_matrix;
 mod copy_retry;
 mod credentials;
+mod deletions;
+mod deletions_overwrite;
 mod distribution;
 mod fail_fast;
 mod http_registry;

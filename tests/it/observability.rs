@@ -55,6 +55,10 @@ fn feed(m: &Metrics) {
         m.items_pending(job, 3);
         m.items_failing(job, 1);
         m.mirror_lag(job, 120.0);
+        m.deletions().job_enabled(job);
+        m.deletions().deleted(job, "tag");
+        m.deletions().guard(job, false);
+        m.deletions().backed_up(job);
     }
     m.run_finished("alpha", RunResult::Success, 12.0);
     m.run_finished("beta", RunResult::Failure, 3.0);
@@ -267,7 +271,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Errors",
             "Registry latency",
             "Rate limiting",
-            "Webhooks"
+            "Webhooks",
+            "Deletions"
         ]
     );
     for p in d["panels"].as_array().unwrap() {

@@ -130,6 +130,8 @@ name = "{MIRROR}"
 source = "{s}/{SRC_REPO}"
 target = "{d}/{DST_REPO}"
 schedule = {{ interval = "2s" }}
+# Deletion sync on, so its metrics have series (nothing is deleted).
+delete = {{ enabled = true }}
 
 [[jobs]]
 name = "{BROKEN}"

@@ -306,6 +306,8 @@ impl Resolver<'_> {
             Job::DEFAULT_CONCURRENCY,
             &p.key("concurrency"),
         );
+        let delete = self.delete_policy(j.delete.as_ref(), &p.key("delete"));
+        let overwrite = self.overwrite_policy(j.overwrite.as_ref(), &p.key("overwrite"));
         if self.problems.len() > before {
             return None;
         }
@@ -319,6 +321,8 @@ impl Resolver<'_> {
             referrers,
             schedule: schedule?,
             concurrency,
+            delete,
+            overwrite,
         })
     }
 

@@ -22,6 +22,7 @@ use super::file::{
     StrOrTable, TopLevel,
 };
 mod events;
+mod deletions;
 mod jobs;
 mod registry;
 

@@ -12,9 +12,9 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileEvents, FileJob, FileLimits, FileLog, FileReferrers,
-    FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
-    FileWebhookSource, TopLevel,
+    FileCatalogSource, FileDefaults, FileDelete, FileEvents, FileJob, FileLimits, FileLog,
+    FileOverwrite, FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags,
+    FileTargetMapping, FileWebhookSource, TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -86,6 +86,8 @@ fn type_keys() -> BTreeSet<String> {
         "events.sources.\"<name>\"",
         fields_of::<FileWebhookSource>(),
     );
+    add("jobs[].delete", fields_of::<FileDelete>());
+    add("jobs[].overwrite", fields_of::<FileOverwrite>());
     keys
 }
 

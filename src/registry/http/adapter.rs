@@ -99,6 +99,14 @@ impl Registry for HttpRegistry {
         self.blob_mount_impl(repo, digest, from).await
     }
 
+    async fn manifest_delete(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<bool, RegistryError> {
+        self.manifest_delete_impl(repo, reference).await
+    }
+
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
         self.tags_impl(repo).await
     }

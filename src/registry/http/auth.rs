@@ -167,6 +167,12 @@ impl Scope {
         Scope::new("repository", repo, &["pull", "push"])
     }
 
+    /// `repository:<name>:pull,push,delete` (distribution's token action
+    /// for manifest DELETE, spec-notes §1.6).
+    pub fn delete(repo: &str) -> Scope {
+        Scope::new("repository", repo, &["pull", "push", "delete"])
+    }
+
     /// `registry:catalog:*`.
     pub fn catalog() -> Scope {
         Scope::new("registry", "catalog", &["*"])

@@ -29,6 +29,7 @@ use crate::oci::is_loopback_host;
 
 mod adapter;
 mod blob;
+mod delete;
 mod manifest;
 mod reachability;
 mod referrers;

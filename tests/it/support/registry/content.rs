@@ -160,6 +160,9 @@ pub(super) async fn manifest_put(
 }
 
 pub(super) fn manifest_delete(sh: &Shared, name: &str, reference: &str) -> Response {
+    if sh.options.refuse_tag_delete && !store::is_digest_like(reference) {
+        return err(405, "UNSUPPORTED", "the operation is unsupported");
+    }
     if lock(&sh.store).delete_manifest(name, reference) {
         reply(202, &[], Body::empty())
     } else {

@@ -26,7 +26,9 @@
 //!   answered directly (no redirect).
 //! - Uploads: a failed final PUT (bad digest) ends the session like distribution; a request
 //!   stopped by an injected fault or an auth challenge leaves it as it was.
-//! - DELETE of a manifest by digest untags every tag pointing at it; by tag it only untags.
+//! - DELETE of a manifest by digest untags every tag pointing at it; by tag it only untags
+//!   (or answers 405 with `refuse_tag_delete`, like Docker Hub; digest deletes of tagged
+//!   manifests still succeed here, where Hub answers 403).
 //! - Tokens grant the requested actions to the configured user; anonymous tokens get `pull`
 //!   (with `anonymous_pull`) or nothing, like real token servers (no error on partial grants).
 #![allow(dead_code)]
@@ -84,6 +86,9 @@ pub struct Options {
     /// Every blob HEAD answers 200 with a `Content-Length` one byte more than
     /// the stored blob's (1 when absent): a target that lies about sizes.
     pub lie_blob_head_size: bool,
+    /// Manifest DELETE by tag answers 405 `UNSUPPORTED` like Docker Hub
+    /// (default false: a tag DELETE untags, as OCI 1.1 and distribution 3 do).
+    pub refuse_tag_delete: bool,
 }
 
 impl Default for Options {
@@ -102,6 +107,7 @@ impl Default for Options {
             latency: Duration::ZERO,
             lie_blob_head_size: false,
             ignore_range: false,
+            refuse_tag_delete: false,
         }
     }
 }
