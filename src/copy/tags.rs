@@ -62,7 +62,7 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
             run.unpublished.push(c.digest.clone());
             continue;
         }
-        if !write_tag(run, &t, &c.digest, NodeKind::Cosign).await {
+        if !write_tag(run, &t, &c.digest, NodeKind::Cosign, c.via).await {
             run.unpublished.push(c.digest.clone());
         }
     }
@@ -82,7 +82,14 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
         keep_root(run).await;
         return;
     }
-    write_tag(run, tag, &graph.root, NodeKind::Tag).await;
+    write_tag(
+        run,
+        tag,
+        &graph.root,
+        NodeKind::Tag,
+        Representation::CosignTag,
+    )
+    .await;
 }
 
 /// The tag is withheld: the root waiting for it is stored by digest like
@@ -109,8 +116,15 @@ async fn keep_root(run: &mut Run<'_>) {
 }
 
 /// Points `tag` at `d`; false when that failed (recorded). The root of an
-/// image new to the target is written here, once, by tag.
-async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> bool {
+/// image new to the target is written here, once, by tag. A cosign tag's
+/// manifest counts as a referrer found through `via` on the source.
+async fn write_tag(
+    run: &mut Run<'_>,
+    tag: &Tag,
+    d: &Digest,
+    kind: NodeKind,
+    via: Representation,
+) -> bool {
     let Some(node) = run.graph.nodes.get(d) else {
         return true;
     };
@@ -172,7 +186,7 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
                 {
                     *run.report
                         .referrers
-                        .entry((Representation::CosignTag, Representation::CosignTag))
+                        .entry((via, Representation::CosignTag))
                         .or_default() += 1;
                 }
             }

@@ -138,6 +138,7 @@ pub struct Metrics {
     tags: IntCounterVec,
     referrers: IntCounterVec,
     referrer_conversions: IntCounterVec,
+    cosign_conversions: IntCounterVec,
     errors: IntCounterVec,
     request_duration: HistogramVec,
     retries: IntCounterVec,
@@ -211,6 +212,14 @@ impl Metrics {
                  source and target (source_repr != target_repr), e.g. \
                  referrers API to fallback tag.",
                 &[LABEL_JOB, SOURCE_REPR, TARGET_REPR],
+            )?,
+            cosign_conversions: counter(
+                r,
+                names::COSIGN_CONVERSIONS,
+                "cosign attachments written in the other cosign form, by \
+                 direction: to_referrers (legacy .sig/.att/.sbom tag to OCI \
+                 1.1 referrer), to_tags (the reverse).",
+                &[LABEL_JOB, "direction"],
             )?,
             errors: counter(
                 r,
@@ -443,6 +452,16 @@ impl Metrics {
         if source != target {
             self.referrer_conversions
                 .with_label_values(&[job, s, t])
+                .inc_by(n);
+        }
+    }
+
+    /// `n` cosign attachments were converted in `direction` (`to_referrers`,
+    /// `to_tags`).
+    pub fn cosign_converted(&self, job: &str, direction: &'static str, n: u64) {
+        if n > 0 {
+            self.cosign_conversions
+                .with_label_values(&[job, direction])
                 .inc_by(n);
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{Job, ReferrersMode};
+use crate::config::{CosignMode, Job, ReferrersMode};
 use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::Registry;
@@ -57,6 +57,20 @@ pub(super) async fn referrers_fingerprint(
             Ok(None) => {}
             Err(_) => return None,
         }
+    }
+    // A conversion changes what the target gets from the same source: a
+    // new mode (or keep-original) must not pass for unchanged. `keep` adds
+    // nothing, so checkpoints written before conversions existed hold.
+    if options.cosign != CosignMode::Keep {
+        parts.push(format!(
+            "cosign={}{}",
+            options.cosign,
+            if options.cosign_keep_original {
+                "+original"
+            } else {
+                ""
+            }
+        ));
     }
     Some(format!("v2 {}", parts.join(" ")))
 }
