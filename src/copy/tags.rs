@@ -62,7 +62,7 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
             run.unpublished.push(c.digest.clone());
             continue;
         }
-        if !write_tag(run, &t, &c.digest, NodeKind::Cosign, c.via).await {
+        if !write_tag(run, &t, &c.digest, Some(c.via)).await {
             run.unpublished.push(c.digest.clone());
         }
     }
@@ -82,14 +82,7 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
         keep_root(run).await;
         return;
     }
-    write_tag(
-        run,
-        tag,
-        &graph.root,
-        NodeKind::Tag,
-        Representation::CosignTag,
-    )
-    .await;
+    write_tag(run, tag, &graph.root, None).await;
 }
 
 /// The tag is withheld: the root waiting for it is stored by digest like
@@ -116,15 +109,19 @@ async fn keep_root(run: &mut Run<'_>) {
 }
 
 /// Points `tag` at `d`; false when that failed (recorded). The root of an
-/// image new to the target is written here, once, by tag. A cosign tag's
-/// manifest counts as a referrer found through `via` on the source.
+/// image new to the target is written here, once, by tag. A cosign tag
+/// (`cosign_via`: how the source held what it points at) counts as a
+/// referrer.
 async fn write_tag(
     run: &mut Run<'_>,
     tag: &Tag,
     d: &Digest,
-    kind: NodeKind,
-    via: Representation,
+    cosign_via: Option<Representation>,
 ) -> bool {
+    let kind = match cosign_via {
+        Some(_) => NodeKind::Cosign,
+        None => NodeKind::Tag,
+    };
     let Some(node) = run.graph.nodes.get(d) else {
         return true;
     };
@@ -181,7 +178,7 @@ async fn write_tag(
             }
             if written && !run.dry {
                 run.report.tags += 1;
-                if kind == NodeKind::Cosign
+                if let Some(via) = cosign_via
                     && matches!(run.outcomes.get(d), Some(Outcome::Put { .. }))
                 {
                     *run.report

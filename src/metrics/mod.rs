@@ -38,6 +38,9 @@ mod register;
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
+/// The `direction` values of `ocimirror_cosign_conversions_total`.
+pub const COSIGN_DIRECTIONS: [&str; 2] = ["to_referrers", "to_tags"];
+
 /// Every metric name [`Metrics`] registers (histograms by their base name,
 /// without `_bucket`/`_sum`/`_count`).
 pub const METRIC_NAMES: &[&str] = &[
@@ -47,6 +50,7 @@ pub const METRIC_NAMES: &[&str] = &[
     names::TAGS,
     names::REFERRERS,
     names::REFERRER_CONVERSIONS,
+    names::COSIGN_CONVERSIONS,
     names::ERRORS,
     names::REQUEST_DURATION,
     names::RETRIES,
@@ -385,6 +389,10 @@ impl Metrics {
         self.items_pending.with_label_values(&[job]);
         self.items_failing.with_label_values(&[job]);
         self.mirror_lag.with_label_values(&[job]);
+        // Both directions from 0, so `rate()` sees the first conversion.
+        for direction in COSIGN_DIRECTIONS {
+            self.cosign_conversions.with_label_values(&[job, direction]);
+        }
     }
 
     /// A blob of `bytes` was transferred to `registry` (the target host).
