@@ -586,3 +586,34 @@ async fn a_signed_attachment_keeps_its_original_for_its_signature() {
     let m = manifest_json(&dst, &sbom_referrers[0]);
     assert_eq!(verify_on(&dst, &m, "sig", &sbom_digest, &key), 1);
 }
+
+/// A legacy manifest the conversion would lose something of (a field
+/// go-containerregistry's manifest lacks) is copied as it is, and the copy
+/// says which manifest could not be converted and why.
+#[tokio::test]
+async fn what_cannot_be_converted_is_copied_as_it_is_and_named() {
+    let key = Key::new();
+    let src = registry(true).await;
+    let image = src.seed_image(REPO, "v1", &[b"odd signature"]);
+    let layer = signature_layer(&key, &image, "odd");
+    let good = cosign_manifest(&src, &[layer], OCI_CONFIG, None);
+    let mut odd: Value = serde_json::from_slice(&good).unwrap();
+    odd["artifactType"] = json!("application/x-odd");
+    let odd = serde_json::to_vec(&odd).unwrap();
+    let odd_digest = src.put_manifest(REPO, &cosign_tag(&image, "sig"), OCI_MANIFEST, &odd);
+
+    let dst = registry(true).await;
+    let from = format!("{}/{REPO}:v1", src.host());
+    let to = format!("{}/{REPO}:v1", dst.host());
+    let out = ocimirror(&["copy", "--cosign", "to-referrers", &from, &to]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("cosign_conversion"), "{all}");
+    assert!(all.contains(&odd_digest), "{all}");
+    assert!(all.contains("artifactType"), "{all}");
+    // The rest went on: the image, and the signature in its original form.
+    assert!(dst.manifest(REPO, "v1").is_some());
+    let (_, bytes) = dst.manifest(REPO, &cosign_tag(&image, "sig")).unwrap();
+    assert_eq!(sha256(&bytes), odd_digest);
+    assert!(dst.referrers(REPO, &image).is_empty());
+}
