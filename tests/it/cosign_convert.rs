@@ -392,10 +392,28 @@ async fn legacy_tags_become_referrers_that_verify_and_come_back_digest_exact() {
         "{}",
         text(&out)
     );
+    let out = ocimirror(&[
+        "--output",
+        "json",
+        "copy",
+        "--cosign",
+        "to-referrers",
+        &from,
+        &to,
+    ])
+    .await;
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&doc["cosign_to_referrers"], &doc["manifests"]),
+        (&json!(0), &json!(0)),
+        "{doc}"
+    );
 
     // And back: the legacy tags reappear with their original digests.
     let back = registry(true).await;
     let out = ocimirror(&[
+        "--output",
+        "json",
         "copy",
         "--cosign",
         "to-tags",
@@ -404,11 +422,11 @@ async fn legacy_tags_become_referrers_that_verify_and_come_back_digest_exact() {
     ])
     .await;
     assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("cosign converted: 0 to referrers, 3 to tags"),
-        "{}",
-        text(&out)
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&doc["cosign_to_referrers"], &doc["cosign_to_tags"]),
+        (&json!(0), &json!(3)),
+        "{doc}"
     );
     for (suffix, digest) in &legacy {
         let (_, bytes) = back.manifest(REPO, &cosign_tag(&image, suffix)).unwrap();
