@@ -79,7 +79,7 @@ fn remove_unused(graph: &mut Graph, gone: HashSet<Digest>) {
         .referrers
         .iter()
         .flat_map(|e| [&e.referrer, &e.subject])
-        .chain(graph.cosign.iter().map(|c| &c.digest))
+        .chain(graph.cosign.iter().flat_map(|c| [&c.digest, &c.subject]))
         .chain(std::iter::once(&graph.root))
         .collect();
     let gone: HashSet<Digest> = gone.into_iter().filter(|d| !needed.contains(d)).collect();

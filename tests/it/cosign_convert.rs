@@ -635,3 +635,54 @@ async fn what_cannot_be_converted_is_copied_as_it_is_and_named() {
     assert_eq!(sha256(&bytes), odd_digest);
     assert!(dst.referrers(REPO, &image).is_empty());
 }
+
+/// to-tags where the subject already has a legacy `.sbom` that is itself
+/// signed: the tag moves to the merged manifest, and the legacy SBOM its
+/// signature names still reaches the target, by digest.
+#[tokio::test]
+async fn a_replaced_legacy_tag_that_is_signed_still_arrives() {
+    let key = Key::new();
+    let src = registry(true).await;
+    let image = src.seed_image(REPO, "v1", &[b"sbom in both forms"]);
+    let (_, image_bytes) = src.manifest(REPO, &image).unwrap();
+    let referrer = cosign_manifest(
+        &src,
+        &[sbom_layer()],
+        "application/vnd.dev.cosign.artifact.sbom.v1+json",
+        Some((OCI_MANIFEST, image.as_str(), image_bytes.len())),
+    );
+    src.put_manifest(REPO, &sha256(&referrer), OCI_MANIFEST, &referrer);
+    let legacy = cosign_manifest(
+        &src,
+        &[Layer {
+            bytes: br#"{"spdxVersion":"SPDX-2.3","name":"older"}"#.to_vec(),
+            ..sbom_layer()
+        }],
+        OCI_CONFIG,
+        None,
+    );
+    let legacy_digest = src.put_manifest(REPO, &cosign_tag(&image, "sbom"), OCI_MANIFEST, &legacy);
+    let sig = cosign_manifest(
+        &src,
+        &[signature_layer(&key, &legacy_digest, "older sbom")],
+        OCI_CONFIG,
+        None,
+    );
+    src.put_manifest(REPO, &cosign_tag(&legacy_digest, "sig"), OCI_MANIFEST, &sig);
+
+    let dst = registry(true).await;
+    let from = format!("{}/{REPO}:v1", src.host());
+    let to = format!("{}/{REPO}:v1", dst.host());
+    let out = ocimirror(&["copy", "--cosign", "to-tags", &from, &to]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // One .sbom tag holding both SBOMs' layers.
+    let merged = manifest_json(&dst, &cosign_tag(&image, "sbom"));
+    assert_eq!(merged["layers"].as_array().unwrap().len(), 2, "{merged}");
+    // The signed legacy SBOM is there, and its signature verifies.
+    assert!(
+        dst.manifest(REPO, &legacy_digest).is_some(),
+        "legacy SBOM missing"
+    );
+    let m = manifest_json(&dst, &cosign_tag(&legacy_digest, "sig"));
+    assert_eq!(verify_on(&dst, &m, "sig", &legacy_digest, &key), 1);
+}
