@@ -59,6 +59,8 @@ pub fn record_referrers(metrics: &Metrics, job: &str, report: &CopyReport) {
     for ((source, target), n) in &report.referrers_skipped {
         metrics.referrers_skipped(job, source.label(), target.label(), *n);
     }
+    metrics.cosign_converted(job, "to_referrers", report.cosign_to_referrers);
+    metrics.cosign_converted(job, "to_tags", report.cosign_to_tags);
 }
 
 /// An error of `job` on `registry` (a name; `None` when no registry was

@@ -68,6 +68,8 @@ pub fn copy_options(job: &Job, limits: &Limits) -> CopyOptions {
         source_referrers: r.source_mode,
         target_referrers: r.target_mode,
         cosign_tags: r.cosign_tags,
+        cosign: r.cosign,
+        cosign_keep_original: r.cosign_keep_original,
         concurrency: job.concurrency.max(1),
         max_index_depth: limits.max_index_depth,
         max_nodes: limits.max_nodes_per_image,

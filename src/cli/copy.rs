@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::config::ConfigErrors;
 use crate::copy::{
-    Action, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, NodeFailure, PlanItem,
-    PlatformMode,
+    Action, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, CosignMode, NodeFailure,
+    PlanItem, PlatformMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, Tag};
@@ -55,6 +55,14 @@ pub struct CopyArgs {
     /// Platforms and referrers: what of the image is copied.
     #[command(flatten)]
     pub select: SelectionArgs,
+    /// cosign attachments: keep (as they are), to-referrers (legacy .sig/.att/.sbom tags
+    /// become OCI 1.1 referrers), to-tags (the reverse). Converted manifests get new
+    /// digests; the signatures in them still verify.
+    #[arg(long, default_value = "keep")]
+    pub cosign: CosignMode,
+    /// With --cosign to-referrers|to-tags: also copy the original form.
+    #[arg(long)]
+    pub cosign_keep_original: bool,
     /// Transfers in flight at once (at least 1).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
@@ -139,6 +147,8 @@ impl CopyArgs {
     pub fn options(&self) -> CopyOptions {
         CopyOptions {
             concurrency: usize::from(self.concurrency),
+            cosign: self.cosign,
+            cosign_keep_original: self.cosign_keep_original,
             ..self.select.options()
         }
     }
@@ -352,6 +362,12 @@ pub fn summary(outcome: &CopyOutcome) -> String {
                 "; {} ({})",
                 plural(referrers, "referrer", "referrers"),
                 by.join(", ")
+            ));
+        }
+        if r.cosign_to_referrers + r.cosign_to_tags > 0 {
+            s.push_str(&format!(
+                "; cosign converted: {} to referrers, {} to tags",
+                r.cosign_to_referrers, r.cosign_to_tags
             ));
         }
         if r.filtered > 0 {

@@ -123,6 +123,12 @@ pub fn summary(output: &RunOutput) -> String {
                 by.join(", ")
             ));
         }
+        if r.copy.cosign_to_referrers + r.copy.cosign_to_tags > 0 {
+            out.push_str(&format!(
+                "  cosign converted: {} to referrers, {} to tags\n",
+                r.copy.cosign_to_referrers, r.copy.cosign_to_tags
+            ));
+        }
         if r.copy.filtered > 0 {
             // Left out on purpose: said, so nobody takes the run for a full copy.
             out.push_str(&format!(

@@ -335,6 +335,10 @@ pub struct CopyDoc {
     pub referrers_filtered: u64,
     /// Referrers written, by source and target representation.
     pub referrers_by_representation: Vec<RepresentationCount>,
+    /// cosign legacy tag manifests written as OCI 1.1 referrers (`--cosign`).
+    pub cosign_to_referrers: u64,
+    /// cosign referrer groups written as legacy tag manifests (`--cosign`).
+    pub cosign_to_tags: u64,
     /// What failed.
     pub failures: Vec<FailureDoc>,
     /// `--plan` only: per image, the steps.
@@ -380,6 +384,8 @@ impl CopyDoc {
                     count: *n,
                 })
                 .collect(),
+            cosign_to_referrers: report.cosign_to_referrers,
+            cosign_to_tags: report.cosign_to_tags,
             failures: Vec::new(),
             plan: None,
         }

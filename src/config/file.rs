@@ -19,7 +19,9 @@ use figment::value::Value;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
-use super::{LogFormat, OverwriteMode, PlatformMode, ReferrersMode, Secret, UploadMode};
+use super::{
+    CosignMode, LogFormat, OverwriteMode, PlatformMode, ReferrersMode, Secret, UploadMode,
+};
 
 /// The top level, with every section kept as a raw value so that a fault in
 /// one section (or one job) does not hide faults in the others.
@@ -107,6 +109,13 @@ pub struct FileReferrers {
     /// Also copy cosign's legacy attachment tags (`sha256-<hex>.sig`, `.att`,
     /// `.sbom`) of every copied image. Default `true`.
     pub cosign_tags: Option<bool>,
+    // --- cosign conversion (issue #15) ---
+    /// cosign attachments: `"keep"` (as they are), `"to-referrers"` (legacy
+    /// `.sig/.att/.sbom` tags become OCI 1.1 referrers) or `"to-tags"` (the
+    /// reverse). Default `"keep"`.
+    pub cosign: Option<CosignMode>,
+    /// When converting, also copy the original form. Default `false`.
+    pub cosign_keep_original: Option<bool>,
 }
 
 /// `[limits]`: global concurrency bounds and the bounds on one image.

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::oci::{ImageReference, Location, ReferenceError, RepoName};
 
-pub use crate::copy::{PlatformMode, PlatformSpec, ReferrersMode};
+pub use crate::copy::{CosignMode, PlatformMode, PlatformSpec, ReferrersMode};
 pub use crate::logging::LogFormat;
 pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
@@ -509,6 +509,10 @@ pub struct ReferrerOptions {
     pub exclude_kinds: Vec<ReferrerKind>,
     /// Copy cosign legacy attachment tags.
     pub cosign_tags: bool,
+    /// Convert cosign attachments between legacy tags and referrers.
+    pub cosign: CosignMode,
+    /// When converting, also copy the original form.
+    pub cosign_keep_original: bool,
 }
 
 impl Default for ReferrerOptions {
@@ -523,6 +527,8 @@ impl Default for ReferrerOptions {
             include_kinds: Vec::new(),
             exclude_kinds: Vec::new(),
             cosign_tags: true,
+            cosign: CosignMode::Keep,
+            cosign_keep_original: false,
         }
     }
 }

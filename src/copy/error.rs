@@ -104,6 +104,14 @@ pub enum CopyError {
         /// Why.
         source: FallbackIndexError,
     },
+    /// A cosign attachment could not be converted (it is copied as it is).
+    #[error("converting {what}: {source}")]
+    Cosign {
+        /// What was converted (`cosign tag sha256-….sig`, `2 cosign sig referrer(s)`).
+        what: String,
+        /// Why not (names the manifest's digest).
+        source: crate::oci::cosign::CosignError,
+    },
     /// A manifest the engine built (a platform-filtered index) is invalid.
     #[error("building a platform-filtered index: {0}")]
     BuildIndex(#[from] ManifestError),
@@ -236,6 +244,7 @@ impl CopyError {
             | CopyError::LimitExceeded { registry, .. }
             | CopyError::TargetSizeMismatch { registry, .. } => Some(registry),
             CopyError::BuildIndex(_)
+            | CopyError::Cosign { .. }
             | CopyError::Platform(_)
             | CopyError::Dependency { .. }
             | CopyError::ReferrersUnpublished { .. } => None,
@@ -253,6 +262,7 @@ impl CopyError {
             CopyError::NotFound { .. } => "not_found",
             CopyError::FallbackIndex { .. } => "invalid_fallback_index",
             CopyError::BuildIndex(_) => "invalid_manifest",
+            CopyError::Cosign { .. } => "cosign_conversion",
             CopyError::NoPlatformMatch { .. } | CopyError::Platform(_) => "platform",
             CopyError::Unsupported { .. } => "unsupported",
             CopyError::Dependency { .. } => "dependency",

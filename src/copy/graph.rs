@@ -5,9 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+use super::cosign::Conversion;
 use super::error::CopyError;
 use super::report::{CopyEvent, NodeKind, Representation};
-use crate::oci::{Digest, Manifest};
+use crate::oci::{Descriptor, Digest, Manifest};
 
 /// A manifest of the graph.
 pub(crate) struct Node {
@@ -25,11 +28,14 @@ pub(crate) struct ReferrerEdge {
     pub via: Representation,
 }
 
-/// `tag` (a cosign legacy tag) points at `digest` on the source.
+/// `tag` (a cosign legacy tag of `subject`) points at `digest` on the
+/// source, or at the converted manifest that replaces what `via` held.
 #[derive(Clone, Debug)]
 pub(crate) struct CosignEdge {
     pub tag: String,
     pub digest: Digest,
+    pub subject: Digest,
+    pub via: Representation,
 }
 
 /// The walked graph of one image.
@@ -44,6 +50,11 @@ pub(crate) struct Graph {
     pub referrers: Vec<ReferrerEdge>,
     /// Cosign legacy tags to recreate.
     pub cosign: Vec<CosignEdge>,
+    /// cosign attachments converted to the other form (see `cosign.rs`).
+    pub conversions: Vec<Conversion>,
+    /// Blobs made by a conversion (merged configs), uploaded from memory:
+    /// they exist on no source. A few hundred bytes each.
+    pub generated_blobs: Vec<(Descriptor, Bytes)>,
     /// Skips decided while walking (filters, invalid listing entries).
     pub events: Vec<CopyEvent>,
     /// Referrers left out by filters.
@@ -65,6 +76,8 @@ impl Graph {
             order: Vec::new(),
             referrers: Vec::new(),
             cosign: Vec::new(),
+            conversions: Vec::new(),
+            generated_blobs: Vec::new(),
             events: Vec::new(),
             filtered: 0,
             dropped: 0,

@@ -16,6 +16,8 @@
 //!   source.rs   tag listing      run.rs        state shared by the phases
 //!   walk.rs     bounded BFS      manifests.rs  0. what is there; 2. manifests
 //!   discover.rs referrers        blobs.rs      1. blobs (HEAD, mount, stream)
+//!   cosign.rs   legacy tags <->
+//!               OCI 1.1 referrers
 //!   graph.rs    the graph and    publish.rs    3. referrers: API or fallback
 //!               its order                      tag
 //!                                tags.rs       4. cosign tags, image tag
@@ -38,6 +40,7 @@
 //! (bounded concurrency, one owner per digest); regclient `image.go`.
 
 mod blobs;
+mod cosign;
 mod discover;
 pub mod error;
 mod filter;
@@ -68,7 +71,7 @@ use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::{ReferrersSupport, Registry};
 
 pub use error::{CopyError, Limit, Side};
-pub use options::{AnnotationMatch, CopyOptions, PlatformMode, ReferrersMode};
+pub use options::{AnnotationMatch, CopyOptions, CosignMode, PlatformMode, ReferrersMode};
 pub use platform::{PlatformError, PlatformSpec};
 pub use report::{Action, CopyEvent, CopyReport, NodeFailure, NodeKind, PlanItem, Representation};
 
@@ -176,7 +179,7 @@ impl Copier {
         dst_repo: &RepoName,
         dst_tag: Option<&Tag>,
     ) -> Result<CopyReport, CopyError> {
-        let graph = walk::walk(self, src_repo, reference).await?;
+        let graph = self.walk(src_repo, reference).await?;
         let tag = dst_tag.cloned().or_else(|| match reference {
             Reference::Tag(t) => Some(t.clone()),
             Reference::Digest(_) => None,
@@ -197,7 +200,7 @@ impl Copier {
         dst_repo: &RepoName,
         dst_tag: Option<&Tag>,
     ) -> Result<Vec<PlanItem>, CopyError> {
-        let graph = walk::walk(self, src_repo, reference).await?;
+        let graph = self.walk(src_repo, reference).await?;
         let tag = dst_tag.cloned().or_else(|| match reference {
             Reference::Tag(t) => Some(t.clone()),
             Reference::Digest(_) => None,
@@ -207,6 +210,14 @@ impl Copier {
         self.write(&graph, src_repo, dst_repo, tag.as_ref(), &mut rec)
             .await;
         Ok(rec.collected)
+    }
+
+    /// The graph of `reference` on the source, with cosign attachments
+    /// converted as the options ask.
+    async fn walk(&self, src_repo: &RepoName, reference: &Reference) -> Result<Graph, CopyError> {
+        let mut graph = walk::walk(self, src_repo, reference).await?;
+        cosign::convert(&mut graph, &self.options);
+        Ok(graph)
     }
 
     /// Writes the walked `graph` to the target (or, in a dry run, reports
@@ -228,10 +239,12 @@ impl Copier {
             run.fail(d.clone(), NodeKind::Manifest, e.clone());
         }
         manifests::probe_present(&mut run).await;
+        cosign::put_generated_blobs(&mut run).await;
         blobs::copy_blobs(&mut run).await;
         manifests::copy_manifests(&mut run).await;
         publish::publish(&mut run).await;
         tags::write_tags(&mut run).await;
+        cosign::report_conversions(&mut run);
         run.report
     }
 }

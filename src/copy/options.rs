@@ -51,6 +51,53 @@ impl fmt::Display for ReferrersMode {
     }
 }
 
+/// What happens to cosign attachments (signatures, attestations, SBOMs)
+/// between cosign's legacy tags and OCI 1.1 referrers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CosignMode {
+    /// Copied as they are (legacy tags as tags, referrers as referrers).
+    #[default]
+    Keep,
+    /// Legacy `sha256-<hex>.sig/.att/.sbom` manifests become cosign OCI 1.1
+    /// referrers of their subject.
+    ToReferrers,
+    /// cosign OCI 1.1 referrers become legacy tag manifests, one per subject
+    /// and kind.
+    ToTags,
+}
+
+impl CosignMode {
+    /// The config and flag word.
+    pub fn word(self) -> &'static str {
+        match self {
+            CosignMode::Keep => "keep",
+            CosignMode::ToReferrers => "to-referrers",
+            CosignMode::ToTags => "to-tags",
+        }
+    }
+}
+
+impl FromStr for CosignMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            CosignMode::Keep,
+            CosignMode::ToReferrers,
+            CosignMode::ToTags,
+        ]
+        .into_iter()
+        .find(|m| m.word() == s)
+        .ok_or_else(|| format!("invalid cosign mode {s:?}: expected keep, to-referrers or to-tags"))
+    }
+}
+
+impl fmt::Display for CosignMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// What a platform list does to an index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +194,12 @@ pub struct CopyOptions {
     pub target_referrers: ReferrersMode,
     /// Also copy cosign legacy tags (`sha256-<hex>.sig/.att/.sbom`).
     pub cosign_tags: bool,
+    /// Convert cosign attachments between legacy tags and OCI 1.1
+    /// referrers on the way.
+    pub cosign: CosignMode,
+    /// With a converting [`CopyOptions::cosign`]: also copy the original
+    /// form beside the converted one.
+    pub cosign_keep_original: bool,
     /// Transfers (blob or manifest) in flight at once, across the graph.
     pub concurrency: usize,
     /// Indexes nested in indexes below an image (or referrer) root; an
@@ -193,6 +246,8 @@ impl Default for CopyOptions {
             source_referrers: ReferrersMode::Auto,
             target_referrers: ReferrersMode::Auto,
             cosign_tags: true,
+            cosign: CosignMode::Keep,
+            cosign_keep_original: false,
             concurrency: 8,
             max_index_depth: Self::DEFAULT_MAX_INDEX_DEPTH,
             max_nodes: Self::DEFAULT_MAX_NODES,

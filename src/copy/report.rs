@@ -168,6 +168,10 @@ pub struct CopyReport {
     pub referrers_skipped: BTreeMap<(Representation, Representation), u64>,
     /// Fallback indexes written on the target.
     pub fallback_indexes_written: u64,
+    /// cosign legacy tag manifests written as OCI 1.1 referrers.
+    pub cosign_to_referrers: u64,
+    /// cosign OCI 1.1 referrer groups written as legacy tag manifests.
+    pub cosign_to_tags: u64,
     /// What failed (one entry per failed node); empty on success.
     pub failures: Vec<NodeFailure>,
 }
@@ -192,6 +196,8 @@ impl CopyReport {
             *self.referrers_skipped.entry(k).or_default() += v;
         }
         self.fallback_indexes_written += other.fallback_indexes_written;
+        self.cosign_to_referrers += other.cosign_to_referrers;
+        self.cosign_to_tags += other.cosign_to_tags;
         self.failures.extend(other.failures);
     }
 
@@ -293,6 +299,13 @@ impl fmt::Display for CopyReport {
                 .map(|((s, t), n)| format!("{s} -> {t}: {n}"))
                 .collect();
             write!(f, "; referrers {}", parts.join(", "))?;
+        }
+        if self.cosign_to_referrers + self.cosign_to_tags > 0 {
+            write!(
+                f,
+                "; cosign converted: {} to referrers, {} to tags",
+                self.cosign_to_referrers, self.cosign_to_tags
+            )?;
         }
         if !self.failures.is_empty() {
             write!(f, "; {} failed", self.failures.len())?;

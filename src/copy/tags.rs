@@ -62,7 +62,7 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
             run.unpublished.push(c.digest.clone());
             continue;
         }
-        if !write_tag(run, &t, &c.digest, NodeKind::Cosign).await {
+        if !write_tag(run, &t, &c.digest, Some(c.via)).await {
             run.unpublished.push(c.digest.clone());
         }
     }
@@ -82,7 +82,7 @@ pub(crate) async fn write_tags(run: &mut Run<'_>) {
         keep_root(run).await;
         return;
     }
-    write_tag(run, tag, &graph.root, NodeKind::Tag).await;
+    write_tag(run, tag, &graph.root, None).await;
 }
 
 /// The tag is withheld: the root waiting for it is stored by digest like
@@ -109,8 +109,19 @@ async fn keep_root(run: &mut Run<'_>) {
 }
 
 /// Points `tag` at `d`; false when that failed (recorded). The root of an
-/// image new to the target is written here, once, by tag.
-async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> bool {
+/// image new to the target is written here, once, by tag. A cosign tag
+/// (`cosign_via`: how the source held what it points at) counts as a
+/// referrer.
+async fn write_tag(
+    run: &mut Run<'_>,
+    tag: &Tag,
+    d: &Digest,
+    cosign_via: Option<Representation>,
+) -> bool {
+    let kind = match cosign_via {
+        Some(_) => NodeKind::Cosign,
+        None => NodeKind::Tag,
+    };
     let Some(node) = run.graph.nodes.get(d) else {
         return true;
     };
@@ -170,12 +181,12 @@ async fn write_tag(run: &mut Run<'_>, tag: &Tag, d: &Digest, kind: NodeKind) -> 
                 if kind == NodeKind::Tag {
                     run.report.image_tags += 1;
                 }
-                if kind == NodeKind::Cosign
+                if let Some(via) = cosign_via
                     && matches!(run.outcomes.get(d), Some(Outcome::Put { .. }))
                 {
                     *run.report
                         .referrers
-                        .entry((Representation::CosignTag, Representation::CosignTag))
+                        .entry((via, Representation::CosignTag))
                         .or_default() += 1;
                 }
             }

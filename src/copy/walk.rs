@@ -22,7 +22,7 @@ use super::filter::filter_reason;
 use super::graph::{CosignEdge, Graph, Node, Origin, Pending, ReferrerEdge};
 use super::options::{CopyOptions, PlatformMode};
 use super::platform::{self, PlatformSpec};
-use super::report::{Action, CopyEvent, NodeKind};
+use super::report::{Action, CopyEvent, NodeKind, Representation};
 use super::source::SourceRepo;
 use crate::oci::{Descriptor, Digest, Manifest, Reference, RepoName};
 
@@ -202,6 +202,8 @@ pub(crate) async fn walk(
                                 graph.cosign.push(CosignEdge {
                                     tag: tag.clone(),
                                     digest: p.digest.clone(),
+                                    subject: digest.clone(),
+                                    via: Representation::CosignTag,
                                 });
                                 if !visited.insert(p.digest.clone()) {
                                     continue;

@@ -43,6 +43,9 @@ pub use events::{EventMetrics, Rejection};
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
+/// The `direction` values of `ocimirror_cosign_conversions_total`.
+pub const COSIGN_DIRECTIONS: [&str; 2] = ["to_referrers", "to_tags"];
+
 /// Every metric name [`Metrics`] registers (histograms by their base name,
 /// without `_bucket`/`_sum`/`_count`).
 pub const METRIC_NAMES: &[&str] = &[
@@ -52,6 +55,7 @@ pub const METRIC_NAMES: &[&str] = &[
     names::TAGS,
     names::REFERRERS,
     names::REFERRER_CONVERSIONS,
+    names::COSIGN_CONVERSIONS,
     names::ERRORS,
     names::REQUEST_DURATION,
     names::RETRIES,
@@ -152,6 +156,7 @@ pub struct Metrics {
     tags: IntCounterVec,
     referrers: IntCounterVec,
     referrer_conversions: IntCounterVec,
+    cosign_conversions: IntCounterVec,
     errors: IntCounterVec,
     request_duration: HistogramVec,
     retries: IntCounterVec,
@@ -227,6 +232,14 @@ impl Metrics {
                  source and target (source_repr != target_repr), e.g. \
                  referrers API to fallback tag.",
                 &[LABEL_JOB, SOURCE_REPR, TARGET_REPR],
+            )?,
+            cosign_conversions: counter(
+                r,
+                names::COSIGN_CONVERSIONS,
+                "cosign attachments written in the other cosign form, by \
+                 direction: to_referrers (legacy .sig/.att/.sbom tag to OCI \
+                 1.1 referrer), to_tags (the reverse).",
+                &[LABEL_JOB, "direction"],
             )?,
             errors: counter(
                 r,
@@ -399,6 +412,10 @@ impl Metrics {
         self.items_pending.with_label_values(&[job]);
         self.items_failing.with_label_values(&[job]);
         self.mirror_lag.with_label_values(&[job]);
+        // Both directions from 0, so `rate()` sees the first conversion.
+        for direction in COSIGN_DIRECTIONS {
+            self.cosign_conversions.with_label_values(&[job, direction]);
+        }
     }
 
     /// A blob of `bytes` was transferred to `registry` (the target host).
@@ -466,6 +483,16 @@ impl Metrics {
         if source != target {
             self.referrer_conversions
                 .with_label_values(&[job, s, t])
+                .inc_by(n);
+        }
+    }
+
+    /// `n` cosign attachments were converted in `direction` (`to_referrers`,
+    /// `to_tags`).
+    pub fn cosign_converted(&self, job: &str, direction: &'static str, n: u64) {
+        if n > 0 {
+            self.cosign_conversions
+                .with_label_values(&[job, direction])
                 .inc_by(n);
         }
     }

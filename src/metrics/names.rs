@@ -12,6 +12,8 @@ pub const TAGS: &str = "ocimirror_tags_total";
 pub const REFERRERS: &str = "ocimirror_referrers_total";
 /// Referrers whose representation changed on the way.
 pub const REFERRER_CONVERSIONS: &str = "ocimirror_referrer_conversions_total";
+/// cosign attachments converted, by direction (to_referrers, to_tags).
+pub const COSIGN_CONVERSIONS: &str = "ocimirror_cosign_conversions_total";
 /// Errors by job, registry and kind.
 pub const ERRORS: &str = "ocimirror_errors_total";
 /// Registry request latency.

@@ -148,3 +148,21 @@ fn instances_are_independent() {
     assert!(a.render().contains("ocimirror_blobs_total{"));
     assert!(!b.render().contains("ocimirror_blobs_total{"));
 }
+
+#[test]
+fn cosign_conversions_count_by_direction() {
+    let m = Metrics::new().unwrap();
+    m.cosign_converted("j", "to_referrers", 0);
+    assert!(!m.render().contains("ocimirror_cosign_conversions_total{"));
+    m.cosign_converted("j", "to_referrers", 3);
+    m.cosign_converted("j", "to_tags", 1);
+    let text = m.render();
+    assert!(text.contains(
+        r#"ocimirror_cosign_conversions_total{direction="to_referrers",mirror_job="j"} 3"#
+    ));
+    assert!(
+        text.contains(
+            r#"ocimirror_cosign_conversions_total{direction="to_tags",mirror_job="j"} 1"#
+        )
+    );
+}

@@ -2,6 +2,7 @@
 //! referrers fallback-tag rules. Nothing here does I/O, and nothing here
 //! imports from the rest of the crate.
 
+pub mod cosign;
 pub mod descriptor;
 pub mod digest;
 pub mod kind;

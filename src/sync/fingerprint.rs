@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use futures::future::join_all;
 
-use crate::config::{Job, ReferrersMode};
+use crate::config::{CosignMode, Job, ReferrersMode};
 use crate::oci::referrers::{COSIGN_SUFFIXES, cosign_tag, fallback_tag};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::Registry;
@@ -67,6 +67,20 @@ pub(super) async fn referrers_fingerprint(
     let mut parts: Vec<String> = api?.into_iter().collect();
     for head in heads {
         parts.extend(head?);
+    }
+    // A conversion changes what the target gets from the same source: a
+    // new mode (or keep-original) must not pass for unchanged. `keep` adds
+    // nothing, so checkpoints written before conversions existed hold.
+    if options.cosign != CosignMode::Keep {
+        parts.push(format!(
+            "cosign={}{}",
+            options.cosign,
+            if options.cosign_keep_original {
+                "+original"
+            } else {
+                ""
+            }
+        ));
     }
     Some(format!("v2 {}", parts.join(" ")))
 }

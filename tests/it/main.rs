@@ -7,6 +7,7 @@ mod config_examples;
 mod copy_cli;
 mod copy_matrix;
 mod copy_retry;
+mod cosign_convert;
 mod credentials;
 mod deletions;
 mod deletions_overwrite;

@@ -51,6 +51,7 @@ fn feed(m: &Metrics) {
             Representation::Api.label(),
             1,
         );
+        m.cosign_converted(job, "to_referrers", 1);
         m.error(job, REGISTRY, "transport");
         m.items_pending(job, 3);
         m.items_failing(job, 1);
@@ -272,7 +273,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Registry latency",
             "Rate limiting",
             "Webhooks",
-            "Deletions"
+            "Deletions",
+            "cosign conversion"
         ]
     );
     for p in d["panels"].as_array().unwrap() {

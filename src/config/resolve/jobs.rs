@@ -417,6 +417,11 @@ fn merge_referrers(job: &FileReferrers, d: &FileReferrers) -> ReferrerOptions {
             .cosign_tags
             .or(d.cosign_tags)
             .unwrap_or(base.cosign_tags),
+        cosign: job.cosign.or(d.cosign).unwrap_or(base.cosign),
+        cosign_keep_original: job
+            .cosign_keep_original
+            .or(d.cosign_keep_original)
+            .unwrap_or(base.cosign_keep_original),
     }
 }
 
