@@ -36,6 +36,10 @@
 //! - [`metrics`]: every Prometheus metric, in its own registry. A leaf.
 //! - [`observe`]: feeds metrics from the HTTP adapter's request observer and
 //!   the copy engine's events. Imports `metrics`, `copy`, `config`, `registry`.
+//! - [`policy`]: the signature policy (cosign keys; off, warn, enforce),
+//!   plugged into the engine as its admission `Gate` between the walk and
+//!   the first write; caches verifications in `store`. Imports `copy`,
+//!   the `registry` port, `store`, `metrics` and `oci`.
 //! - [`server`]: `/metrics`, `/healthz` and `/readyz`. Imports `metrics`.
 //! - [`logging`]: tracing subscriber set-up. A leaf.
 //! - [`secret`]: passwords and tokens that never print (config and HTTP
@@ -72,6 +76,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod oci;
+pub mod policy;
 pub mod registry;
 pub mod scheduler;
 pub mod secret;

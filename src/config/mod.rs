@@ -360,6 +360,8 @@ pub struct Job {
     pub schedule: Schedule,
     /// Images copied at once.
     pub concurrency: usize,
+    /// Signature policy (off unless configured).
+    pub policy: crate::policy::Policy,
 }
 
 impl Job {

@@ -34,7 +34,10 @@ pub const LABEL_JOB: &str = "mirror_job";
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub mod names;
+mod policy;
 mod register;
+
+pub use policy::{PolicyResult, SignatureResult};
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
@@ -63,6 +66,8 @@ pub const METRIC_NAMES: &[&str] = &[
     names::MIRROR_LAG,
     names::INTERVAL,
     names::BUILD_INFO,
+    names::POLICY_IMAGES,
+    names::POLICY_SIGNATURES,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -153,6 +158,7 @@ pub struct Metrics {
     items_failing: IntGaugeVec,
     mirror_lag: GaugeVec,
     interval: GaugeVec,
+    policy: policy::PolicyMetrics,
 }
 
 impl Metrics {
@@ -327,6 +333,7 @@ impl Metrics {
                  compare staleness to it).",
                 &[LABEL_JOB],
             )?,
+            policy: policy::PolicyMetrics::new(r)?,
             registry,
         };
 

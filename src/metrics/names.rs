@@ -44,3 +44,7 @@ pub const MIRROR_LAG: &str = "ocimirror_job_mirror_lag_seconds";
 pub const INTERVAL: &str = "ocimirror_job_interval_seconds";
 /// Build information.
 pub const BUILD_INFO: &str = "ocimirror_build_info";
+/// Images decided by the signature policy, by result.
+pub const POLICY_IMAGES: &str = "ocimirror_policy_images_total";
+/// Signatures checked by the signature policy, by result.
+pub const POLICY_SIGNATURES: &str = "ocimirror_policy_signatures_total";

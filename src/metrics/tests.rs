@@ -27,6 +27,8 @@ fn exercised() -> Metrics {
     m.items_pending("alpha", 4);
     m.items_failing("alpha", 1);
     m.mirror_lag("alpha", 60.0);
+    m.policy_image("alpha", PolicyResult::Refused);
+    m.policy_signature("alpha", SignatureResult::Cached);
     m
 }
 

@@ -17,6 +17,7 @@
 //! May import: `oci`.
 
 mod models;
+mod policy;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -8,7 +8,8 @@
 //! again (so a target changed behind our back is repaired). With no database
 //! every item takes the full path, which is correct and only slower.
 //!
-//! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
+//! Imports `config` (types only), `copy`, `policy`, `registry`, `store` and
+//! `oci`.
 
 mod fingerprint;
 mod items;
@@ -33,6 +34,7 @@ use crate::copy::{Action, Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
 use crate::oci::{Location, Reference};
+use crate::policy::PolicyGate;
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
 use crate::store::{RunOutcome, RunResult, Store, TagState};
@@ -285,6 +287,12 @@ impl Syncer {
                         Copier::new(src, dst, copy).with_permits(self.transfers.clone());
                     if let Some(tx) = &self.events {
                         copier = copier.with_events(forward(job.name.clone(), tx.clone()));
+                    }
+                    if job.policy.is_active() {
+                        let gate = PolicyGate::new(&job.name, Arc::new(job.policy.clone()))
+                            .with_store(store.cloned())
+                            .with_metrics(self.metrics.clone());
+                        copier = copier.with_gate(Arc::new(gate));
                     }
                     let copier = Arc::new(copier);
                     copiers.insert(key, copier.clone());

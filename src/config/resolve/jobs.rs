@@ -22,11 +22,13 @@ impl Resolver<'_> {
             .unwrap_or_default();
         let referrers = d.referrers.clone().unwrap_or_default();
         self.check_referrers(&referrers, &p.key("referrers"));
+        let policy = self.default_policy(d.policy.as_ref());
         ResolvedDefaults {
             schedule,
             platforms,
             platform_mode: d.platform_mode,
             referrers,
+            policy,
         }
     }
 
@@ -306,6 +308,7 @@ impl Resolver<'_> {
             Job::DEFAULT_CONCURRENCY,
             &p.key("concurrency"),
         );
+        let policy = self.policy(j.policy.as_ref(), &d.policy, &p.key("policy"));
         if self.problems.len() > before {
             return None;
         }
@@ -319,6 +322,7 @@ impl Resolver<'_> {
             referrers,
             schedule: schedule?,
             concurrency,
+            policy,
         })
     }
 
@@ -382,6 +386,7 @@ pub(super) struct ResolvedDefaults {
     platforms: Vec<PlatformSpec>,
     platform_mode: Option<PlatformMode>,
     referrers: FileReferrers,
+    policy: policy::DefaultPolicy,
 }
 
 fn merge_referrers(job: &FileReferrers, d: &FileReferrers) -> ReferrerOptions {

@@ -22,6 +22,7 @@ use super::file::{
     StrOrTable, TopLevel,
 };
 mod jobs;
+mod policy;
 mod registry;
 
 use super::tags::{Pattern, TagSelector};

@@ -12,8 +12,9 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileJob, FileLimits, FileLog, FileReferrers, FileRegistry,
-    FileSchedule, FileServer, FileState, FileTags, FileTargetMapping, TopLevel,
+    FileCatalogSource, FileCosignKey, FileDefaults, FileJob, FileLimits, FileLog, FilePolicy,
+    FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
+    TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -69,6 +70,8 @@ fn type_keys() -> BTreeSet<String> {
     add("defaults", fields_of::<FileDefaults>());
     add("defaults.schedule", fields_of::<FileSchedule>());
     add("defaults.referrers", fields_of::<FileReferrers>());
+    add("defaults.policy", fields_of::<FilePolicy>());
+    add("defaults.policy.cosign[]", fields_of::<FileCosignKey>());
     add("limits", fields_of::<FileLimits>());
     add("state", fields_of::<FileState>());
     add("server", fields_of::<FileServer>());
@@ -80,6 +83,8 @@ fn type_keys() -> BTreeSet<String> {
     add("jobs[].tags", fields_of::<FileTags>());
     add("jobs[].referrers", fields_of::<FileReferrers>());
     add("jobs[].schedule", fields_of::<FileSchedule>());
+    add("jobs[].policy", fields_of::<FilePolicy>());
+    add("jobs[].policy.cosign[]", fields_of::<FileCosignKey>());
     keys
 }
 
