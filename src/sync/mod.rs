@@ -289,8 +289,11 @@ impl Syncer {
                         copier = copier.with_events(forward(job.name.clone(), tx.clone()));
                     }
                     if job.policy.is_active() {
+                        // The cache is read by plans too (the gate writes
+                        // nothing in a dry run), so a plan says what a run
+                        // would verify.
                         let gate = PolicyGate::new(&job.name, Arc::new(job.policy.clone()))
-                            .with_store(store.cloned())
+                            .with_store(self.store.clone())
                             .with_metrics(self.metrics.clone());
                         copier = copier.with_gate(Arc::new(gate));
                     }
