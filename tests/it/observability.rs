@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ocimirror::copy::Representation;
-use ocimirror::metrics::{self, Metrics, RunResult};
+use ocimirror::metrics::{self, Metrics, PolicyResult, RunResult, SignatureResult};
 use ocimirror::server::{self, Health};
 use tokio::sync::oneshot;
 
@@ -55,6 +55,8 @@ fn feed(m: &Metrics) {
         m.items_pending(job, 3);
         m.items_failing(job, 1);
         m.mirror_lag(job, 120.0);
+        m.policy_image(job, PolicyResult::Refused);
+        m.policy_signature(job, SignatureResult::Rejected);
     }
     m.run_finished("alpha", RunResult::Success, 12.0);
     m.run_finished("beta", RunResult::Failure, 3.0);
@@ -266,7 +268,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Referrers and conversions",
             "Errors",
             "Registry latency",
-            "Rate limiting"
+            "Rate limiting",
+            "Signature policy"
         ]
     );
     for p in d["panels"].as_array().unwrap() {
