@@ -16,7 +16,7 @@ use super::{Mode, Policy, Require};
 use crate::copy::{Action, CopyEvent, Decision, Found, Gate, ImageToCheck, NodeKind};
 use crate::metrics::{Metrics, PolicyResult, SignatureResult};
 use crate::oci::Digest;
-use crate::store::Store;
+use crate::store::{SignatureVerdict, Store};
 
 /// Signature blobs larger than this are not read (a simple-signing payload
 /// is a few hundred bytes, a bundle with a certificate chain a few KiB).
@@ -84,25 +84,25 @@ impl PolicyGate {
         self
     }
 
-    async fn cached(&self, image: &Digest, signature: &Digest) -> Option<Vec<String>> {
+    async fn cached(&self, image: &Digest, signature: &Digest) -> Option<SignatureVerdict> {
         let store = self.store.as_ref()?;
-        match store.verified_signature(image, signature, &self.hash).await {
+        match store.signature_verdict(image, signature, &self.hash).await {
             Ok(hit) => hit,
             Err(e) => {
-                // The cache only saves work: verify instead.
+                // The cache only saves work: check instead.
                 tracing::warn!(job = %self.job, error = %e, "Could not read the verification cache.");
                 None
             }
         }
     }
 
-    async fn remember(&self, image: &Digest, signature: &Digest, verifiers: &[String]) {
+    async fn remember(&self, image: &Digest, signature: &Digest, verdict: &SignatureVerdict) {
         let Some(store) = &self.store else { return };
         if let Err(e) = store
-            .record_verified_signature(image, signature, &self.hash, verifiers, chrono::Utc::now())
+            .record_signature_verdict(image, signature, &self.hash, verdict, chrono::Utc::now())
             .await
         {
-            tracing::warn!(job = %self.job, error = %e, "Could not record a verified signature.");
+            tracing::warn!(job = %self.job, error = %e, "Could not record a signature verdict.");
         }
     }
 
@@ -112,13 +112,15 @@ impl PolicyGate {
         &self,
         image: &ImageToCheck<'_>,
         blobs: &[SignatureBlob],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, NotAccepted> {
         let mut accepted: Vec<String> = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
+        let mut unread = false;
         for blob in blobs {
             let bytes = match read_blob(image, blob).await {
                 Ok(b) => b,
                 Err(e) => {
+                    unread = true;
                     reasons.push(e);
                     continue;
                 }
@@ -136,7 +138,10 @@ impl PolicyGate {
         }
         if accepted.is_empty() {
             reasons.dedup();
-            Err(reasons.join("; "))
+            Err(NotAccepted {
+                reason: reasons.join("; "),
+                unread,
+            })
         } else {
             Ok(accepted)
         }
@@ -147,6 +152,15 @@ impl PolicyGate {
             m.policy_signature(&self.job, result);
         }
     }
+}
+
+/// Why no verifier accepted a signature.
+struct NotAccepted {
+    reason: String,
+    /// A blob could not be read: another try may pass, so this is not
+    /// remembered. Everything else follows from the signature manifest's
+    /// digest (which pins its blobs) and the policy, and is.
+    unread: bool,
 }
 
 /// Reads a signature blob from the source, refusing oversized ones before
@@ -215,35 +229,53 @@ impl Gate for PolicyGate {
                 Found::CosignTag => NodeKind::Cosign,
             };
             let form = form_name(cand.found, &blobs);
-            if let Some(names) = self.cached(image.digest, sig).await {
-                self.count_signature(image.dry_run, SignatureResult::Cached);
-                decision.steps.push(step(
-                    sig,
-                    kind,
-                    format!("{form}: verified by {} (cached)", names.join(", ")),
-                ));
-                accepted.extend(names);
-                continue;
+            match self.cached(image.digest, sig).await {
+                Some(SignatureVerdict::Accepted(names)) => {
+                    self.count_signature(image.dry_run, SignatureResult::Cached);
+                    decision.steps.push(step(
+                        sig,
+                        kind,
+                        format!("{form}: verified by {} (cached)", names.join(", ")),
+                    ));
+                    accepted.extend(names);
+                    continue;
+                }
+                Some(SignatureVerdict::Rejected(reason)) => {
+                    self.count_signature(image.dry_run, SignatureResult::Cached);
+                    decision.steps.push(step(
+                        sig,
+                        kind,
+                        format!("{form}: rejected (cached): {reason}"),
+                    ));
+                    rejected.push(format!("{sig} ({form}): {reason}"));
+                    continue;
+                }
+                None => {}
             }
             match self.verify(&image, &blobs).await {
                 Ok(names) => {
                     self.count_signature(image.dry_run, SignatureResult::Verified);
-                    if !image.dry_run {
-                        self.remember(image.digest, sig, &names).await;
-                    }
                     decision.steps.push(step(
                         sig,
                         kind,
                         format!("{form}: verified by {}", names.join(", ")),
                     ));
-                    accepted.extend(names);
+                    accepted.extend(names.iter().cloned());
+                    if !image.dry_run {
+                        self.remember(image.digest, sig, &SignatureVerdict::Accepted(names))
+                            .await;
+                    }
                 }
-                Err(reason) => {
+                Err(NotAccepted { reason, unread }) => {
                     self.count_signature(image.dry_run, SignatureResult::Rejected);
                     decision
                         .steps
                         .push(step(sig, kind, format!("{form}: rejected: {reason}")));
                     rejected.push(format!("{sig} ({form}): {reason}"));
+                    if !image.dry_run && !unread {
+                        self.remember(image.digest, sig, &SignatureVerdict::Rejected(reason))
+                            .await;
+                    }
                 }
             }
         }

@@ -37,6 +37,7 @@ pub use models::{
     Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
     RunResult, TagState,
 };
+pub use policy::SignatureVerdict;
 
 /// How long a connection waits for another writer's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -169,14 +169,28 @@ async fn the_second_run_verifies_nothing_until_the_policy_changes() {
     let key = Signer::new(dir.path(), "release", KeyKind::P256);
     let p = payload(&f.index, serde_json::json!({}));
     let (_, layer) = legacy_sig(&src, &f.index, &p, &key.sign(&p));
-    let reads = |src: &TestRegistry| src.count("GET", &format!("/blobs/{layer}"));
+    // A second signature, by a key nobody trusts: rejected, and that
+    // verdict is remembered too.
+    let stranger = Signer::new(dir.path(), "stranger", KeyKind::Ed25519);
+    let bad = payload(&f.index, serde_json::json!({"by": "stranger"}));
+    referrer_sig(
+        &src,
+        &f.manifest(&f.index).desc(),
+        &bad,
+        &stranger.sign(&bad),
+    );
+    let bad_layer = fixtures::sha256(&bad);
+    let reads = |src: &TestRegistry| {
+        src.count("GET", &format!("/blobs/{layer}"))
+            + src.count("GET", &format!("/blobs/{bad_layer}"))
+    };
     let enforce = policy("enforce", "any", &[&key]);
 
     let first = mirror(dir.path(), &src, &dst, &enforce, SyncOptions::default()).await;
     assert_copied(&first, &dst, &f);
     let after_first = reads(&src);
-    // Read once to verify, once to copy.
-    assert_eq!(after_first, 2);
+    // Each read once to verify, once to copy.
+    assert_eq!(after_first, 4);
 
     // `--full` walks and checks the image again: the verification is cached.
     let full = SyncOptions {
@@ -202,13 +216,20 @@ async fn the_second_run_verifies_nothing_until_the_policy_changes() {
         },
     )
     .await;
+    let reasons: Vec<&str> = plan.plan[0]
+        .steps
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect();
     assert!(
-        plan.plan[0]
-            .steps
+        reasons.contains(&"cosign .sig tag: verified by release (cached)"),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons
             .iter()
-            .any(|s| s.reason.contains("verified by release (cached)")),
-        "{:#?}",
-        plan.plan[0].steps
+            .any(|r| r.starts_with("cosign referrer: rejected (cached): ")),
+        "{reasons:#?}"
     );
 
     // Another key set is another policy: verified again.
@@ -222,5 +243,5 @@ async fn the_second_run_verifies_nothing_until_the_policy_changes() {
     )
     .await;
     assert!(third.failures.is_empty(), "{:?}", third.failures);
-    assert_eq!(reads(&src), after_first + 1);
+    assert_eq!(reads(&src), after_first + 2);
 }
