@@ -36,6 +36,10 @@
 //! - [`metrics`]: every Prometheus metric, in its own registry. A leaf.
 //! - [`observe`]: feeds metrics from the HTTP adapter's request observer and
 //!   the copy engine's events. Imports `metrics`, `copy`, `config`, `registry`.
+//! - [`policy`]: the signature policy (cosign keys; off, warn, enforce),
+//!   plugged into the engine as its admission `Gate` between the walk and
+//!   the first write; caches verifications in `store`. Imports `copy`,
+//!   the `registry` port, `store`, `metrics` and `oci`.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, the webhook receiver,
 //!   the HTTP API (`/api/v1`) and the status page (`/`). Imports
 //!   `metrics`, `events`, `store`, `config` (types) and `scheduler` (types).
@@ -77,6 +81,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod oci;
+pub mod policy;
 pub mod registry;
 pub mod scheduler;
 pub mod secret;

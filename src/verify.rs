@@ -227,7 +227,8 @@ fn difference(step: &PlanItem) -> Option<String> {
         .map_or_else(|| "-".to_string(), ToString::to_string);
     let line = match (step.kind, step.action) {
         // A conversion note comes with the referrer's own copy step.
-        (_, Action::Exists | Action::Skip | Action::Convert) => return None,
+        // A signature check is not a difference between target and source.
+        (_, Action::Exists | Action::Skip | Action::Convert | Action::Verify) => return None,
         (_, Action::Fail) => format!("failed: {}", step.reason),
         (NodeKind::Blob, _) => format!("missing blob {digest} ({} bytes)", step.size),
         // The reason says what the tag points at on the target.

@@ -56,6 +56,8 @@ pub struct FileDefaults {
     pub platform_mode: Option<PlatformMode>,
     /// Referrer (signature, SBOM, attestation) options.
     pub referrers: Option<FileReferrers>,
+    /// Signature policy (issue 17): which images may be mirrored.
+    pub policy: Option<FilePolicy>,
 }
 
 /// A schedule: exactly one of `interval` or `cron`, plus an optional jitter.
@@ -319,6 +321,8 @@ pub struct FileJob {
     /// What happens when a target tag this job wrote would move to a new
     /// digest. Default: it moves.
     pub overwrite: Option<FileOverwrite>,
+    /// Overrides fields of `[defaults.policy]` (`cosign` replaces the list).
+    pub policy: Option<FilePolicy>,
 }
 
 /// `[jobs.delete]`: deletion sync of one job.
@@ -349,6 +353,32 @@ pub struct FileOverwrite {
     /// Backups kept per tag, newest first; older ones are deleted.
     /// Default `3`.
     pub keep: Option<usize>,
+}
+
+/// `[defaults.policy]` / `[jobs.policy]`: the signature policy.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    /// `"off"` (default), `"warn"` (copy unverified images and report
+    /// them) or `"enforce"` (do not copy them).
+    pub mode: Option<crate::policy::Mode>,
+    /// `"any"` (default): one verifier accepting a signature admits the
+    /// image; `"all"`: every verifier must accept one.
+    pub require: Option<crate::policy::Require>,
+    /// cosign public-key verifiers.
+    pub cosign: Option<Vec<FileCosignKey>>,
+}
+
+/// `[[policy.cosign]]`: a cosign public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCosignKey {
+    /// The verifier's name (plans, reasons, `require = "all"`).
+    pub name: String,
+    /// PEM public key file (`cosign.pub`): ECDSA P-256, Ed25519 or RSA.
+    pub key: PathBuf,
+    /// Annotations the signed payload must carry (`cosign sign -a k=v`).
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// A catalog source: every repository of `registry` under `namespace` that

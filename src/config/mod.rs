@@ -40,8 +40,8 @@ pub use crate::logging::LogFormat;
 pub use crate::oci::ReferrerKind;
 pub use crate::secret::Secret;
 pub use check::{CheckReport, check, load, load_with_env, show};
-pub use events::{EventSettings, WebhookFormat, WebhookSource};
 pub use deletions::{DeletePolicy, OverwriteMode, OverwritePolicy};
+pub use events::{EventSettings, WebhookFormat, WebhookSource};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
@@ -373,6 +373,8 @@ pub struct Job {
     pub delete: DeletePolicy,
     /// Moved tags (`[jobs.overwrite]`).
     pub overwrite: OverwritePolicy,
+    /// Signature policy (off unless configured).
+    pub policy: crate::policy::Policy,
 }
 
 impl Job {

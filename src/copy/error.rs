@@ -209,6 +209,18 @@ pub enum CopyError {
         /// The referrers that failed.
         referrers: Vec<Digest>,
     },
+    /// The signature policy refused the image: nothing of it is written.
+    #[error("unverified: source {registry}: {repo}@{digest}: {reason}")]
+    Unverified {
+        /// Source registry name.
+        registry: String,
+        /// Repository.
+        repo: String,
+        /// The image (what the tag points at).
+        digest: Digest,
+        /// The policy's reason (every signature and why it did not count).
+        reason: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl CopyError {
@@ -242,7 +254,8 @@ impl CopyError {
             | CopyError::Unsupported { registry, .. }
             | CopyError::Contended { registry, .. }
             | CopyError::LimitExceeded { registry, .. }
-            | CopyError::TargetSizeMismatch { registry, .. } => Some(registry),
+            | CopyError::TargetSizeMismatch { registry, .. }
+            | CopyError::Unverified { registry, .. } => Some(registry),
             CopyError::BuildIndex(_)
             | CopyError::Cosign { .. }
             | CopyError::Platform(_)
@@ -255,7 +268,7 @@ impl CopyError {
     /// registry error's kind (`not_found`, `server_error`, `transport`, ...)
     /// or one of `invalid_fallback_index`, `invalid_manifest`, `platform`,
     /// `unsupported`, `dependency`, `contended`, `limit_exceeded`,
-    /// `target_size_mismatch`, `referrers_unpublished`.
+    /// `target_size_mismatch`, `referrers_unpublished`, `unverified`.
     pub fn kind(&self) -> &'static str {
         match self {
             CopyError::Registry { source, .. } => source.kind.label(),
@@ -270,6 +283,7 @@ impl CopyError {
             CopyError::LimitExceeded { .. } => "limit_exceeded",
             CopyError::TargetSizeMismatch { .. } => "target_size_mismatch",
             CopyError::ReferrersUnpublished { .. } => "referrers_unpublished",
+            CopyError::Unverified { .. } => "unverified",
         }
     }
 }

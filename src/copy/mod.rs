@@ -23,6 +23,8 @@
 //!                                tags.rs       4. cosign tags, image tag
 //!   flight.rs   one transfer per digest, bounded concurrency
 //!   fresh.rs    new target repositories: no per-object HEADs there
+//!   gate.rs     admission port: the signature policy decides between
+//!               the walk and the first write
 //! ```
 //!
 //! Order on the target: blobs, then manifests bottom-up (children before
@@ -46,6 +48,7 @@ pub mod error;
 mod filter;
 mod flight;
 mod fresh;
+pub mod gate;
 mod graph;
 mod manifests;
 pub mod options;
@@ -71,6 +74,7 @@ use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::registry::{ReferrersSupport, Registry};
 
 pub use error::{CopyError, Limit, Side};
+pub use gate::{Candidate, Decision, Found, Gate, ImageToCheck};
 pub use options::{AnnotationMatch, CopyOptions, CosignMode, PlatformMode, ReferrersMode};
 pub use platform::{PlatformError, PlatformSpec};
 pub use report::{Action, CopyEvent, CopyReport, NodeFailure, NodeKind, PlanItem, Representation};
@@ -111,6 +115,8 @@ pub struct Copier {
     target_blobs: Mutex<HashMap<Digest, RepoName>>,
     fresh: fresh::FreshRepos,
     events: Option<mpsc::UnboundedSender<CopyEvent>>,
+    /// Decides, per image, whether it may be copied (signature policy).
+    gate: Option<Arc<dyn Gate>>,
 }
 
 impl Copier {
@@ -128,6 +134,7 @@ impl Copier {
             target_blobs: Mutex::new(HashMap::new()),
             fresh: fresh::FreshRepos::default(),
             events: None,
+            gate: None,
         }
     }
 
@@ -151,6 +158,13 @@ impl Copier {
     /// Sends every [`CopyEvent`] to `sink` as it happens.
     pub fn with_events(mut self, sink: mpsc::UnboundedSender<CopyEvent>) -> Self {
         self.events = Some(sink);
+        self
+    }
+
+    /// Asks `gate` about every image after its walk and before its first
+    /// write: a refused image is not written at all.
+    pub fn with_gate(mut self, gate: Arc<dyn Gate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -185,6 +199,9 @@ impl Copier {
             Reference::Digest(_) => None,
         });
         let mut rec = Recorder::new(self.events.clone(), false);
+        if let Some(refusal) = self.admit(&graph, src_repo, &mut rec).await {
+            return Err(refusal);
+        }
         Ok(self
             .write(&graph, src_repo, dst_repo, tag.as_ref(), &mut rec)
             .await)
@@ -206,6 +223,11 @@ impl Copier {
             Reference::Digest(_) => None,
         });
         let mut rec = Recorder::new(self.events.clone(), true);
+        // A refused image would have nothing written: its plan is the
+        // verification steps alone.
+        if self.admit(&graph, src_repo, &mut rec).await.is_some() {
+            return Ok(rec.collected);
+        }
         // Failures are in the plan as `Action::Fail` items.
         self.write(&graph, src_repo, dst_repo, tag.as_ref(), &mut rec)
             .await;
@@ -218,6 +240,28 @@ impl Copier {
         let mut graph = walk::walk(self, src_repo, reference).await?;
         cosign::convert(&mut graph, &self.options);
         Ok(graph)
+    }
+
+    /// Asks the gate (if any) about the walked image; records its steps and
+    /// returns the refusal, if it refused.
+    async fn admit(
+        &self,
+        graph: &Graph,
+        src_repo: &RepoName,
+        rec: &mut Recorder,
+    ) -> Option<CopyError> {
+        let gate = self.gate.as_ref()?;
+        let image = ImageToCheck::from_graph(self.source.as_ref(), src_repo, graph, rec.dry_run);
+        let decision = gate.check(image).await;
+        for step in decision.steps {
+            rec.emit(step);
+        }
+        decision.refusal.map(|reason| CopyError::Unverified {
+            registry: self.source.name().to_string(),
+            repo: src_repo.to_string(),
+            digest: graph.root.clone(),
+            reason,
+        })
     }
 
     /// Writes the walked `graph` to the target (or, in a dry run, reports

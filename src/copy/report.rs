@@ -331,6 +331,9 @@ pub enum Action {
     Write,
     /// Failed.
     Fail,
+    /// A signature checked, or an image admitted or refused, by the
+    /// signature policy.
+    Verify,
 }
 
 impl fmt::Display for Action {
@@ -343,6 +346,7 @@ impl fmt::Display for Action {
             Action::Convert => "convert",
             Action::Write => "write",
             Action::Fail => "fail",
+            Action::Verify => "verify",
         })
     }
 }

@@ -36,10 +36,12 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 mod deletions;
 mod events;
 pub mod names;
+mod policy;
 mod register;
 
 pub use deletions::DeletionMetrics;
 pub use events::{EventMetrics, Rejection};
+pub use policy::{PolicyResult, SignatureResult};
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
@@ -81,6 +83,8 @@ pub const METRIC_NAMES: &[&str] = &[
     names::DELETION_GUARD_TRIPS,
     names::DELETION_GUARD_TRIPPED,
     names::TAG_BACKUPS,
+    names::POLICY_IMAGES,
+    names::POLICY_SIGNATURES,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -174,6 +178,7 @@ pub struct Metrics {
     interval: GaugeVec,
     events: EventMetrics,
     deletions: DeletionMetrics,
+    policy: policy::PolicyMetrics,
 }
 
 impl Metrics {
@@ -358,6 +363,7 @@ impl Metrics {
             )?,
             events: EventMetrics::new(r)?,
             deletions: DeletionMetrics::new(r)?,
+            policy: policy::PolicyMetrics::new(r)?,
             registry,
         };
 

@@ -69,3 +69,7 @@ pub const DELETION_GUARD_TRIPS: &str = "ocimirror_deletion_guard_trips_total";
 pub const DELETION_GUARD_TRIPPED: &str = "ocimirror_deletion_guard_tripped";
 /// Backup tags written before a moved tag.
 pub const TAG_BACKUPS: &str = "ocimirror_tag_backups_total";
+/// Images decided by the signature policy, by result.
+pub const POLICY_IMAGES: &str = "ocimirror_policy_images_total";
+/// Signatures checked by the signature policy, by result.
+pub const POLICY_SIGNATURES: &str = "ocimirror_policy_signatures_total";

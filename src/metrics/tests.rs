@@ -30,6 +30,8 @@ fn exercised() -> Metrics {
     m.deletions().deleted("alpha", "tag");
     m.deletions().guard("alpha", true);
     m.deletions().backed_up("alpha");
+    m.policy_image("alpha", PolicyResult::Refused);
+    m.policy_signature("alpha", SignatureResult::Cached);
     m
 }
 

@@ -16,9 +16,10 @@
 //!
 //! May import: `oci`.
 
-mod events;
 mod deletions;
+mod events;
 mod models;
+mod policy;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -34,12 +35,13 @@ use tracing::instrument;
 
 use crate::oci::Digest;
 
-pub use events::{AcceptedEvent, EventOutcome, EventRecord};
 pub use deletions::{OwnedTag, TagBackup};
+pub use events::{AcceptedEvent, EventOutcome, EventRecord};
 pub use models::{
     Backoff, FailureRecord, JobStatus, RunCounts, RunId, RunOutcome, RunOwner, RunRecord,
     RunResult, TagState,
 };
+pub use policy::SignatureVerdict;
 
 /// How long a connection waits for another writer's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,7 +8,8 @@
 //! again (so a target changed behind our back is repaired). With no database
 //! every item takes the full path, which is correct and only slower.
 //!
-//! Imports `config` (types only), `copy`, `registry`, `store` and `oci`.
+//! Imports `config` (types only), `copy`, `policy`, `registry`, `store` and
+//! `oci`.
 
 mod deletions;
 mod fingerprint;
@@ -35,6 +36,7 @@ use crate::copy::{Action, Copier, CopyEvent};
 use crate::metrics::Metrics;
 use crate::observe::{record_error, record_referrers, registry_label, target_label};
 use crate::oci::{Digest, Location, Reference, RepoName};
+use crate::policy::PolicyGate;
 use crate::registry::Registry;
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
@@ -326,6 +328,15 @@ impl Syncer {
                         Copier::new(src, dst, copy).with_permits(self.transfers.clone());
                     if let Some(tx) = &self.events {
                         copier = copier.with_events(forward(job.name.clone(), tx.clone()));
+                    }
+                    if job.policy.is_active() {
+                        // The cache is read by plans too (the gate writes
+                        // nothing in a dry run), so a plan says what a run
+                        // would verify.
+                        let gate = PolicyGate::new(&job.name, Arc::new(job.policy.clone()))
+                            .with_store(self.store.clone())
+                            .with_metrics(self.metrics.clone());
+                        copier = copier.with_gate(Arc::new(gate));
                     }
                     let copier = Arc::new(copier);
                     copiers.insert(key, copier.clone());

@@ -23,6 +23,7 @@ mod listing_limits;
 mod observability;
 mod observability_daemon;
 mod perf_requests;
+mod policy;
 mod progress_tty;
 mod reliability;
 mod slow_links;

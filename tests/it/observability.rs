@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ocimirror::copy::Representation;
-use ocimirror::metrics::{self, Metrics, RunResult};
+use ocimirror::metrics::{self, Metrics, PolicyResult, RunResult, SignatureResult};
 use ocimirror::server::{self, Health};
 use tokio::sync::oneshot;
 
@@ -60,6 +60,8 @@ fn feed(m: &Metrics) {
         m.deletions().deleted(job, "tag");
         m.deletions().guard(job, false);
         m.deletions().backed_up(job);
+        m.policy_image(job, PolicyResult::Refused);
+        m.policy_signature(job, SignatureResult::Rejected);
     }
     m.run_finished("alpha", RunResult::Success, 12.0);
     m.run_finished("beta", RunResult::Failure, 3.0);
@@ -274,7 +276,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Rate limiting",
             "Webhooks",
             "Deletions",
-            "cosign conversion"
+            "cosign conversion",
+            "Signature policy"
         ]
     );
     for p in d["panels"].as_array().unwrap() {

@@ -22,11 +22,13 @@ impl Resolver<'_> {
             .unwrap_or_default();
         let referrers = d.referrers.clone().unwrap_or_default();
         self.check_referrers(&referrers, &p.key("referrers"));
+        let policy = self.default_policy(d.policy.as_ref());
         ResolvedDefaults {
             schedule,
             platforms,
             platform_mode: d.platform_mode,
             referrers,
+            policy,
         }
     }
 
@@ -308,6 +310,7 @@ impl Resolver<'_> {
         );
         let delete = self.delete_policy(j.delete.as_ref(), &p.key("delete"));
         let overwrite = self.overwrite_policy(j.overwrite.as_ref(), &p.key("overwrite"));
+        let policy = self.policy(j.policy.as_ref(), &d.policy, &p.key("policy"));
         if self.problems.len() > before {
             return None;
         }
@@ -323,6 +326,7 @@ impl Resolver<'_> {
             concurrency,
             delete,
             overwrite,
+            policy,
         })
     }
 
@@ -386,6 +390,7 @@ pub(super) struct ResolvedDefaults {
     platforms: Vec<PlatformSpec>,
     platform_mode: Option<PlatformMode>,
     referrers: FileReferrers,
+    policy: policy::DefaultPolicy,
 }
 
 fn merge_referrers(job: &FileReferrers, d: &FileReferrers) -> ReferrerOptions {

@@ -21,9 +21,10 @@ use super::file::{
     FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags, FileTargetMapping,
     StrOrTable, TopLevel,
 };
-mod events;
 mod deletions;
+mod events;
 mod jobs;
+mod policy;
 mod registry;
 
 use super::tags::{Pattern, TagSelector};

@@ -12,9 +12,9 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::config::load_with_env;
 
 use super::super::file::{
-    FileCatalogSource, FileDefaults, FileDelete, FileEvents, FileJob, FileLimits, FileLog,
-    FileOverwrite, FileReferrers, FileRegistry, FileSchedule, FileServer, FileState, FileTags,
-    FileTargetMapping, FileWebhookSource, TopLevel,
+    FileCatalogSource, FileCosignKey, FileDefaults, FileDelete, FileEvents, FileJob, FileLimits,
+    FileLog, FileOverwrite, FilePolicy, FileReferrers, FileRegistry, FileSchedule, FileServer,
+    FileState, FileTags, FileTargetMapping, FileWebhookSource, TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -70,6 +70,8 @@ fn type_keys() -> BTreeSet<String> {
     add("defaults", fields_of::<FileDefaults>());
     add("defaults.schedule", fields_of::<FileSchedule>());
     add("defaults.referrers", fields_of::<FileReferrers>());
+    add("defaults.policy", fields_of::<FilePolicy>());
+    add("defaults.policy.cosign[]", fields_of::<FileCosignKey>());
     add("limits", fields_of::<FileLimits>());
     add("state", fields_of::<FileState>());
     add("server", fields_of::<FileServer>());
@@ -88,6 +90,8 @@ fn type_keys() -> BTreeSet<String> {
     );
     add("jobs[].delete", fields_of::<FileDelete>());
     add("jobs[].overwrite", fields_of::<FileOverwrite>());
+    add("jobs[].policy", fields_of::<FilePolicy>());
+    add("jobs[].policy.cosign[]", fields_of::<FileCosignKey>());
     keys
 }
 

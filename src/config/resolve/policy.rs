@@ -1,0 +1,115 @@
+//! Resolving `[defaults.policy]` and `[jobs.policy]` into a job's
+//! [`Policy`]: the job's fields override the defaults' (its `cosign` list
+//! replaces theirs). Key files are read and parsed here, so a bad key is a
+//! config problem naming its file (once, for a default key), not a failure
+//! at the first image.
+
+use std::collections::HashSet;
+
+use super::{KeyPath, Resolver};
+use crate::config::file::{FileCosignKey, FilePolicy};
+use crate::policy::{CosignKey, Mode, Policy, PublicKey};
+
+/// `[defaults.policy]`, its keys loaded once.
+#[derive(Default)]
+pub(super) struct DefaultPolicy {
+    file: FilePolicy,
+    cosign: Vec<CosignKey>,
+}
+
+impl Resolver<'_> {
+    /// Loads the defaults' verifiers.
+    pub(super) fn default_policy(&mut self, d: Option<&FilePolicy>) -> DefaultPolicy {
+        let p = KeyPath::root().key("defaults").key("policy");
+        let file = d.cloned().unwrap_or_default();
+        let cosign = self.cosign_keys(file.cosign.as_deref().unwrap_or_default(), &p);
+        DefaultPolicy { file, cosign }
+    }
+
+    /// The policy of a job from its own block over the defaults.
+    pub(super) fn policy(
+        &mut self,
+        job: Option<&FilePolicy>,
+        d: &DefaultPolicy,
+        p: &KeyPath,
+    ) -> Policy {
+        let mode = job.and_then(|j| j.mode).or(d.file.mode).unwrap_or_default();
+        let require = job
+            .and_then(|j| j.require)
+            .or(d.file.require)
+            .unwrap_or_default();
+        let (listed, cosign) = match job.and_then(|j| j.cosign.as_ref()) {
+            Some(list) => (!list.is_empty(), self.cosign_keys(list, p)),
+            None => (
+                d.file.cosign.as_ref().is_some_and(|l| !l.is_empty()),
+                d.cosign.clone(),
+            ),
+        };
+        if mode != Mode::Off && !listed {
+            self.problem(
+                &p.key("mode"),
+                format!(
+                    "mode is {mode} but no verifier is configured: add a [[policy.cosign]] key"
+                ),
+            );
+        }
+        Policy {
+            mode,
+            require,
+            cosign,
+        }
+    }
+
+    fn cosign_keys(&mut self, list: &[FileCosignKey], p: &KeyPath) -> Vec<CosignKey> {
+        let mut keys = Vec::new();
+        let mut names = HashSet::new();
+        for (i, k) in list.iter().enumerate() {
+            let kp = p.key("cosign").index(i);
+            if !names.insert(k.name.as_str()) {
+                self.problem(
+                    &kp.key("name"),
+                    format!("verifier name {:?} is used twice", k.name),
+                );
+            } else if let Some(c) = self.cosign_key(k, &kp) {
+                keys.push(c);
+            }
+        }
+        keys
+    }
+
+    fn cosign_key(&mut self, k: &FileCosignKey, p: &KeyPath) -> Option<CosignKey> {
+        if k.name.is_empty() || k.name.contains(',') {
+            self.problem(
+                &p.key("name"),
+                format!("invalid verifier name {:?}: non-empty, without ','", k.name),
+            );
+            return None;
+        }
+        let path = self.path(&p.key("key"), &k.key);
+        let pem = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.problem(
+                    &p.key("key"),
+                    format!("cannot read public key {:?}: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        match PublicKey::from_pem(&pem) {
+            Ok(key) => Some(CosignKey {
+                name: k.name.clone(),
+                path,
+                key,
+                annotations: k.annotations.clone().unwrap_or_default(),
+            }),
+            Err(e) => {
+                self.problem(
+                    &p.key("key"),
+                    format!("public key {:?}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+}
