@@ -382,12 +382,23 @@ impl Resolver<'_> {
         };
         // The default stays in the working directory (the container's data
         // volume); a path the file writes is the file's.
+        // A `postgres://` URL (which may hold a password: a secret, never
+        // printed) names a shared server instead of the sqlite file.
+        let postgres = s
+            .database
+            .as_ref()
+            .and_then(|d| d.to_str())
+            .filter(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+            .map(Secret::new);
         let database = match &s.database {
-            Some(d) => self.path(&KeyPath::root().key("state").key("database"), d),
-            None => PathBuf::from("ocimirror.db"),
+            Some(d) if postgres.is_none() => {
+                self.path(&KeyPath::root().key("state").key("database"), d)
+            }
+            _ => PathBuf::from("ocimirror.db"),
         };
         Some(StateSettings {
             database,
+            postgres,
             verify_after,
         })
     }
