@@ -186,6 +186,10 @@ pub struct StateSettings {
     /// The PostgreSQL URL when `state.database` is one: the state is then
     /// shared by replicas, which share each run's work.
     pub postgres: Option<Secret>,
+    /// On PostgreSQL, how long a replica's lease on a run or an item lasts
+    /// unrenewed: a replica that dies loses its work to the others after it.
+    #[serde(serialize_with = "ser_duration")]
+    pub lease_ttl: Duration,
     /// An unchanged item is trusted this long after its last verified copy;
     /// then the next run checks it against the target again.
     #[serde(serialize_with = "ser_duration")]

@@ -258,8 +258,9 @@ impl Store {
         let mut lost = Vec::new();
         for c in claims {
             let done = sqlx::query(
+                // A claim finished meanwhile is still ours (same token).
                 "UPDATE run_items SET lease_until = $4
-                 WHERE run_id = $1 AND item = $2 AND token = $3 AND done_at IS NULL",
+                 WHERE run_id = $1 AND item = $2 AND token = $3",
             )
             .bind(id)
             .bind(&c.item)

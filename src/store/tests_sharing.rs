@@ -163,6 +163,14 @@ async fn expired_claims_move_on_and_fence_the_old_holder() {
             .await
             .unwrap()
     );
+    // A claim finished while its renewal was on its way is not lost.
+    assert!(
+        store
+            .renew_run_items(run.id, &new, t(18), TTL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The other item is b:2's until t(24); released claims are free at once.
     assert!(
         store

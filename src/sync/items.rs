@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::future::FutureExt;
+use futures::stream::StreamExt;
 
 use super::{SyncError, Syncer};
 use crate::config::{Job, Source};
@@ -13,6 +14,9 @@ use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Location, Reference, RepoName, Tag};
 use crate::registry::Registry;
 use crate::store::Store;
+
+/// Repositories whose tags are listed at once.
+const LISTINGS_AT_ONCE: usize = 8;
 
 /// One image of a run.
 pub(super) struct Item {
@@ -92,9 +96,22 @@ impl Syncer {
                 message,
             });
         }
+        // Tags of several repositories listed at once: on a catalog of many
+        // repositories behind a slow link, listing one after another would
+        // take longer than copying what changed. `buffered` keeps the order.
+        // Futures built by a method and boxed, so the run future stays
+        // `Send` for the scheduler's spawned tasks.
+        let listings: Vec<_> = sources
+            .iter()
+            .map(|src| self.listing(job, src).boxed())
+            .collect();
+        let listings: Vec<Result<Option<Vec<String>>, SyncError>> = futures::stream::iter(listings)
+            .buffered(LISTINGS_AT_ONCE)
+            .collect()
+            .await;
         let mut items = Vec::new();
         let mut filtered = Vec::new();
-        for src in &sources {
+        for (src, listing) in sources.iter().zip(listings) {
             let dst = job
                 .target_repository(&src.repo)
                 .map_err(|e| SyncError::Reference {
@@ -114,16 +131,7 @@ impl Syncer {
             let mut source_tags = None;
             if let Some(r) = src.reference() {
                 items.push(item(r, None));
-            } else {
-                let registry = self.open(job, &src.location)?;
-                let tags =
-                    registry
-                        .tags(&src.repo)
-                        .await
-                        .map_err(|source| SyncError::Registry {
-                            job: job.name.clone(),
-                            source,
-                        })?;
+            } else if let Some(tags) = listing? {
                 let listed = Arc::new(tags.iter().cloned().collect::<HashSet<_>>());
                 let selected = job.tags.select(&tags);
                 let chosen: HashSet<&str> = selected.iter().map(String::as_str).collect();
@@ -148,6 +156,26 @@ impl Syncer {
             }
         }
         Ok((sources.len() as u64, items, filtered))
+    }
+
+    /// The tags of `src`, or `None` when it names one image.
+    async fn listing(
+        &self,
+        job: &Job,
+        src: &ImageReference,
+    ) -> Result<Option<Vec<String>>, SyncError> {
+        if src.reference().is_some() {
+            return Ok(None);
+        }
+        let registry = self.open(job, &src.location)?;
+        registry
+            .tags(&src.repo)
+            .await
+            .map(Some)
+            .map_err(|source| SyncError::Registry {
+                job: job.name.clone(),
+                source,
+            })
     }
 
     pub(super) fn open(

@@ -13,6 +13,7 @@
 mod fingerprint;
 mod items;
 mod report;
+mod shared;
 mod verdict;
 
 use std::collections::HashMap;
@@ -35,7 +36,7 @@ use crate::observe::{record_error, record_referrers, registry_label, target_labe
 use crate::oci::{Location, Reference};
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
-use crate::store::{RunOutcome, RunResult, Store, TagState};
+use crate::store::{Backend, RunOutcome, RunResult, Store, TagState};
 
 use fingerprint::referrers_fingerprint;
 use items::{Item, forget_unselected};
@@ -77,6 +78,9 @@ pub struct Syncer {
     limits: Limits,
     events: Option<mpsc::UnboundedSender<(String, CopyEvent)>>,
     metrics: Option<Arc<Metrics>>,
+    /// How long a replica's claim on shared work lasts unrenewed
+    /// (`state.lease_ttl`; PostgreSQL only).
+    lease_ttl: Duration,
 }
 
 impl Syncer {
@@ -95,6 +99,7 @@ impl Syncer {
             limits: config.limits.clone(),
             events: None,
             metrics: None,
+            lease_ttl: config.state.lease_ttl,
         }
     }
 
@@ -170,8 +175,17 @@ impl Syncer {
                 if let Some(s) = store {
                     forget_unselected(s, job, &items).await;
                 }
-                self.run_items(job, items, options, store, cancel, &mut report)
-                    .await;
+                // On PostgreSQL the replicas share the run's items.
+                match store.filter(|s| s.backend() == Backend::Postgres) {
+                    Some(s) => {
+                        self.run_shared(job, items, options, s, cancel, &mut report)
+                            .await
+                    }
+                    None => {
+                        self.run_items(job, items, options, store, cancel, &mut report)
+                            .await
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(job = %job.name, error = %e, "Job could not list its source.");

@@ -21,6 +21,7 @@ mod observability_daemon;
 mod perf_requests;
 mod progress_tty;
 mod reliability;
+mod replicas;
 mod slow_links;
 mod support;
 mod sync_jobs;
