@@ -1,5 +1,5 @@
 //! Replicas sharing one PostgreSQL database: `ocimirror once` processes
-//! mirror a catalog of 100 images from a registry with 20 ms of latency per
+//! mirror a catalog of 100 images from a registry with 40 ms of latency per
 //! request. Three copy each object once and take at most 0.45x the time of
 //! one; with one of three killed (SIGKILL) mid-run the others finish its
 //! share and the target equals the source.
@@ -17,7 +17,9 @@ use crate::sync_jobs::incomplete_tags;
 
 const REPOS: usize = 10;
 const TAGS: usize = 10;
-const LATENCY: Duration = Duration::from_millis(20);
+// Long enough that the run is bound by latency rather than by the CPU the
+// other tests running in parallel leave (20 ms made the ratio noisy).
+const LATENCY: Duration = Duration::from_millis(40);
 
 fn slow_registry() -> Options {
     Options {
@@ -52,7 +54,7 @@ name = "catalog"
 source = {{ registry = "{src}" }}
 target = {{ registry = "{dst}", prefix = "m/" }}
 schedule = {{ interval = "1h", jitter = "0s" }}
-concurrency = 2
+concurrency = 4
 "#,
         src = src.host(),
         dst = dst.host(),
@@ -219,4 +221,26 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
         wait_ok(r).await;
     }
     assert_target_equals_source(&src, &dst, &images);
+}
+
+/// `bench/replicas.sh`: 1, 2 and 3 replicas on the same corpus, with the
+/// wall time and the writes per object on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/replicas.sh runs it"]
+async fn bench_one_two_three_replicas() {
+    let pg = Postgres::start().expect("PostgreSQL is needed for the benchmark");
+    let src = TestRegistry::start(slow_registry()).await;
+    let images = seed_catalog(&src);
+    for n in 1..=3 {
+        let dst = TestRegistry::start(slow_registry()).await;
+        let took = mirror_with(&pg, n, &src, &dst).await;
+        assert_target_equals_source(&src, &dst, &images);
+        let counts = writes(&dst.log());
+        let most = counts.values().max().copied().unwrap_or(0);
+        println!(
+            "replicas={n} seconds={:.2} objects_written={} max_writes_per_object={most}",
+            took.as_secs_f64(),
+            counts.len()
+        );
+    }
 }
