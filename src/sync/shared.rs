@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::items::Item;
@@ -55,7 +56,7 @@ impl Syncer {
             report.fatal = Some(format!("cannot add items to shared run {}: {e}", run.id));
             return;
         }
-        let mut listed: HashMap<String, Item> =
+        let listed: HashMap<String, Item> =
             items.into_iter().map(|i| (i.name.clone(), i)).collect();
 
         // Cancelled on shutdown, or when a lease is lost.
@@ -71,69 +72,110 @@ impl Syncer {
             ttl,
             stop.clone(),
         ));
-        let batch = job.concurrency.max(1);
-        while !stop.is_cancelled() {
-            let claimed = match store
-                .claim_run_items(run.id, &me, self.clock.now(), ttl, batch)
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    report.fatal =
-                        Some(format!("cannot claim items of shared run {}: {e}", run.id));
-                    break;
-                }
-            };
-            if claimed.is_empty() {
-                if self.shared_run_over(store, &run, &me, &leader).await {
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = stop.cancelled() => {}
-                }
-                continue;
+        // `concurrency` workers, each claiming one item when it is free:
+        // no replica waits for the slowest image of a batch, and the items
+        // spread evenly over the replicas to the last one.
+        let listed = Mutex::new(listed);
+        let worker = Worker {
+            job,
+            run: &run,
+            me: &me,
+            listed: &listed,
+            held: &held,
+            leader: &leader,
+            options,
+            store,
+            stop: &stop,
+        };
+        let workers: Vec<_> = (0..job.concurrency.max(1))
+            .map(|_| self.work(&worker).boxed())
+            .collect();
+        for (part, fatal) in futures::future::join_all(workers).await {
+            absorb(report, part);
+            if fatal.is_some() && report.fatal.is_none() {
+                report.fatal = fatal;
             }
-            set(&held, claimed.clone());
-            let mut work = Vec::new();
-            for c in &claimed {
-                match listed.remove(&c.item) {
-                    Some(item) => work.push(item),
-                    // Listed by another replica only (the source changed
-                    // between the listings): the next run sees it.
-                    None => {
-                        tracing::warn!(job = %job.name, item = %c.item, "Not in this replica's listing of the source; left to the next run.")
-                    }
-                }
-            }
-            self.run_items(job, work, options, Some(store), &stop, report)
-                .await;
-            if stop.is_cancelled() {
-                break;
-            }
-            let now = self.clock.now();
-            for c in &claimed {
-                match store.finish_run_item(run.id, c, &me, now).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(job = %job.name, item = %c.item, "Lost the lease of an item: another replica owns it now.")
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %job.name, item = %c.item, error = %e, "Could not mark an item done.")
-                    }
-                }
-            }
-            set(&held, Vec::new());
         }
         renewer.abort();
         // On shutdown, hand back what was claimed but not done, so the
         // others take it now rather than after the TTL.
-        let unfinished = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
+        let unfinished = std::mem::take(&mut *lock(&held));
         if !unfinished.is_empty()
             && let Err(e) = store.release_run_items(run.id, &unfinished).await
         {
             tracing::warn!(job = %job.name, error = %e, "Could not release claimed items.");
         }
+    }
+
+    /// One worker: claims an item, copies it, marks it done, until the run
+    /// is over or `stop`. Returns what it did, and why it gave up if so.
+    async fn work(&self, w: &Worker<'_>) -> (JobReport, Option<String>) {
+        let mut part = JobReport {
+            job: w.job.name.clone(),
+            ..JobReport::default()
+        };
+        let ttl = self.lease_ttl;
+        while !w.stop.is_cancelled() {
+            let claimed = match w
+                .store
+                .claim_run_items(w.run.id, w.me, self.clock.now(), ttl, 1)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let fatal = format!("cannot claim items of shared run {}: {e}", w.run.id);
+                    return (part, Some(fatal));
+                }
+            };
+            let Some(claim) = claimed.into_iter().next() else {
+                if self.shared_run_over(w.store, w.run, w.me, w.leader).await {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = w.stop.cancelled() => {}
+                }
+                continue;
+            };
+            lock(w.held).push(claim.clone());
+            let item = lock(w.listed).remove(&claim.item);
+            match item {
+                Some(item) => {
+                    self.run_items(
+                        w.job,
+                        vec![item],
+                        w.options,
+                        Some(w.store),
+                        w.stop,
+                        &mut part,
+                    )
+                    .await
+                }
+                // Listed by another replica only (the source changed
+                // between the listings): the next run sees it.
+                None => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, "Not in this replica's listing of the source; left to the next run.")
+                }
+            }
+            if w.stop.is_cancelled() {
+                break;
+            }
+            match w
+                .store
+                .finish_run_item(w.run.id, &claim, w.me, self.clock.now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, "Lost the lease of an item: another replica owns it now.")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, error = %e, "Could not mark an item done.")
+                }
+            }
+            lock(w.held).retain(|c| c != &claim);
+        }
+        (part, None)
     }
 
     /// True when every item of the run is done (finishing the run when
@@ -180,8 +222,32 @@ impl Syncer {
     }
 }
 
-fn set(held: &Mutex<Vec<ClaimedItem>>, claims: Vec<ClaimedItem>) {
-    *held.lock().unwrap_or_else(|e| e.into_inner()) = claims;
+/// What the workers of one replica share.
+struct Worker<'a> {
+    job: &'a Job,
+    run: &'a SharedRun,
+    me: &'a str,
+    /// This replica's listing, by item name, until claimed.
+    listed: &'a Mutex<HashMap<String, Item>>,
+    /// Claims not done yet (renewed; handed back on shutdown).
+    held: &'a Mutex<Vec<ClaimedItem>>,
+    leader: &'a Mutex<Option<i64>>,
+    options: &'a SyncOptions,
+    store: &'a Store,
+    stop: &'a CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds a worker's part of the run to the replica's report.
+fn absorb(report: &mut JobReport, part: JobReport) {
+    report.counts.add(&part.counts);
+    report.copy.merge(part.copy);
+    report.failures.extend(part.failures);
+    report.deferred.extend(part.deferred);
+    report.plan.extend(part.plan);
 }
 
 /// Renews the run's lease (while leading) and the held claims every third

@@ -1,5 +1,5 @@
 //! Replicas sharing one PostgreSQL database: `ocimirror once` processes
-//! mirror a catalog of 100 images from a registry with 40 ms of latency per
+//! mirror a catalog of 150 images from a registry with 40 ms of latency per
 //! request. Three copy each object once and take at most 0.45x the time of
 //! one; with one of three killed (SIGKILL) mid-run the others finish its
 //! share and the target equals the source.
@@ -15,7 +15,7 @@ use crate::support::postgres::Postgres;
 use crate::support::registry::{LoggedRequest, Options, TestRegistry};
 use crate::sync_jobs::incomplete_tags;
 
-const REPOS: usize = 10;
+const REPOS: usize = 15;
 const TAGS: usize = 10;
 // Long enough that the run is bound by latency rather than by the CPU the
 // other tests running in parallel leave (20 ms made the ratio noisy).
@@ -28,7 +28,7 @@ fn slow_registry() -> Options {
     }
 }
 
-/// 10 repositories of 10 images, each with its own config and layer.
+/// 15 repositories of 10 images, each with its own config and layer.
 fn seed_catalog(src: &TestRegistry) -> Vec<(String, String)> {
     let mut images = Vec::new();
     for r in 0..REPOS {
