@@ -1,7 +1,7 @@
 //! A run shared by replicas on PostgreSQL: each replica lists the job's
-//! items, adds them to the job's shared run, and copies the batches it
-//! claims (one replica per item at a time), renewing its leases while it
-//! works. A replica that loses a lease (it stalled past the TTL and another
+//! items, adds them to the job's shared run, and copies the items its
+//! workers claim (one replica per item at a time), renewing its leases
+//! while it works. A replica that loses a lease (it stalled past the TTL and another
 //! took the item over) stops working on the run: its late writes are
 //! fenced by the claim's token. A replica killed outright loses its claims
 //! after the TTL and the others finish them. Each replica returns once
