@@ -19,7 +19,7 @@ use crate::metrics::MetricsError;
 use crate::registry::http::{RequestObserver, RequestStats};
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, redact_url};
 use crate::sync::{JobReport, SyncOptions, Syncer};
 
 pub use serve::{serve, serve_with_reloads};
@@ -100,9 +100,26 @@ pub fn registries(config: &Config, observer: Option<Arc<dyn RequestObserver>>) -
     }
 }
 
-/// Opens the state database named by the config, creating it and its
-/// directory.
+/// The state database as messages name it: the sqlite path, or the
+/// PostgreSQL URL without its password.
+pub fn database_name(config: &Config) -> String {
+    match &config.state.postgres {
+        Some(url) => redact_url(url.expose()),
+        None => config.state.database.display().to_string(),
+    }
+}
+
+/// Opens the state database named by the config: the PostgreSQL database
+/// of its URL, or the sqlite file (creating it and its directory).
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
+    if let Some(url) = &config.state.postgres {
+        return Store::open_postgres(url.expose())
+            .await
+            .map_err(|source| AppError::Store {
+                path: database_name(config),
+                source,
+            });
+    }
     if let Some(dir) = config.state.database.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -153,7 +170,10 @@ pub struct RunOnce<'a> {
 /// Runs jobs once (`once`, `plan`, tests): opens the store (a plan only
 /// reads an existing one, for its reasons), runs every job and closes it.
 pub async fn run_once(config: &Config, run: RunOnce<'_>) -> Result<RunOutput, AppError> {
-    let store = if run.options.dry_run && !config.state.database.exists() {
+    let store = if run.options.dry_run
+        && config.state.postgres.is_none()
+        && !config.state.database.exists()
+    {
         None
     } else {
         Some(open_store(config).await?)

@@ -129,12 +129,13 @@ fn adopt(old: &Config, mut new: Config) -> Config {
         );
         new.server.listen = old.server.listen;
     }
-    if new.state.database != old.state.database {
+    if new.state.database != old.state.database || new.state.postgres != old.state.postgres {
         tracing::warn!(
             kept = %old.state.database.display(),
             "state.database changed: it takes effect on restart."
         );
         new.state.database = old.state.database.clone();
+        new.state.postgres = old.state.postgres.clone();
     }
     new
 }

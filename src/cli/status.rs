@@ -28,9 +28,9 @@ pub struct StatusArgs {
 pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
     let (config, jobs) = app::load_jobs(&args.config.config, &args.jobs)?;
     let now = Utc::now();
-    let database = config.state.database.display().to_string();
+    let database = app::database_name(&config);
     // `status` only reads: it never creates the database.
-    if !config.state.database.exists() {
+    if config.state.postgres.is_none() && !config.state.database.exists() {
         return Ok(StatusDoc {
             database,
             database_exists: false,

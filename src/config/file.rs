@@ -159,6 +159,9 @@ pub struct FileState {
     /// against the target (repairing what was changed behind our back).
     /// `"0s"` verifies every run. Default `"24h"`.
     pub verify_after: Option<String>,
+    /// On PostgreSQL, how long a replica's claim on shared work lasts
+    /// unrenewed. Default `"30s"`.
+    pub lease_ttl: Option<String>,
 }
 
 /// `[server]`: the metrics and health endpoint.

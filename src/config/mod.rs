@@ -187,8 +187,15 @@ impl Limits {
 /// `[state]`, resolved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StateSettings {
-    /// sqlite database path.
+    /// sqlite database path (unused when `postgres` is set).
     pub database: PathBuf,
+    /// The PostgreSQL URL when `state.database` is one: the state is then
+    /// shared by replicas, which share each run's work.
+    pub postgres: Option<Secret>,
+    /// On PostgreSQL, how long a replica's lease on a run or an item lasts
+    /// unrenewed: a replica that dies loses its work to the others after it.
+    #[serde(serialize_with = "ser_duration")]
+    pub lease_ttl: Duration,
     /// An unchanged item is trusted this long after its last verified copy;
     /// then the next run checks it against the target again.
     #[serde(serialize_with = "ser_duration")]

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use tracing::instrument;
 
 use super::{Result, Store, StoreError, from_ms, ms};
@@ -210,7 +210,7 @@ impl Store {
     }
 }
 
-fn owned_from_row(row: &SqliteRow) -> Result<OwnedTag> {
+fn owned_from_row(row: &AnyRow) -> Result<OwnedTag> {
     let digest: String = row.try_get("digest")?;
     Ok(OwnedTag {
         job: row.try_get("job")?,

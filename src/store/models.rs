@@ -91,6 +91,22 @@ pub struct RunCounts {
     pub referrers_copied: u64,
 }
 
+impl RunCounts {
+    /// Adds `other`'s counters to these (parts of one run done apart).
+    pub fn add(&mut self, other: &RunCounts) {
+        self.repositories += other.repositories;
+        self.tags_selected += other.tags_selected;
+        self.images_copied += other.images_copied;
+        self.images_skipped += other.images_skipped;
+        self.images_failed += other.images_failed;
+        self.manifests_copied += other.manifests_copied;
+        self.blobs_copied += other.blobs_copied;
+        self.blobs_mounted += other.blobs_mounted;
+        self.bytes_copied += other.bytes_copied;
+        self.referrers_copied += other.referrers_copied;
+    }
+}
+
 /// How a finished run is recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutcome {

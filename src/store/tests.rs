@@ -1,5 +1,6 @@
-//! Tests on a temp-file database: every method, and two stores writing to
-//! one file at once.
+//! Tests of every method on both backends (`on_both_backends!`: a sqlite
+//! temp file, and a database on a throwaway PostgreSQL server), and of
+//! several stores writing to one database at once.
 
 use std::sync::Arc;
 
@@ -7,22 +8,84 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 
+#[path = "../../tests/it/support/postgres.rs"]
+mod pg_server;
+
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
 }
 
-async fn temp_store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state.db")).await.unwrap();
-    (dir, store)
+/// Keeps a test's database alive: its temp dir, or its server.
+#[allow(dead_code)] // held for its Drop only
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(Arc<pg_server::Postgres>),
 }
+
+/// A new, empty database on `backend` and its location (a path or URL);
+/// `None` when PostgreSQL is not installed (and not required).
+fn new_database(backend: Backend) -> Option<(Db, String)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db").display().to_string();
+            Some((Db::Sqlite(dir), path))
+        }
+        Backend::Postgres => {
+            let pg = pg_server::Postgres::shared()?;
+            let url = pg.create_database();
+            Some((Db::Postgres(pg), url))
+        }
+    }
+}
+
+async fn store_on(backend: Backend) -> Option<(Db, Store)> {
+    let (db, location) = new_database(backend)?;
+    let store = Store::open_location(&location).await.unwrap();
+    assert_eq!(store.backend(), backend);
+    Some((db, store))
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `sqlite::NAME` and
+/// `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    runs_start_finish_and_list,
+    tag_state_round_trip_and_replace,
+    failures_back_off_per_item,
+    job_status_summarises,
+    corrupt_rows_are_reported_not_panicked,
+    two_stores_write_concurrently,
+    concurrent_opens_of_a_new_database_all_succeed,
+    a_run_whose_process_is_gone_is_interrupted_not_running,
+);
 
 fn d(s: &str) -> Digest {
     Digest::sha256(s.as_bytes())
 }
 
 #[tokio::test]
-async fn open_creates_migrates_and_reopens() {
+async fn sqlite_open_creates_migrates_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub.db");
     let store = Store::open(&path).await.unwrap();
@@ -58,9 +121,10 @@ async fn open_creates_the_directory_and_reports_the_path() {
     );
 }
 
-#[tokio::test]
-async fn runs_start_finish_and_list() {
-    let (_d, store) = temp_store().await;
+async fn runs_start_finish_and_list(backend: Backend) {
+    let Some((_d, store)) = store_on(backend).await else {
+        return;
+    };
     let a = store.start_run("a", t(0)).await.unwrap();
     let b = store.start_run("b", t(1)).await.unwrap();
     let running = store.last_runs(Some("a"), 5).await.unwrap();
@@ -105,9 +169,10 @@ async fn runs_start_finish_and_list() {
     assert!(!latest.is_running());
 }
 
-#[tokio::test]
-async fn tag_state_round_trip_and_replace() {
-    let (_d, store) = temp_store().await;
+async fn tag_state_round_trip_and_replace(backend: Backend) {
+    let Some((_d, store)) = store_on(backend).await else {
+        return;
+    };
     assert_eq!(
         store.tag_state("j", "ghcr.io/o/a", "v1").await.unwrap(),
         None
@@ -162,9 +227,10 @@ async fn tag_state_round_trip_and_replace() {
     );
 }
 
-#[tokio::test]
-async fn failures_back_off_per_item() {
-    let (_d, store) = temp_store().await;
+async fn failures_back_off_per_item(backend: Backend) {
+    let Some((_d, store)) = store_on(backend).await else {
+        return;
+    };
     let store = store.with_backoff(Backoff {
         base: Duration::from_secs(10),
         max: Duration::from_secs(25),
@@ -224,9 +290,10 @@ async fn failures_back_off_per_item() {
     assert_eq!((again.attempts, again.next_retry_at), (1, t(110)));
 }
 
-#[tokio::test]
-async fn job_status_summarises() {
-    let (_d, store) = temp_store().await;
+async fn job_status_summarises(backend: Backend) {
+    let Some((_d, store)) = store_on(backend).await else {
+        return;
+    };
     let empty = store.job_status("j").await.unwrap();
     assert_eq!(empty.last_run, None);
     assert_eq!(
@@ -266,9 +333,10 @@ async fn job_status_summarises() {
     assert_eq!(s.next_retry_at, Some(f.next_retry_at));
 }
 
-#[tokio::test]
-async fn corrupt_rows_are_reported_not_panicked() {
-    let (_d, store) = temp_store().await;
+async fn corrupt_rows_are_reported_not_panicked(backend: Backend) {
+    let Some((_d, store)) = store_on(backend).await else {
+        return;
+    };
     sqlx::query("INSERT INTO tag_state VALUES ('j', 'r', 'v1', 'not-a-digest', NULL, 't', 0)")
         .execute(&store.pool)
         .await
@@ -288,12 +356,12 @@ async fn corrupt_rows_are_reported_not_panicked() {
 
 /// Two stores (as two processes would have) on one file, each writing from
 /// several tasks at once: nothing fails and nothing is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_stores_write_concurrently() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.db");
-    let a = Arc::new(Store::open(&path).await.unwrap());
-    let b = Arc::new(Store::open(&path).await.unwrap());
+async fn two_stores_write_concurrently(backend: Backend) {
+    let Some((_db, location)) = new_database(backend) else {
+        return;
+    };
+    let a = Arc::new(Store::open_location(&location).await.unwrap());
+    let b = Arc::new(Store::open_location(&location).await.unwrap());
     const TASKS: usize = 4;
     const PER_TASK: usize = 25;
     let mut handles = Vec::new();
@@ -353,15 +421,21 @@ async fn two_stores_write_concurrently() {
 /// Many stores creating one new database at once (as concurrent processes
 /// do): every open succeeds, whatever lock the others hold while they switch
 /// the journal to WAL and apply the migrations.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_opens_of_a_new_database_all_succeed() {
-    for round in 0..20 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Arc::new(dir.path().join("state.db"));
+/// On PostgreSQL the migrator's advisory lock makes them wait for each other.
+async fn concurrent_opens_of_a_new_database_all_succeed(backend: Backend) {
+    let rounds = match backend {
+        Backend::Sqlite => 20,
+        Backend::Postgres => 3,
+    };
+    for round in 0..rounds {
+        let Some((_db, location)) = new_database(backend) else {
+            return;
+        };
+        let location = Arc::new(location);
         let opens: Vec<_> = (0..6)
             .map(|_| {
-                let path = Arc::clone(&path);
-                tokio::spawn(async move { Store::open(&path).await })
+                let location = Arc::clone(&location);
+                tokio::spawn(async move { Store::open_location(&location).await })
             })
             .collect();
         for open in opens {
@@ -375,9 +449,10 @@ async fn concurrent_opens_of_a_new_database_all_succeed() {
     }
 }
 
-#[tokio::test]
-async fn a_run_whose_process_is_gone_is_interrupted_not_running() {
-    let (_dir, store) = temp_store().await;
+async fn a_run_whose_process_is_gone_is_interrupted_not_running(backend: Backend) {
+    let Some((_dir, store)) = store_on(backend).await else {
+        return;
+    };
     let id = store.start_run("j", t(0)).await.unwrap();
     let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
     assert_eq!(run.owner, Some(RunOwner::current()));
@@ -391,7 +466,7 @@ async fn a_run_whose_process_is_gone_is_interrupted_not_running() {
         ..RunOwner::current()
     };
     let set_owner = |owner: String| {
-        sqlx::query("UPDATE runs SET owner = ?1 WHERE id = ?2")
+        sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2")
             .bind(owner)
             .bind(id.0)
             .execute(&store.pool)
@@ -424,4 +499,28 @@ async fn a_run_whose_process_is_gone_is_interrupted_not_running() {
         .unwrap();
     let run = store.last_runs(Some("j"), 1).await.unwrap().remove(0);
     assert!(!run.is_interrupted());
+}
+
+#[path = "tests_sharing.rs"]
+mod sharing;
+
+/// A server that cannot be reached is named, without the URL's password.
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_without_its_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://mirror:s3cr3t@127.0.0.1:{port}/state");
+    let err = Store::open_location(&url).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Open { .. }), "{message}");
+    assert!(
+        message.contains(&format!(
+            "postgres://mirror:redacted@127.0.0.1:{port}/state"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("s3cr3t"), "{message}");
 }

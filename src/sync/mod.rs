@@ -16,6 +16,7 @@ mod fingerprint;
 mod items;
 mod overwrite;
 mod report;
+mod shared;
 mod verdict;
 
 use std::collections::HashMap;
@@ -40,7 +41,7 @@ use crate::policy::PolicyGate;
 use crate::registry::Registry;
 use crate::registry::open::Registries;
 use crate::scheduler::Clock;
-use crate::store::{RunOutcome, RunResult, Store, TagState};
+use crate::store::{Backend, RunOutcome, RunResult, Store, TagState};
 
 pub use deletions::{DeletedTag, DeletionKind, DeletionReport, KeptTag, PendingDeletion};
 use fingerprint::referrers_fingerprint;
@@ -91,6 +92,9 @@ pub struct Syncer {
     limits: Limits,
     events: Option<mpsc::UnboundedSender<(String, CopyEvent)>>,
     metrics: Option<Arc<Metrics>>,
+    /// How long a replica's claim on shared work lasts unrenewed
+    /// (`state.lease_ttl`; PostgreSQL only).
+    lease_ttl: Duration,
 }
 
 impl Syncer {
@@ -109,6 +113,7 @@ impl Syncer {
             limits: config.limits.clone(),
             events: None,
             metrics: None,
+            lease_ttl: config.state.lease_ttl,
         }
     }
 
@@ -208,8 +213,17 @@ impl Syncer {
                     forget_unselected(s, job, &items).await;
                 }
                 let selected = items::target_tags(&items);
-                self.run_items(job, items, options, store, cancel, &mut report)
-                    .await;
+                // On PostgreSQL the replicas share the run's items.
+                match store.filter(|s| s.backend() == Backend::Postgres) {
+                    Some(s) => {
+                        self.run_shared(job, items, options, s, cancel, &mut report)
+                            .await
+                    }
+                    None => {
+                        self.run_items(job, items, options, store, cancel, &mut report)
+                            .await
+                    }
+                }
                 // A run stopped early has not seen every item: no deletions.
                 if !cancel.is_cancelled() {
                     self.sync_deletions(job, &selected, options.dry_run, &mut report)

@@ -26,6 +26,7 @@ mod perf_requests;
 mod policy;
 mod progress_tty;
 mod reliability;
+mod replicas;
 mod slow_links;
 mod status_page;
 mod support;

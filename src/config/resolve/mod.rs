@@ -389,12 +389,35 @@ impl Resolver<'_> {
         };
         // The default stays in the working directory (the container's data
         // volume); a path the file writes is the file's.
+        let lease_ttl = match &s.lease_ttl {
+            Some(v) => self.duration(v, &KeyPath::root().key("state").key("lease_ttl"))?,
+            None => Duration::from_secs(30),
+        };
+        if lease_ttl.is_zero() {
+            self.problem(
+                &KeyPath::root().key("state").key("lease_ttl"),
+                "must be more than 0s".to_string(),
+            );
+            return None;
+        }
+        // A `postgres://` URL (which may hold a password: a secret, never
+        // printed) names a shared server instead of the sqlite file.
+        let postgres = s
+            .database
+            .as_ref()
+            .and_then(|d| d.to_str())
+            .filter(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+            .map(Secret::new);
         let database = match &s.database {
-            Some(d) => self.path(&KeyPath::root().key("state").key("database"), d),
-            None => PathBuf::from("ocimirror.db"),
+            Some(d) if postgres.is_none() => {
+                self.path(&KeyPath::root().key("state").key("database"), d)
+            }
+            _ => PathBuf::from("ocimirror.db"),
         };
         Some(StateSettings {
             database,
+            postgres,
+            lease_ttl,
             verify_after,
         })
     }

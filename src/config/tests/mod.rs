@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 
 mod paths_and_limits;
+mod postgres_state;
 mod reference;
 
 const MINIMAL_JOB: &str = r#"

@@ -3,5 +3,6 @@
 pub mod cli;
 pub mod distribution;
 pub mod fixtures;
+pub mod postgres;
 pub mod registry;
 pub mod values;

@@ -1,0 +1,299 @@
+//! A run shared by replicas on PostgreSQL: each replica lists the job's
+//! items, adds them to the job's shared run, and copies the items its
+//! workers claim (one replica per item at a time), renewing its leases
+//! while it works. A replica that loses a lease (it stalled past the TTL and another
+//! took the item over) stops working on the run: its late writes are
+//! fenced by the claim's token. A replica killed outright loses its claims
+//! after the TTL and the others finish them. Each replica returns once
+//! every item of the run is done, so `once` with N processes ends together.
+//!
+//! Tags are still pushed last by the copy engine, so an item taken over
+//! half-copied shows no tag pointing at incomplete content.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::FutureExt;
+use tokio_util::sync::CancellationToken;
+
+use super::items::Item;
+use super::{JobReport, SyncOptions, Syncer};
+use crate::config::Job;
+use crate::store::{ClaimedItem, RunOwner, SharedRun, Store};
+
+/// How often a replica with nothing to claim looks again (for claims that
+/// expire, and for the end of the run).
+const POLL: Duration = Duration::from_millis(100);
+
+impl Syncer {
+    /// Runs this replica's share of `job`'s shared run: `items` are what
+    /// this replica listed.
+    pub(super) async fn run_shared(
+        &self,
+        job: &Job,
+        items: Vec<Item>,
+        options: &SyncOptions,
+        store: &Store,
+        cancel: &CancellationToken,
+        report: &mut JobReport,
+    ) {
+        let me = RunOwner::current().to_string();
+        let ttl = self.lease_ttl;
+        let run = match store
+            .join_shared_run(&job.name, &me, self.clock.now(), ttl)
+            .await
+        {
+            Ok(run) => run,
+            Err(e) => {
+                report.fatal = Some(format!("cannot join the shared run of the job: {e}"));
+                return;
+            }
+        };
+        tracing::info!(job = %job.name, run = run.id, leader = run.leader_token.is_some(), "Joined the shared run.");
+        let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+        if let Err(e) = store.add_run_items(run.id, &names).await {
+            report.fatal = Some(format!("cannot add items to shared run {}: {e}", run.id));
+            return;
+        }
+        let listed: HashMap<String, Item> =
+            items.into_iter().map(|i| (i.name.clone(), i)).collect();
+
+        // Cancelled on shutdown, or when a lease is lost.
+        let stop = cancel.child_token();
+        let held = Arc::new(Mutex::new(Vec::<ClaimedItem>::new()));
+        let leader = Arc::new(Mutex::new(run.leader_token));
+        let renewer = tokio::spawn(renew(
+            store.clone(),
+            self.clock.clone(),
+            run.clone(),
+            held.clone(),
+            leader.clone(),
+            ttl,
+            stop.clone(),
+        ));
+        // `concurrency` workers, each claiming one item when it is free:
+        // no replica waits for the slowest image of a batch, and the items
+        // spread evenly over the replicas to the last one.
+        let listed = Mutex::new(listed);
+        let worker = Worker {
+            job,
+            run: &run,
+            me: &me,
+            listed: &listed,
+            held: &held,
+            leader: &leader,
+            options,
+            store,
+            stop: &stop,
+        };
+        let workers: Vec<_> = (0..job.concurrency.max(1))
+            .map(|_| self.work(&worker).boxed())
+            .collect();
+        for (part, fatal) in futures::future::join_all(workers).await {
+            absorb(report, part);
+            if fatal.is_some() && report.fatal.is_none() {
+                report.fatal = fatal;
+            }
+        }
+        renewer.abort();
+        // On shutdown, hand back what was claimed but not done, so the
+        // others take it now rather than after the TTL.
+        let unfinished = std::mem::take(&mut *lock(&held));
+        if !unfinished.is_empty()
+            && let Err(e) = store.release_run_items(run.id, &unfinished).await
+        {
+            tracing::warn!(job = %job.name, error = %e, "Could not release claimed items.");
+        }
+    }
+
+    /// One worker: claims an item, copies it, marks it done, until the run
+    /// is over or `stop`. Returns what it did, and why it gave up if so.
+    async fn work(&self, w: &Worker<'_>) -> (JobReport, Option<String>) {
+        let mut part = JobReport {
+            job: w.job.name.clone(),
+            ..JobReport::default()
+        };
+        let ttl = self.lease_ttl;
+        while !w.stop.is_cancelled() {
+            let claimed = match w
+                .store
+                .claim_run_items(w.run.id, w.me, self.clock.now(), ttl, 1)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let fatal = format!("cannot claim items of shared run {}: {e}", w.run.id);
+                    return (part, Some(fatal));
+                }
+            };
+            let Some(claim) = claimed.into_iter().next() else {
+                if self.shared_run_over(w.store, w.run, w.me, w.leader).await {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = w.stop.cancelled() => {}
+                }
+                continue;
+            };
+            lock(w.held).push(claim.clone());
+            let item = lock(w.listed).remove(&claim.item);
+            match item {
+                Some(item) => {
+                    self.run_items(
+                        w.job,
+                        vec![item],
+                        w.options,
+                        Some(w.store),
+                        w.stop,
+                        &mut part,
+                    )
+                    .await
+                }
+                // Listed by another replica only (the source changed
+                // between the listings): the next run sees it.
+                None => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, "Not in this replica's listing of the source; left to the next run.")
+                }
+            }
+            if w.stop.is_cancelled() {
+                break;
+            }
+            match w
+                .store
+                .finish_run_item(w.run.id, &claim, w.me, self.clock.now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, "Lost the lease of an item: another replica owns it now.")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %w.job.name, item = %claim.item, error = %e, "Could not mark an item done.")
+                }
+            }
+            lock(w.held).retain(|c| c != &claim);
+        }
+        (part, None)
+    }
+
+    /// True when every item of the run is done (finishing the run when
+    /// this replica leads it); takes over the lead of a run whose leader
+    /// stopped renewing.
+    async fn shared_run_over(
+        &self,
+        store: &Store,
+        run: &SharedRun,
+        me: &str,
+        leader: &Mutex<Option<i64>>,
+    ) -> bool {
+        let now = self.clock.now();
+        let token = *leader.lock().unwrap_or_else(|e| e.into_inner());
+        let token = match token {
+            Some(t) => Some(t),
+            None => match store
+                .take_over_shared_run(run.id, me, now, self.lease_ttl)
+                .await
+            {
+                Ok(Some(t)) => {
+                    tracing::info!(run = run.id, "Took over the lead of the shared run.");
+                    *leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                    Some(t)
+                }
+                _ => None,
+            },
+        };
+        match store.open_run_items(run.id).await {
+            Ok(0) => {
+                if let Some(t) = token
+                    && let Err(e) = store.finish_shared_run(run.id, t, now).await
+                {
+                    tracing::warn!(run = run.id, error = %e, "Could not finish the shared run.");
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(run = run.id, error = %e, "Could not count the open items.");
+                false
+            }
+        }
+    }
+}
+
+/// What the workers of one replica share.
+struct Worker<'a> {
+    job: &'a Job,
+    run: &'a SharedRun,
+    me: &'a str,
+    /// This replica's listing, by item name, until claimed.
+    listed: &'a Mutex<HashMap<String, Item>>,
+    /// Claims not done yet (renewed; handed back on shutdown).
+    held: &'a Mutex<Vec<ClaimedItem>>,
+    leader: &'a Mutex<Option<i64>>,
+    options: &'a SyncOptions,
+    store: &'a Store,
+    stop: &'a CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds a worker's part of the run to the replica's report.
+fn absorb(report: &mut JobReport, part: JobReport) {
+    report.counts.add(&part.counts);
+    report.copy.merge(part.copy);
+    report.failures.extend(part.failures);
+    report.deferred.extend(part.deferred);
+    report.plan.extend(part.plan);
+}
+
+/// Renews the run's lease (while leading) and the held claims every third
+/// of the TTL; cancels `stop` when a claim was lost, and stops leading when
+/// the run's lease was.
+async fn renew(
+    store: Store,
+    clock: Arc<dyn crate::scheduler::Clock>,
+    run: SharedRun,
+    held: Arc<Mutex<Vec<ClaimedItem>>>,
+    leader: Arc<Mutex<Option<i64>>>,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = clock.now();
+        let token = *leader.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = token
+            && !store
+                .renew_shared_run(run.id, t, now, ttl)
+                .await
+                .unwrap_or(true)
+        {
+            tracing::warn!(
+                run = run.id,
+                "Lost the lead of the shared run to another replica."
+            );
+            *leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        let claims = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match store.renew_run_items(run.id, &claims, now, ttl).await {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::warn!(
+                    run = run.id,
+                    lost = lost.len(),
+                    "Lost item leases: this replica stops working on the run."
+                );
+                stop.cancel();
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run = run.id, error = %e, "Could not renew leases."),
+        }
+    }
+}

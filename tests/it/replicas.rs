@@ -1,0 +1,246 @@
+//! Replicas sharing one PostgreSQL database: `ocimirror once` processes
+//! mirror a catalog of 150 images from a registry with 40 ms of latency per
+//! request. Three copy each object once and take at most 0.45x the time of
+//! one; with one of three killed (SIGKILL) mid-run the others finish its
+//! share and the target equals the source.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::Child;
+
+use crate::support::postgres::Postgres;
+use crate::support::registry::{LoggedRequest, Options, TestRegistry};
+use crate::sync_jobs::incomplete_tags;
+
+const REPOS: usize = 15;
+const TAGS: usize = 10;
+// Long enough that the run is bound by latency rather than by the CPU the
+// other tests running in parallel leave (20 ms made the ratio noisy).
+const LATENCY: Duration = Duration::from_millis(40);
+
+fn slow_registry() -> Options {
+    Options {
+        latency: LATENCY,
+        ..Options::default()
+    }
+}
+
+/// 15 repositories of 10 images, each with its own config and layer.
+fn seed_catalog(src: &TestRegistry) -> Vec<(String, String)> {
+    let mut images = Vec::new();
+    for r in 0..REPOS {
+        let repo = format!("team/app{r}");
+        for t in 0..TAGS {
+            let tag = format!("v{t}");
+            let layer = format!("layer of {repo}:{tag}").repeat(50);
+            src.seed_image(&repo, &tag, &[layer.as_bytes()]);
+            images.push((repo.clone(), tag));
+        }
+    }
+    images
+}
+
+fn write_config(dir: &Path, src: &TestRegistry, dst: &TestRegistry) -> PathBuf {
+    let text = format!(
+        r#"version = 1
+[state]
+lease_ttl = "2s"
+
+[[jobs]]
+name = "catalog"
+source = {{ registry = "{src}" }}
+target = {{ registry = "{dst}", prefix = "m/" }}
+schedule = {{ interval = "1h", jitter = "0s" }}
+concurrency = 4
+"#,
+        src = src.host(),
+        dst = dst.host(),
+    );
+    let path = dir.join("ocimirror.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `ocimirror once` on the database at `url` (passed as a secret would be:
+/// in the environment).
+fn spawn_once(dir: &Path, config: &Path, url: &str) -> Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
+        .args(["once", "-c", config.to_str().unwrap()])
+        .current_dir(dir)
+        .env("OCIMIRROR_STATE__DATABASE", url)
+        .env("OCIMIRROR_LOG", "warn")
+        .env_remove("OCIMIRROR_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ok(child: Child) {
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("a replica did not finish within 60 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replica failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `n` replicas at once on a fresh database; returns the wall time.
+async fn mirror_with(pg: &Postgres, n: usize, src: &TestRegistry, dst: &TestRegistry) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), src, dst);
+    let url = pg.create_database();
+    let started = Instant::now();
+    let replicas: Vec<Child> = (0..n)
+        .map(|_| spawn_once(dir.path(), &config, &url))
+        .collect();
+    for r in replicas {
+        wait_ok(r).await;
+    }
+    started.elapsed()
+}
+
+/// Each blob written into a repository (an upload's closing `PUT
+/// ...?digest=`, or a `POST ...?mount=` answered 201) and each manifest
+/// PUT, with how many times it was sent.
+fn writes(log: &[LoggedRequest]) -> HashMap<String, usize> {
+    let param = |r: &LoggedRequest, name: &str| {
+        r.query
+            .as_deref()
+            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix(name)))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut seen = HashMap::new();
+    for r in log {
+        let repo = r.path.split("/blobs/uploads/").next().unwrap_or("?");
+        let key = match r.method.as_str() {
+            "PUT" if r.path.contains("/blobs/uploads/") => {
+                format!("blob {repo} {}", param(r, "digest="))
+            }
+            "PUT" => format!("manifest {}", r.path),
+            "POST" if r.status == 201 && param(r, "mount=") != "?" => {
+                format!("blob {repo} {}", param(r, "mount="))
+            }
+            _ => continue,
+        };
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Every image of the source is on the target, byte for byte, with every
+/// tag pointing at complete content.
+fn assert_target_equals_source(
+    src: &TestRegistry,
+    dst: &TestRegistry,
+    images: &[(String, String)],
+) {
+    for (repo, tag) in images {
+        let target_repo = format!("m/{repo}");
+        assert_eq!(
+            dst.manifest(&target_repo, tag),
+            src.manifest(repo, tag),
+            "{target_repo}:{tag}"
+        );
+    }
+    for r in 0..REPOS {
+        let repo = format!("m/team/app{r}");
+        assert_eq!(incomplete_tags(dst, &repo), Vec::<String>::new(), "{repo}");
+        assert_eq!(dst.tags(&repo).len(), TAGS, "{repo}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_copy_each_object_once_in_under_half_the_time() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    let images = seed_catalog(&src);
+
+    let one_dst = TestRegistry::start(slow_registry()).await;
+    let one = mirror_with(&pg, 1, &src, &one_dst).await;
+    assert_target_equals_source(&src, &one_dst, &images);
+
+    let three_dst = TestRegistry::start(slow_registry()).await;
+    let three = mirror_with(&pg, 3, &src, &three_dst).await;
+    assert_target_equals_source(&src, &three_dst, &images);
+
+    let counts = writes(&three_dst.log());
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    let manifests = counts.keys().filter(|k| k.starts_with("manifest")).count();
+    let blobs = counts.keys().filter(|k| k.starts_with("blob")).count();
+    // One manifest, one config and one layer per image (in its repository).
+    assert_eq!((manifests, blobs), (REPOS * TAGS, 2 * REPOS * TAGS));
+    eprintln!("1 replica: {one:?}; 3 replicas: {three:?}");
+    assert!(
+        three.as_secs_f64() <= 0.45 * one.as_secs_f64(),
+        "3 replicas took {three:?}, one {one:?}: more than 0.45x"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    let images = seed_catalog(&src);
+    let dst = TestRegistry::start(slow_registry()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &src, &dst);
+    let url = pg.create_database();
+    let mut replicas: Vec<Child> = (0..3)
+        .map(|_| spawn_once(dir.path(), &config, &url))
+        .collect();
+    // Mid-run: some images are on the target, most are not.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dst.count("PUT", "/manifests/") < 15 {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not start copying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut victim = replicas.remove(0);
+    victim.start_kill().unwrap(); // SIGKILL
+    victim.wait().await.unwrap();
+    let at_kill = dst.count("PUT", "/manifests/");
+    assert!(at_kill < REPOS * TAGS, "the run was over before the kill");
+    for r in replicas {
+        wait_ok(r).await;
+    }
+    assert_target_equals_source(&src, &dst, &images);
+}
+
+/// `bench/replicas.sh`: 1, 2 and 3 replicas on the same corpus, with the
+/// wall time and the writes per object on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/replicas.sh runs it"]
+async fn bench_one_two_three_replicas() {
+    let pg = Postgres::start().expect("PostgreSQL is needed for the benchmark");
+    let src = TestRegistry::start(slow_registry()).await;
+    let images = seed_catalog(&src);
+    for n in 1..=3 {
+        let dst = TestRegistry::start(slow_registry()).await;
+        let took = mirror_with(&pg, n, &src, &dst).await;
+        assert_target_equals_source(&src, &dst, &images);
+        let counts = writes(&dst.log());
+        let most = counts.values().max().copied().unwrap_or(0);
+        println!(
+            "replicas={n} seconds={:.2} objects_written={} max_writes_per_object={most}",
+            took.as_secs_f64(),
+            counts.len()
+        );
+    }
+}
