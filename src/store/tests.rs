@@ -78,7 +78,15 @@ on_both_backends!(
     two_stores_write_concurrently,
     concurrent_opens_of_a_new_database_all_succeed,
     a_run_whose_process_is_gone_is_interrupted_not_running,
+    ownership_is_recorded_marked_absent_and_forgotten,
+    backups_list_newest_first_and_are_forgotten,
+    events_go_from_queued_to_an_outcome_and_leftovers_fail,
+    a_verdict_is_found_only_for_its_image_and_policy_hash,
 );
+
+#[path = "tests_features.rs"]
+mod features;
+use features::*;
 
 fn d(s: &str) -> Digest {
     Digest::sha256(s.as_bytes())
