@@ -422,6 +422,7 @@ impl Metrics {
         for direction in COSIGN_DIRECTIONS {
             self.cosign_conversions.with_label_values(&[job, direction]);
         }
+        self.policy.job_configured(job);
     }
 
     /// A blob of `bytes` was transferred to `registry` (the target host).

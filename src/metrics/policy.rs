@@ -37,6 +37,17 @@ impl PolicyMetrics {
             )?,
         })
     }
+
+    /// Every result of `job` from 0, so `increase()` sees the first
+    /// refusal and the dashboard has a series for each job.
+    pub(super) fn job_configured(&self, job: &str) {
+        for result in ["verified", "refused", "warned"] {
+            self.images.with_label_values(&[job, result]);
+        }
+        for result in ["verified", "rejected", "cached"] {
+            self.signatures.with_label_values(&[job, result]);
+        }
+    }
 }
 
 /// What the policy decided about one image.
