@@ -6,10 +6,13 @@
 
 use serde_json::Value;
 
-use crate::deletions::{DAY, HOUR, clock, deletes, load, run};
+use crate::deletions::{DAY, HOUR, clock, deletes, http, load, run};
+use crate::support::distribution::Distribution;
 use crate::support::fixtures::{OCI_INDEX, fallback_tag};
 use crate::support::registry::{Options, TestRegistry};
 use crate::sync_jobs::REPO;
+use ocimirror::oci::{Digest, Reference, RepoName, Tag};
+use ocimirror::registry::Registry;
 use ocimirror::sync::DeletionKind;
 
 const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -180,4 +183,53 @@ async fn an_emptied_referrer_listing_trips_the_guard_and_removes_nothing() {
     }
     assert_eq!(dst.referrers(REPO, &t0).len(), 2);
     assert_eq!(dst.referrers(REPO, &t1).len(), 1);
+}
+
+#[tokio::test]
+async fn on_distribution_a_withdrawn_signature_leaves_the_fallback_index_and_is_deleted() {
+    let src = registry(true).await;
+    let dist = Distribution::start();
+    let (t0, sig) = seed(&src);
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "version = 1\n[state]\ndatabase = \"{db}\"\n\n[[jobs]]\nname = \"mirror\"\n\
+         source = \"{src}/{REPO}\"\ntarget = \"{dst}/{REPO}\"\n\
+         [jobs.delete]\nenabled = true\n",
+        db = dir.path().join("state.db").display(),
+        src = src.host(),
+        dst = dist.host(),
+    );
+    let path = dir.path().join("ocimirror.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = ocimirror::config::load(&path).unwrap();
+    let clock = clock();
+    let first = run(&config, &clock, false).await;
+    assert!(first.is_success(), "{:?}", first.failures);
+    assert!(src.delete_manifest(REPO, &sig));
+    clock.advance(HOUR);
+    run(&config, &clock, false).await;
+    clock.advance(DAY);
+    let r = run(&config, &clock, false).await;
+    assert!(r.is_success(), "{:?}", r.failures);
+    assert_eq!(r.deletions.deleted.len(), 1, "{:?}", r.deletions);
+
+    let reg = http(&dist.host());
+    let repo = RepoName::new(REPO).unwrap();
+    let tag = Reference::Tag(Tag::new(&fallback_tag(&t0)).unwrap());
+    let index = reg.manifest_get(&repo, &tag).await.unwrap().unwrap();
+    let listed: Vec<String> = index
+        .child_manifests()
+        .iter()
+        .map(|d| d.digest.to_string())
+        .collect();
+    assert_eq!(listed.len(), 1, "only the SBOM stays: {listed:?}");
+    assert!(!listed.contains(&sig));
+    let sig: Digest = sig.parse().unwrap();
+    let by_digest = Reference::Digest(sig);
+    assert!(
+        reg.manifest_head(&repo, &by_digest)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
