@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::output::timestamp;
 use super::status::human_time as human;
-use crate::store::OwnedTag;
+use crate::store::{OwnedReferrer, OwnedTag};
 use crate::sync::DeletionReport;
 
 /// Deletion sync of one job run.
@@ -101,25 +101,35 @@ pub fn doc(r: &DeletionReport) -> DeletionsDoc {
     }
 }
 
-/// Pending deletions as the database records them (for `status`).
+/// Pending deletions (tags, then withdrawn referrers as `repo@digest`) as
+/// the database records them (for `status`).
 pub fn pending_from_store(
     owned: &[OwnedTag],
+    referrers: &[OwnedReferrer],
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Vec<PendingDeletionDoc> {
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let mut pending: Vec<(DateTime<Utc>, PendingDeletionDoc)> = owned
-        .iter()
-        .filter_map(|t| {
-            let since = t.absent_since?;
+    let tags = owned.iter().map(|t| {
+        let target = format!("{}:{}", t.target_repo, t.tag);
+        (target, t.digest.to_string(), t.absent_since)
+    });
+    let referrers = referrers.iter().map(|r| {
+        let target = format!("{}@{}", r.target_repo, r.referrer);
+        (target, r.referrer.to_string(), r.absent_since)
+    });
+    let mut pending: Vec<(DateTime<Utc>, PendingDeletionDoc)> = tags
+        .chain(referrers)
+        .filter_map(|(target, digest, absent_since)| {
+            let since = absent_since?;
             let due_at = since
                 .checked_add_signed(grace)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             Some((
                 since,
                 PendingDeletionDoc {
-                    target: format!("{}:{}", t.target_repo, t.tag),
-                    digest: t.digest.to_string(),
+                    target,
+                    digest,
                     absent_since: timestamp(since),
                     due_at: timestamp(due_at),
                     due: due_at <= now,
@@ -148,6 +158,7 @@ pub fn text(d: &DeletionsDoc) -> String {
     for x in &d.deleted {
         let how = match x.kind {
             "tag" => "untagged",
+            "referrer" => "withdrawn referrer removed",
             _ => "deleted by digest",
         };
         out.push_str(&format!("    DELETED {} ({how})\n", x.target));

@@ -58,10 +58,16 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
         let s = store.job_status(&job.name).await.map_err(failed)?;
         let failing = store.failures_for_job(&job.name).await.map_err(failed)?;
         let mut doc = job_doc(job, &s, failing, now);
-        if job.delete.enabled {
-            let owned = store.owned_tags(&job.name).await.map_err(failed)?;
-            doc.pending_deletions = deletions::pending_from_store(&owned, job.delete.grace, now);
-        }
+        let owned = if job.delete.enabled {
+            store.owned_tags(&job.name).await.map_err(failed)?
+        } else {
+            Vec::new()
+        };
+        // Withdrawn referrers leave fallback indexes even where the job does
+        // not delete (see sync/withdrawn.rs).
+        let referrers = store.owned_referrers(&job.name).await.map_err(failed)?;
+        doc.pending_deletions =
+            deletions::pending_from_store(&owned, &referrers, job.delete.grace, now);
         docs.push(doc);
     }
     store.close().await;

@@ -48,6 +48,8 @@ pub(crate) struct Graph {
     pub order: Vec<Digest>,
     /// Referrer relations.
     pub referrers: Vec<ReferrerEdge>,
+    /// Subjects whose referrers the source listed without error.
+    pub listed: Vec<Digest>,
     /// Cosign legacy tags to recreate.
     pub cosign: Vec<CosignEdge>,
     /// cosign attachments converted to the other form (see `cosign.rs`).
@@ -75,6 +77,7 @@ impl Graph {
             nodes: HashMap::new(),
             order: Vec::new(),
             referrers: Vec::new(),
+            listed: Vec::new(),
             cosign: Vec::new(),
             conversions: Vec::new(),
             generated_blobs: Vec::new(),

@@ -77,7 +77,10 @@ pub use error::{CopyError, Limit, Side};
 pub use gate::{Candidate, Decision, Found, Gate, ImageToCheck};
 pub use options::{AnnotationMatch, CopyOptions, CosignMode, PlatformMode, ReferrersMode};
 pub use platform::{PlatformError, PlatformSpec};
-pub use report::{Action, CopyEvent, CopyReport, NodeFailure, NodeKind, PlanItem, Representation};
+pub use report::{
+    Action, CopyEvent, CopyReport, NodeFailure, NodeKind, PlanItem, PublishedReferrer,
+    Representation,
+};
 
 use flight::Flight;
 use graph::Graph;

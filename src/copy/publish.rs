@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::Copier;
 use super::error::{CopyError, Side};
 use super::options::ReferrersMode;
-use super::report::{Action, CopyReport, NodeKind, Outcome, Representation};
+use super::report::{Action, CopyReport, NodeKind, Outcome, PublishedReferrer, Representation};
 use super::run::Run;
 use crate::oci::media_type as mt;
 use crate::oci::referrers::{fallback_tag, merge_fallback_index};
@@ -79,6 +79,21 @@ fn count_referrer(
         _ => return,
     };
     *counts.entry((via, to)).or_default() += 1;
+}
+
+/// A referrer as published, for withdrawn-referrer sync.
+fn published(
+    subject: &Digest,
+    referrer: &Digest,
+    outcome: &Outcome,
+    in_fallback: bool,
+) -> PublishedReferrer {
+    PublishedReferrer {
+        subject: subject.clone(),
+        referrer: referrer.clone(),
+        written: matches!(outcome, Outcome::Put { .. }),
+        in_fallback,
+    }
 }
 
 /// Phase 3: publishes every copied referrer of the graph in the target's
@@ -208,6 +223,12 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
                 tracing::warn!(referrer = %edge.referrer, "target did not confirm the subject (no OCI-Subject); target referrers mode is api, so no fallback tag is written");
             }
             count_referrer(&mut run.report, edge.via, target_rep, &outcome);
+            run.report.published_referrers.push(published(
+                &edge.subject,
+                &edge.referrer,
+                &outcome,
+                false,
+            ));
             continue;
         }
         fallback.entry(edge.subject.clone()).or_default().push((
@@ -226,8 +247,14 @@ pub(crate) async fn publish(run: &mut Run<'_>) {
         let descs: Vec<Descriptor> = entries.iter().map(|(d, _, _)| d.clone()).collect();
         match merge_into_fallback(copier, dst_repo, &subject, &descs, dry).await {
             Ok(written) => {
-                for (_, via, outcome) in &entries {
+                for (desc, via, outcome) in &entries {
                     count_referrer(&mut run.report, *via, target_rep, outcome);
+                    run.report.published_referrers.push(published(
+                        &subject,
+                        &desc.digest,
+                        outcome,
+                        true,
+                    ));
                 }
                 if written && !dry {
                     run.report.fallback_indexes_written += 1;

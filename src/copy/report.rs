@@ -174,6 +174,25 @@ pub struct CopyReport {
     pub cosign_to_tags: u64,
     /// What failed (one entry per failed node); empty on success.
     pub failures: Vec<NodeFailure>,
+    /// Subjects whose referrers the source listed in full: a referrer of
+    /// one of them missing from [`CopyReport::published_referrers`] was
+    /// withdrawn (or filtered out) at the source.
+    pub referrers_listed: Vec<Digest>,
+    /// Referrers published on the target (written, or found there).
+    pub published_referrers: Vec<PublishedReferrer>,
+}
+
+/// A referrer published on the target, as withdrawn-referrer sync records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedReferrer {
+    /// Its subject.
+    pub subject: Digest,
+    /// The referrer manifest.
+    pub referrer: Digest,
+    /// This copy wrote it (not found on the target already).
+    pub written: bool,
+    /// Listed in the subject's fallback index (else by the referrers API).
+    pub in_fallback: bool,
 }
 
 impl CopyReport {
@@ -199,6 +218,8 @@ impl CopyReport {
         self.cosign_to_referrers += other.cosign_to_referrers;
         self.cosign_to_tags += other.cosign_to_tags;
         self.failures.extend(other.failures);
+        self.referrers_listed.extend(other.referrers_listed);
+        self.published_referrers.extend(other.published_referrers);
     }
 
     /// True when nothing failed.

@@ -60,6 +60,7 @@ impl<'a> Run<'a> {
             report: CopyReport {
                 filtered: graph.filtered,
                 dropped: graph.dropped,
+                referrers_listed: graph.listed.clone(),
                 ..CopyReport::default()
             },
             present: HashSet::new(),

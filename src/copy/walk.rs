@@ -33,6 +33,8 @@ enum Visit {
         origin: Origin,
         next: Vec<Pending>,
         discovery_error: Option<CopyError>,
+        /// Its referrers were listed in full on the source.
+        listed: bool,
     },
     Skip(CopyEvent, bool),
     Fail(Digest, CopyError),
@@ -169,6 +171,7 @@ pub(crate) async fn walk(
                     origin,
                     next,
                     discovery_error,
+                    listed,
                 } => {
                     if let Origin::Referrer { subject, via } = origin {
                         // The walker checked that `subject` is its subject.
@@ -187,6 +190,9 @@ pub(crate) async fn walk(
                     if graph.nodes.contains_key(&digest) {
                         // Reached twice in one round: expanded already.
                         continue;
+                    }
+                    if listed {
+                        graph.listed.push(digest.clone());
                     }
                     for p in next {
                         match &p.origin {
@@ -473,9 +479,13 @@ async fn visit(ctx: &SourceRepo<'_>, p: Pending) -> Visit {
         })
         .collect();
     let mut discovery_error = None;
+    let mut listed = false;
     if opts.referrers && p.depth < opts.max_depth {
         match discover::discover(ctx, &digest, p.depth + 1).await {
-            Ok(found) => next.extend(found),
+            Ok(found) => {
+                next.extend(found);
+                listed = true;
+            }
             Err(e) => discovery_error = Some(e),
         }
     }
@@ -485,6 +495,7 @@ async fn visit(ctx: &SourceRepo<'_>, p: Pending) -> Visit {
         origin: p.origin,
         next,
         discovery_error,
+        listed,
     }
 }
 

@@ -23,7 +23,8 @@ impl DeletionMetrics {
                 r,
                 names::DELETIONS,
                 "Target tags deleted by deletion sync. kind=tag: untagged; \
-                 kind=digest: the manifest deleted by digest (nothing else needed it).",
+                 kind=digest: the manifest deleted by digest (nothing else needed it); \
+                 kind=referrer: a referrer withdrawn at the source removed.",
                 &[LABEL_JOB, "kind"],
             )?,
             guard_trips: counter(
@@ -52,7 +53,7 @@ impl DeletionMetrics {
     /// `job` runs deletion sync: its counters show 0 from the first run,
     /// so `increase()` sees the first deletion.
     pub fn job_enabled(&self, job: &str) {
-        for kind in ["tag", "digest"] {
+        for kind in ["tag", "digest", "referrer"] {
             self.deleted.with_label_values(&[job, kind]);
         }
         self.guard_trips.with_label_values(&[job]);

@@ -43,6 +43,7 @@ mod deletions;
 mod events;
 mod models;
 mod policy;
+mod referrers_owned;
 mod sharing;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +65,7 @@ pub use models::{
     RunResult, TagState,
 };
 pub use policy::SignatureVerdict;
+pub use referrers_owned::OwnedReferrer;
 pub use sharing::{ClaimedItem, ReplicaStatus, SharedRun};
 
 /// How long a connection waits for another writer's lock before failing.

@@ -82,6 +82,7 @@ on_both_backends!(
     backups_list_newest_first_and_are_forgotten,
     events_go_from_queued_to_an_outcome_and_leftovers_fail,
     a_verdict_is_found_only_for_its_image_and_policy_hash,
+    owned_referrers_are_recorded_marked_absent_and_forgotten,
 );
 
 #[path = "tests_features.rs"]
@@ -531,4 +532,40 @@ async fn an_unreachable_postgres_is_named_without_its_password() {
         "{message}"
     );
     assert!(!message.contains("s3cr3t"), "{message}");
+}
+
+async fn owned_referrers_are_recorded_marked_absent_and_forgotten(backend: Backend) {
+    let Some((_db, store)) = store_on(backend).await else {
+        return;
+    };
+    let (subject, sig) = (d("subject"), d("sig"));
+    store
+        .record_owned_referrer("j", "h/r", &subject, &sig, true, t(1))
+        .await
+        .unwrap();
+    store
+        .record_owned_referrer("other", "h/r", &subject, &sig, false, t(1))
+        .await
+        .unwrap();
+    let owned = store.owned_referrers("j").await.unwrap();
+    assert_eq!(owned.len(), 1);
+    assert_eq!((&owned[0].referrer, owned[0].in_fallback), (&sig, true));
+    store
+        .set_referrer_absent_since(&owned[0], Some(t(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.owned_referrers("j").await.unwrap()[0].absent_since,
+        Some(t(5))
+    );
+    // Published again: listed at the source again.
+    store
+        .record_owned_referrer("j", "h/r", &subject, &sig, true, t(9))
+        .await
+        .unwrap();
+    let owned = store.owned_referrers("j").await.unwrap();
+    assert_eq!((owned[0].absent_since, owned[0].written_at), (None, t(9)));
+    store.forget_owned_referrer(&owned[0]).await.unwrap();
+    assert!(store.owned_referrers("j").await.unwrap().is_empty());
+    assert!(!store.owned_referrers("other").await.unwrap()[0].in_fallback);
 }

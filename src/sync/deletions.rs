@@ -69,14 +69,18 @@ pub enum DeletionKind {
     Untag,
     /// `DELETE …/manifests/<digest>`: nothing else on the target needed it.
     Digest,
+    /// A withdrawn referrer left the subject's fallback index, and its
+    /// manifest too where the job deletes (see `withdrawn.rs`).
+    Referrer,
 }
 
 impl DeletionKind {
-    /// A bounded label (`tag`, `digest`), as metrics count it.
+    /// A bounded label (`tag`, `digest`, `referrer`), as metrics count it.
     pub fn as_str(self) -> &'static str {
         match self {
             DeletionKind::Untag => "tag",
             DeletionKind::Digest => "digest",
+            DeletionKind::Referrer => "referrer",
         }
     }
 }
@@ -301,7 +305,7 @@ pub(super) async fn remove_tag(
         }
         Err(e) => return Err(e),
     }
-    if let Some(reason) = still_needed(registry, repo, tag, digest).await? {
+    if let Some(reason) = still_needed(registry, repo, Some(tag), digest).await? {
         return Ok(Outcome::Kept(reason));
     }
     registry
@@ -357,7 +361,7 @@ fn guard(
 }
 
 /// The most tags one run may delete: the fraction of those owned, at least one.
-fn allowed_deletions(max_fraction: f64, owned: usize) -> usize {
+pub(super) fn allowed_deletions(max_fraction: f64, owned: usize) -> usize {
     // Float to int saturates; the fraction is validated in (0, 1].
     ((max_fraction * owned as f64).floor() as usize).max(1)
 }
@@ -374,13 +378,13 @@ fn cannot_untag(e: &RegistryError) -> bool {
     )
 }
 
-/// What on the target still needs `digest` besides `tag`: another tag
+/// What on the target still needs `digest` besides `tag`: a tag
 /// pointing at it, an index (image index or fallback index) listing it, or
 /// referrers whose subject it is.
-async fn still_needed(
+pub(super) async fn still_needed(
     registry: &dyn Registry,
     repo: &RepoName,
-    tag: &Tag,
+    tag: Option<&Tag>,
     digest: &Digest,
 ) -> Result<Option<String>, RegistryError> {
     if let Some(referrers) = registry.referrers_api(repo, digest).await?
@@ -398,7 +402,10 @@ async fn still_needed(
             "its referrers are listed under fallback tag {fallback}"
         )));
     }
-    for other in tags.iter().filter(|t| *t != tag.as_str()) {
+    for other in tags
+        .iter()
+        .filter(|t| Some(t.as_str()) != tag.map(Tag::as_str))
+    {
         let Ok(other_tag) = Tag::new(other) else {
             continue;
         };

@@ -18,6 +18,7 @@ mod overwrite;
 mod report;
 mod shared;
 mod verdict;
+mod withdrawn;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -228,6 +229,7 @@ impl Syncer {
                 if !cancel.is_cancelled() {
                     self.sync_deletions(job, &selected, options.dry_run, &mut report)
                         .await;
+                    self.sync_withdrawn(job, options.dry_run, &mut report).await;
                 }
             }
             Err(e) => {
@@ -710,6 +712,7 @@ impl Syncer {
                 tracing::warn!(job = %job.name, item = %item.name, error = %e, "Could not record the checkpoint.");
             }
             deletions::record_written(s, &job.name, item, &report, &digest, now).await;
+            withdrawn::record_referrers(s, &job.name, item, &report, now).await;
         }
         ItemResult::Copied(report)
     }

@@ -317,7 +317,7 @@ async fn a_registry_refusing_tag_deletes_gets_a_digest_delete_only_when_nothing_
     assert!(!left.contains(&"t9".to_string()));
 }
 
-fn http(host: &str) -> HttpRegistry {
+pub fn http(host: &str) -> HttpRegistry {
     HttpRegistry::new(
         host,
         HttpSettings {

@@ -11,6 +11,7 @@ mod cosign_convert;
 mod credentials;
 mod deletions;
 mod deletions_overwrite;
+mod deletions_referrers;
 mod distribution;
 mod fail_fast;
 mod http_registry;
