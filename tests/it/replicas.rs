@@ -2,7 +2,8 @@
 //! mirror a catalog of 150 images from a registry with 40 ms of latency per
 //! request. Three copy each object once and take at most 0.45x the time of
 //! one; with one of three killed (SIGKILL) mid-run the others finish its
-//! share and the target equals the source.
+//! share and the target equals the source. `status` shows each replica
+//! and what it holds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Child;
 
+use crate::support::cli::{ocimirror_with_env, text};
 use crate::support::postgres::Postgres;
 use crate::support::registry::{LoggedRequest, Options, TestRegistry};
 use crate::sync_jobs::incomplete_tags;
@@ -221,6 +223,80 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
         wait_ok(r).await;
     }
     assert_target_equals_source(&src, &dst, &images);
+}
+
+/// `ocimirror status` on the shared database, as JSON and as text.
+async fn status(dir: &Path, config: &Path, url: &str) -> (serde_json::Value, String) {
+    let env = [("OCIMIRROR_STATE__DATABASE", url)];
+    let config = config.to_str().unwrap();
+    let json = ocimirror_with_env(dir, &["status", "--output", "json", "-c", config], &env).await;
+    assert!(json.status.success(), "{}", text(&json));
+    let people = ocimirror_with_env(dir, &["status", "-c", config], &env).await;
+    assert!(people.status.success(), "{}", text(&people));
+    (
+        serde_json::from_slice(&json.stdout).unwrap(),
+        String::from_utf8(people.stdout).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_replica_and_what_it_holds() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    seed_catalog(&src);
+    let dst = TestRegistry::start(slow_registry()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &src, &dst);
+    let url = pg.create_database();
+    let replicas: Vec<Child> = (0..3)
+        .map(|_| spawn_once(dir.path(), &config, &url))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dst.count("PUT", "/manifests/") < 15 {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not start copying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Mid-run: three live replicas, one leading the run, items held.
+    let (doc, people) = status(dir.path(), &config, &url).await;
+    let seen = doc["replicas"].as_array().expect("no replicas in status");
+    assert_eq!(seen.len(), 3, "{doc:#}");
+    assert!(seen.iter().all(|r| r["live"] == true), "{doc:#}");
+    let leaders: Vec<_> = seen
+        .iter()
+        .filter(|r| r["leading"] == serde_json::json!(["catalog"]))
+        .collect();
+    assert_eq!(leaders.len(), 1, "{doc:#}");
+    let held: u64 = seen.iter().map(|r| r["items_held"].as_u64().unwrap()).sum();
+    assert!(held > 0, "{doc:#}");
+    assert!(
+        people.contains("replicas (seen in the last day): 3"),
+        "{people}"
+    );
+    assert!(people.contains("live, last seen "), "{people}");
+    assert!(people.contains(", leads catalog, "), "{people}");
+
+    // After the run: the same three, leading and holding nothing.
+    for r in replicas {
+        wait_ok(r).await;
+    }
+    let (doc, people) = status(dir.path(), &config, &url).await;
+    let seen = doc["replicas"].as_array().expect("no replicas in status");
+    assert_eq!(seen.len(), 3, "{doc:#}");
+    for r in seen {
+        assert_eq!(r["leading"], serde_json::json!([]), "{doc:#}");
+        assert_eq!(r["items_held"], 0, "{doc:#}");
+    }
+    assert_eq!(
+        people.matches("leads no run, 0 held").count(),
+        3,
+        "{people}"
+    );
 }
 
 /// `bench/replicas.sh`: 1, 2 and 3 replicas on the same corpus, with the
