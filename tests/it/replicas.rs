@@ -3,7 +3,7 @@
 //! request. Three copy each object once and take at most 0.45x the time of
 //! one; with one of three killed (SIGKILL) mid-run the others finish its
 //! share and the target equals the source. `status` shows each replica
-//! and what it holds.
+//! and what it holds; `serve` replicas export it as metrics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Child;
 
+use crate::observability::shared::free_port;
 use crate::support::cli::{ocimirror_with_env, text};
 use crate::support::postgres::Postgres;
 use crate::support::registry::{LoggedRequest, Options, TestRegistry};
@@ -69,8 +70,13 @@ concurrency = 4
 /// `ocimirror once` on the database at `url` (passed as a secret would be:
 /// in the environment).
 fn spawn_once(dir: &Path, config: &Path, url: &str) -> Child {
+    spawn(dir, "once", config, url)
+}
+
+/// `ocimirror <command>` on the database at `url`.
+fn spawn(dir: &Path, command: &str, config: &Path, url: &str) -> Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
-        .args(["once", "-c", config.to_str().unwrap()])
+        .args([command, "-c", config.to_str().unwrap()])
         .current_dir(dir)
         .env("OCIMIRROR_STATE__DATABASE", url)
         .env("OCIMIRROR_LOG", "warn")
@@ -297,6 +303,74 @@ async fn status_shows_each_replica_and_what_it_holds() {
         3,
         "{people}"
     );
+}
+
+/// One scrape of `/metrics` at `port`: each sample line's value by its
+/// series (`name{labels}`); empty while the listener is not up.
+async fn scrape(port: u16) -> HashMap<String, f64> {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return HashMap::new();
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(series, v)| Some((series.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_replicas_export_what_they_claim_hold_and_lead() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    seed_catalog(&src);
+    let dst = TestRegistry::start(slow_registry()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.create_database();
+    let base = std::fs::read_to_string(write_config(dir.path(), &src, &dst)).unwrap();
+    let ports = [free_port(), free_port()];
+    let _replicas: Vec<Child> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let config = dir.path().join(format!("replica{i}.toml"));
+            let text = format!("{base}\n[server]\nlisten = \"127.0.0.1:{port}\"\n");
+            std::fs::write(&config, text).unwrap();
+            spawn(dir.path(), "serve", &config, &url)
+        })
+        .collect();
+
+    // Mid-run, once both replicas counted each other (every third of the
+    // 2 s lease): each claimed items, one leads the run.
+    let series = |name: &str| format!("{name}{{mirror_job=\"catalog\"}}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scrapes = loop {
+        let scrapes = [scrape(ports[0]).await, scrape(ports[1]).await];
+        let live = |s: &HashMap<String, f64>| s.get("ocimirror_replicas_live") == Some(&2.0);
+        if scrapes.iter().all(live) {
+            break scrapes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas never saw each other: {scrapes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for s in &scrapes {
+        let claimed = s.get(&series("ocimirror_replica_items_claimed_total"));
+        assert!(claimed.is_some_and(|n| *n > 0.0), "{s:?}");
+        assert!(
+            s.contains_key(&series("ocimirror_replica_items_held")),
+            "{s:?}"
+        );
+    }
+    let leads: f64 = scrapes
+        .iter()
+        .filter_map(|s| s.get(&series("ocimirror_replica_leads")))
+        .sum();
+    assert_eq!(leads, 1.0, "{scrapes:?}");
 }
 
 /// `bench/replicas.sh`: 1, 2 and 3 replicas on the same corpus, with the
