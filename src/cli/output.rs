@@ -401,6 +401,26 @@ pub struct StatusDoc {
     pub database_exists: bool,
     /// One entry per job asked for.
     pub jobs: Vec<JobStatusDoc>,
+    /// On PostgreSQL: the replicas seen in the last day, by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<ReplicaDoc>>,
+}
+
+/// A replica in `status` (PostgreSQL only).
+#[derive(Debug, Serialize)]
+pub struct ReplicaDoc {
+    /// `<host>:<pid>`.
+    pub id: String,
+    /// Its last heartbeat (RFC 3339).
+    pub last_seen: String,
+    /// True when the last heartbeat is younger than `state.lease_ttl`.
+    pub live: bool,
+    /// Jobs whose open shared run it leads.
+    pub leading: Vec<String>,
+    /// Items of open shared runs it holds now.
+    pub items_held: u64,
+    /// Items of open shared runs it has finished.
+    pub items_done: u64,
 }
 
 /// One job in `status`.

@@ -7,11 +7,16 @@ use chrono::{DateTime, Utc};
 use crate::app::{self, AppError};
 use crate::config::{Job, Timing};
 use crate::scheduler::JobTimer;
-use crate::store::{JobStatus, RunRecord};
+use crate::store::{JobStatus, ReplicaStatus, RunRecord};
+
+/// How far back `status` lists replicas (a replica gone longer is forgotten).
+const REPLICAS_SHOWN_FOR: chrono::Duration = chrono::Duration::days(1);
 
 use super::deletions;
 use super::jobs::{ConfigArg, plural};
-use super::output::{FailingItemDoc, JobStatusDoc, RunDocStatus, StatusDoc, counts, timestamp};
+use super::output::{
+    FailingItemDoc, JobStatusDoc, ReplicaDoc, RunDocStatus, StatusDoc, counts, timestamp,
+};
 use super::progress::human_bytes;
 
 /// Arguments of `ocimirror status`.
@@ -46,6 +51,7 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
                     next_run: next_run(job, None, now),
                 })
                 .collect(),
+            replicas: None,
         });
     }
     let store = app::open_store(&config).await?;
@@ -70,12 +76,34 @@ pub async fn status(args: &StatusArgs) -> Result<StatusDoc, AppError> {
             deletions::pending_from_store(&owned, &referrers, job.delete.grace, now);
         docs.push(doc);
     }
+    let replicas = if config.state.postgres.is_some() {
+        let since = now.checked_sub_signed(REPLICAS_SHOWN_FOR).unwrap_or(now);
+        let seen = store.replicas(since, now).await.map_err(failed)?;
+        let ttl = chrono::Duration::from_std(config.state.lease_ttl).unwrap_or(REPLICAS_SHOWN_FOR);
+        Some(seen.iter().map(|r| replica_doc(r, ttl, now)).collect())
+    } else {
+        None
+    };
     store.close().await;
     Ok(StatusDoc {
         database,
         database_exists: true,
         jobs: docs,
+        replicas,
     })
+}
+
+/// A replica as `status` shows it: live while its heartbeat is younger
+/// than the lease TTL (after that the others take its work over).
+fn replica_doc(r: &ReplicaStatus, ttl: chrono::Duration, now: DateTime<Utc>) -> ReplicaDoc {
+    ReplicaDoc {
+        id: r.id.clone(),
+        last_seen: timestamp(r.seen_at),
+        live: now.signed_duration_since(r.seen_at) <= ttl,
+        leading: r.leading.clone(),
+        items_held: r.items_held,
+        items_done: r.items_done,
+    }
 }
 
 /// The `status` of one job from its database rows (also the HTTP API's
@@ -190,6 +218,30 @@ pub fn status_text(doc: &StatusDoc) -> String {
             }
         }
         out.push_str(&format!("  next run:     {}\n", job.next_run));
+    }
+    if let Some(replicas) = &doc.replicas {
+        out.push_str(&replicas_text(replicas));
+    }
+    out
+}
+
+/// The replicas part of `status` for people.
+fn replicas_text(replicas: &[ReplicaDoc]) -> String {
+    let mut out = format!("replicas (seen in the last day): {}\n", replicas.len());
+    for r in replicas {
+        let state = if r.live { "live" } else { "gone" };
+        let leads = if r.leading.is_empty() {
+            "leads no run".to_string()
+        } else {
+            format!("leads {}", r.leading.join(", "))
+        };
+        out.push_str(&format!(
+            "  {}  {state}, last seen {}, {leads}, {} held, {} done\n",
+            r.id,
+            human_time(&r.last_seen),
+            r.items_held,
+            r.items_done
+        ));
     }
     out
 }

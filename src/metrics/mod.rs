@@ -38,10 +38,12 @@ mod events;
 pub mod names;
 mod policy;
 mod register;
+mod replicas;
 
 pub use deletions::DeletionMetrics;
 pub use events::{EventMetrics, Rejection};
 pub use policy::{PolicyResult, SignatureResult};
+pub use replicas::ReplicaMetrics;
 
 use register::{counter, gauge, histogram, int_gauge, saturating_i64};
 
@@ -85,6 +87,10 @@ pub const METRIC_NAMES: &[&str] = &[
     names::TAG_BACKUPS,
     names::POLICY_IMAGES,
     names::POLICY_SIGNATURES,
+    names::REPLICA_ITEMS_CLAIMED,
+    names::REPLICA_ITEMS_HELD,
+    names::REPLICA_LEADS,
+    names::REPLICAS_LIVE,
 ];
 
 /// Every metric name [`Metrics`] registers; see [`METRIC_NAMES`].
@@ -179,6 +185,7 @@ pub struct Metrics {
     events: EventMetrics,
     deletions: DeletionMetrics,
     policy: policy::PolicyMetrics,
+    replicas: ReplicaMetrics,
 }
 
 impl Metrics {
@@ -364,6 +371,7 @@ impl Metrics {
             events: EventMetrics::new(r)?,
             deletions: DeletionMetrics::new(r)?,
             policy: policy::PolicyMetrics::new(r)?,
+            replicas: ReplicaMetrics::new(r)?,
             registry,
         };
 
@@ -418,6 +426,7 @@ impl Metrics {
         self.items_pending.with_label_values(&[job]);
         self.items_failing.with_label_values(&[job]);
         self.mirror_lag.with_label_values(&[job]);
+        self.replicas.joined(job, false);
         // Both directions from 0, so `rate()` sees the first conversion.
         for direction in COSIGN_DIRECTIONS {
             self.cosign_conversions.with_label_values(&[job, direction]);
@@ -593,6 +602,11 @@ impl Metrics {
     /// The deletion sync metrics.
     pub fn deletions(&self) -> &DeletionMetrics {
         &self.deletions
+    }
+
+    /// The replica metrics (shared runs on PostgreSQL).
+    pub fn replicas(&self) -> &ReplicaMetrics {
+        &self.replicas
     }
 
     /// `n` images of `job` are waiting to be copied.

@@ -73,3 +73,13 @@ pub const TAG_BACKUPS: &str = "ocimirror_tag_backups_total";
 pub const POLICY_IMAGES: &str = "ocimirror_policy_images_total";
 /// Signatures checked by the signature policy, by result.
 pub const POLICY_SIGNATURES: &str = "ocimirror_policy_signatures_total";
+// -- replicas (PostgreSQL) ----------------------------------------------------
+
+/// Items of a shared run this replica claimed.
+pub const REPLICA_ITEMS_CLAIMED: &str = "ocimirror_replica_items_claimed_total";
+/// Items of a shared run this replica holds now.
+pub const REPLICA_ITEMS_HELD: &str = "ocimirror_replica_items_held";
+/// Whether this replica leads the job's shared run.
+pub const REPLICA_LEADS: &str = "ocimirror_replica_leads";
+/// Replicas alive in the state database.
+pub const REPLICAS_LIVE: &str = "ocimirror_replicas_live";

@@ -32,6 +32,10 @@ fn exercised() -> Metrics {
     m.deletions().backed_up("alpha");
     m.policy_image("alpha", PolicyResult::Refused);
     m.policy_signature("alpha", SignatureResult::Cached);
+    m.replicas().joined("alpha", true);
+    m.replicas().claimed("alpha");
+    m.replicas().held("alpha", 2);
+    m.replicas().live(3);
     m
 }
 
@@ -88,6 +92,9 @@ fn rendering_contains_every_family_after_updates() {
     assert!(text.contains(
         r#"ocimirror_blob_bytes_total{action="copied",mirror_job="alpha",registry="reg.example"} 100"#
     ));
+    assert!(text.contains(r#"ocimirror_replica_items_held{mirror_job="alpha"} 2"#));
+    assert!(text.contains(r#"ocimirror_replica_leads{mirror_job="alpha"} 1"#));
+    assert!(text.contains("ocimirror_replicas_live 3"));
     assert!(text.contains(
         r#"ocimirror_referrer_conversions_total{mirror_job="alpha",source_repr="api",target_repr="fallback_tag"} 1"#
     ));

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::items::Item;
 use super::{JobReport, SyncOptions, Syncer};
 use crate::config::Job;
+use crate::metrics::ReplicaMetrics;
 use crate::store::{ClaimedItem, RunOwner, SharedRun, Store};
 
 /// How often a replica with nothing to claim looks again (for claims that
@@ -51,6 +52,14 @@ impl Syncer {
             }
         };
         tracing::info!(job = %job.name, run = run.id, leader = run.leader_token.is_some(), "Joined the shared run.");
+        let metrics = self
+            .metrics
+            .as_ref()
+            .filter(|_| !options.dry_run)
+            .map(|m| m.replicas().clone());
+        if let Some(m) = &metrics {
+            m.joined(&job.name, run.leader_token.is_some());
+        }
         let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
         if let Err(e) = store.add_run_items(run.id, &names).await {
             report.fatal = Some(format!("cannot add items to shared run {}: {e}", run.id));
@@ -64,12 +73,17 @@ impl Syncer {
         let held = Arc::new(Mutex::new(Vec::<ClaimedItem>::new()));
         let leader = Arc::new(Mutex::new(run.leader_token));
         let renewer = tokio::spawn(renew(
-            store.clone(),
-            self.clock.clone(),
-            run.clone(),
-            held.clone(),
-            leader.clone(),
-            ttl,
+            Renewal {
+                store: store.clone(),
+                clock: self.clock.clone(),
+                me: me.clone(),
+                job: job.name.clone(),
+                run: run.clone(),
+                held: held.clone(),
+                leader: leader.clone(),
+                metrics: metrics.clone(),
+                ttl,
+            },
             stop.clone(),
         ));
         // `concurrency` workers, each claiming one item when it is free:
@@ -86,6 +100,7 @@ impl Syncer {
             options,
             store,
             stop: &stop,
+            metrics: metrics.as_ref(),
         };
         let workers: Vec<_> = (0..job.concurrency.max(1))
             .map(|_| self.work(&worker).boxed())
@@ -104,6 +119,10 @@ impl Syncer {
             && let Err(e) = store.release_run_items(run.id, &unfinished).await
         {
             tracing::warn!(job = %job.name, error = %e, "Could not release claimed items.");
+        }
+        if let Some(m) = &metrics {
+            m.held(&job.name, 0);
+            m.leading(&job.name, false);
         }
     }
 
@@ -128,7 +147,7 @@ impl Syncer {
                 }
             };
             let Some(claim) = claimed.into_iter().next() else {
-                if self.shared_run_over(w.store, w.run, w.me, w.leader).await {
+                if self.shared_run_over(w).await {
                     break;
                 }
                 tokio::select! {
@@ -137,7 +156,7 @@ impl Syncer {
                 }
                 continue;
             };
-            lock(w.held).push(claim.clone());
+            w.hold(|held| held.push(claim.clone()));
             let item = lock(w.listed).remove(&claim.item);
             match item {
                 Some(item) => {
@@ -173,7 +192,7 @@ impl Syncer {
                     tracing::warn!(job = %w.job.name, item = %claim.item, error = %e, "Could not mark an item done.")
                 }
             }
-            lock(w.held).retain(|c| c != &claim);
+            w.hold(|held| held.retain(|c| c != &claim));
         }
         (part, None)
     }
@@ -181,13 +200,8 @@ impl Syncer {
     /// True when every item of the run is done (finishing the run when
     /// this replica leads it); takes over the lead of a run whose leader
     /// stopped renewing.
-    async fn shared_run_over(
-        &self,
-        store: &Store,
-        run: &SharedRun,
-        me: &str,
-        leader: &Mutex<Option<i64>>,
-    ) -> bool {
+    async fn shared_run_over(&self, w: &Worker<'_>) -> bool {
+        let (store, run, me, leader) = (w.store, w.run, w.me, w.leader);
         let now = self.clock.now();
         let token = *leader.lock().unwrap_or_else(|e| e.into_inner());
         let token = match token {
@@ -198,6 +212,9 @@ impl Syncer {
             {
                 Ok(Some(t)) => {
                     tracing::info!(run = run.id, "Took over the lead of the shared run.");
+                    if let Some(m) = w.metrics {
+                        m.leading(&w.job.name, true);
+                    }
                     *leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
                     Some(t)
                 }
@@ -235,6 +252,23 @@ struct Worker<'a> {
     options: &'a SyncOptions,
     store: &'a Store,
     stop: &'a CancellationToken,
+    metrics: Option<&'a ReplicaMetrics>,
+}
+
+impl Worker<'_> {
+    /// Changes the held claims (a claim pushed counts as claimed), keeping
+    /// the held-items gauge in step.
+    fn hold(&self, change: impl FnOnce(&mut Vec<ClaimedItem>)) {
+        let mut held = lock(self.held);
+        let before = held.len();
+        change(&mut held);
+        if let Some(m) = self.metrics {
+            if held.len() > before {
+                m.claimed(&self.job.name);
+            }
+            m.held(&self.job.name, held.len());
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -250,25 +284,42 @@ fn absorb(report: &mut JobReport, part: JobReport) {
     report.plan.extend(part.plan);
 }
 
-/// Renews the run's lease (while leading) and the held claims every third
-/// of the TTL; cancels `stop` when a claim was lost, and stops leading when
-/// the run's lease was.
-async fn renew(
+/// What the renewer of one replica's part in a shared run works with.
+struct Renewal {
     store: Store,
     clock: Arc<dyn crate::scheduler::Clock>,
+    me: String,
+    job: String,
     run: SharedRun,
     held: Arc<Mutex<Vec<ClaimedItem>>>,
     leader: Arc<Mutex<Option<i64>>>,
+    metrics: Option<ReplicaMetrics>,
     ttl: Duration,
-    stop: CancellationToken,
-) {
+}
+
+/// Renews the run's lease (while leading) and the held claims every third
+/// of the TTL, with this replica's heartbeat; cancels `stop` when a claim
+/// was lost, and stops leading when the run's lease was.
+async fn renew(r: Renewal, stop: CancellationToken) {
+    let Renewal {
+        store,
+        clock,
+        me,
+        job,
+        run,
+        held,
+        leader,
+        metrics,
+        ttl,
+    } = r;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ttl / 3) => {}
             _ = stop.cancelled() => return,
         }
         let now = clock.now();
-        let token = *leader.lock().unwrap_or_else(|e| e.into_inner());
+        heartbeat(&store, &me, now, ttl, metrics.as_ref()).await;
+        let token = *lock(&leader);
         if let Some(t) = token
             && !store
                 .renew_shared_run(run.id, t, now, ttl)
@@ -279,9 +330,12 @@ async fn renew(
                 run = run.id,
                 "Lost the lead of the shared run to another replica."
             );
-            *leader.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *lock(&leader) = None;
+            if let Some(m) = &metrics {
+                m.leading(&job, false);
+            }
         }
-        let claims = held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let claims = lock(&held).clone();
         match store.renew_run_items(run.id, &claims, now, ttl).await {
             Ok(lost) if !lost.is_empty() => {
                 tracing::warn!(
@@ -295,5 +349,28 @@ async fn renew(
             Ok(_) => {}
             Err(e) => tracing::warn!(run = run.id, error = %e, "Could not renew leases."),
         }
+    }
+}
+
+/// Records that this replica is alive (for `status`) and counts the
+/// replicas alive within the TTL (for the metrics).
+async fn heartbeat(
+    store: &Store,
+    me: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    ttl: Duration,
+    metrics: Option<&ReplicaMetrics>,
+) {
+    if let Err(e) = store.replica_heartbeat(me, now).await {
+        tracing::warn!(error = %e, "Could not record this replica's heartbeat.");
+    }
+    let Some(m) = metrics else { return };
+    let since = chrono::Duration::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(now);
+    match store.replicas(since, now).await {
+        Ok(live) => m.live(live.len()),
+        Err(e) => tracing::warn!(error = %e, "Could not count the live replicas."),
     }
 }

@@ -62,7 +62,11 @@ fn feed(m: &Metrics) {
         m.deletions().backed_up(job);
         m.policy_image(job, PolicyResult::Refused);
         m.policy_signature(job, SignatureResult::Rejected);
+        m.replicas().joined(job, job == "alpha");
+        m.replicas().claimed(job);
+        m.replicas().held(job, 2);
     }
+    m.replicas().live(2);
     m.run_finished("alpha", RunResult::Success, 12.0);
     m.run_finished("beta", RunResult::Failure, 3.0);
     for (op, status, secs) in [
@@ -277,7 +281,8 @@ fn dashboard_has_datasource_and_filter_variables() {
             "Webhooks",
             "Deletions",
             "cosign conversion",
-            "Signature policy"
+            "Signature policy",
+            "Replicas"
         ]
     );
     for p in d["panels"].as_array().unwrap() {

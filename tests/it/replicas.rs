@@ -2,7 +2,8 @@
 //! mirror a catalog of 150 images from a registry with 40 ms of latency per
 //! request. Three copy each object once and take at most 0.45x the time of
 //! one; with one of three killed (SIGKILL) mid-run the others finish its
-//! share and the target equals the source.
+//! share and the target equals the source. `status` shows each replica
+//! and what it holds; `serve` replicas export it as metrics.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Child;
 
+use crate::observability::shared::free_port;
+use crate::support::cli::{ocimirror_with_env, text};
 use crate::support::postgres::Postgres;
 use crate::support::registry::{LoggedRequest, Options, TestRegistry};
 use crate::sync_jobs::incomplete_tags;
@@ -67,8 +70,13 @@ concurrency = 4
 /// `ocimirror once` on the database at `url` (passed as a secret would be:
 /// in the environment).
 fn spawn_once(dir: &Path, config: &Path, url: &str) -> Child {
+    spawn(dir, "once", config, url)
+}
+
+/// `ocimirror <command>` on the database at `url`.
+fn spawn(dir: &Path, command: &str, config: &Path, url: &str) -> Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ocimirror"))
-        .args(["once", "-c", config.to_str().unwrap()])
+        .args([command, "-c", config.to_str().unwrap()])
         .current_dir(dir)
         .env("OCIMIRROR_STATE__DATABASE", url)
         .env("OCIMIRROR_LOG", "warn")
@@ -221,6 +229,148 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
         wait_ok(r).await;
     }
     assert_target_equals_source(&src, &dst, &images);
+}
+
+/// `ocimirror status` on the shared database, as JSON and as text.
+async fn status(dir: &Path, config: &Path, url: &str) -> (serde_json::Value, String) {
+    let env = [("OCIMIRROR_STATE__DATABASE", url)];
+    let config = config.to_str().unwrap();
+    let json = ocimirror_with_env(dir, &["status", "--output", "json", "-c", config], &env).await;
+    assert!(json.status.success(), "{}", text(&json));
+    let people = ocimirror_with_env(dir, &["status", "-c", config], &env).await;
+    assert!(people.status.success(), "{}", text(&people));
+    (
+        serde_json::from_slice(&json.stdout).unwrap(),
+        String::from_utf8(people.stdout).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_replica_and_what_it_holds() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    seed_catalog(&src);
+    let dst = TestRegistry::start(slow_registry()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &src, &dst);
+    let url = pg.create_database();
+    let replicas: Vec<Child> = (0..3)
+        .map(|_| spawn_once(dir.path(), &config, &url))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dst.count("PUT", "/manifests/") < 15 {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not start copying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Mid-run: three live replicas, one leading the run, items held.
+    let (doc, people) = status(dir.path(), &config, &url).await;
+    let seen = doc["replicas"].as_array().expect("no replicas in status");
+    assert_eq!(seen.len(), 3, "{doc:#}");
+    assert!(seen.iter().all(|r| r["live"] == true), "{doc:#}");
+    let leaders: Vec<_> = seen
+        .iter()
+        .filter(|r| r["leading"] == serde_json::json!(["catalog"]))
+        .collect();
+    assert_eq!(leaders.len(), 1, "{doc:#}");
+    let held: u64 = seen.iter().map(|r| r["items_held"].as_u64().unwrap()).sum();
+    assert!(held > 0, "{doc:#}");
+    assert!(
+        people.contains("replicas (seen in the last day): 3"),
+        "{people}"
+    );
+    assert!(people.contains("live, last seen "), "{people}");
+    assert!(people.contains(", leads catalog, "), "{people}");
+
+    // After the run: the same three, leading and holding nothing.
+    for r in replicas {
+        wait_ok(r).await;
+    }
+    let (doc, people) = status(dir.path(), &config, &url).await;
+    let seen = doc["replicas"].as_array().expect("no replicas in status");
+    assert_eq!(seen.len(), 3, "{doc:#}");
+    for r in seen {
+        assert_eq!(r["leading"], serde_json::json!([]), "{doc:#}");
+        assert_eq!(r["items_held"], 0, "{doc:#}");
+    }
+    assert_eq!(
+        people.matches("leads no run, 0 held").count(),
+        3,
+        "{people}"
+    );
+}
+
+/// One scrape of `/metrics` at `port`: each sample line's value by its
+/// series (`name{labels}`); empty while the listener is not up.
+async fn scrape(port: u16) -> HashMap<String, f64> {
+    let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return HashMap::new();
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(series, v)| Some((series.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_replicas_export_what_they_claim_hold_and_lead() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let src = TestRegistry::start(slow_registry()).await;
+    seed_catalog(&src);
+    let dst = TestRegistry::start(slow_registry()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.create_database();
+    let base = std::fs::read_to_string(write_config(dir.path(), &src, &dst)).unwrap();
+    let ports = [free_port(), free_port()];
+    let _replicas: Vec<Child> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let config = dir.path().join(format!("replica{i}.toml"));
+            let text = format!("{base}\n[server]\nlisten = \"127.0.0.1:{port}\"\n");
+            std::fs::write(&config, text).unwrap();
+            spawn(dir.path(), "serve", &config, &url)
+        })
+        .collect();
+
+    // Mid-run, once both replicas counted each other (every third of the
+    // 2 s lease): each claimed items, one leads the run.
+    let series = |name: &str| format!("{name}{{mirror_job=\"catalog\"}}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scrapes = loop {
+        let scrapes = [scrape(ports[0]).await, scrape(ports[1]).await];
+        let live = |s: &HashMap<String, f64>| s.get("ocimirror_replicas_live") == Some(&2.0);
+        if scrapes.iter().all(live) {
+            break scrapes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas never saw each other: {scrapes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for s in &scrapes {
+        let claimed = s.get(&series("ocimirror_replica_items_claimed_total"));
+        assert!(claimed.is_some_and(|n| *n > 0.0), "{s:?}");
+        assert!(
+            s.contains_key(&series("ocimirror_replica_items_held")),
+            "{s:?}"
+        );
+    }
+    let leads: f64 = scrapes
+        .iter()
+        .filter_map(|s| s.get(&series("ocimirror_replica_leads")))
+        .sum();
+    assert_eq!(leads, 1.0, "{scrapes:?}");
 }
 
 /// `bench/replicas.sh`: 1, 2 and 3 replicas on the same corpus, with the

@@ -7,7 +7,10 @@ Usage: manifests.py MANIFEST_DIR SCHEMA CONFIG_OUT
 - the ServiceMonitor (a CRD, no built-in schema) against SCHEMA;
 - the names that tie the objects together: Service -> pod labels and container
   port, ServiceMonitor -> Service labels and port, volumes -> ConfigMap,
-  Secret and PVC;
+  Secrets (each volume's Secret defined in secret.example.yaml) and PVC;
+- a Deployment or Job with more than one pod takes state.database from the
+  environment (a shared PostgreSQL, never a per-pod sqlite file) and mounts
+  no PersistentVolumeClaim;
 - terminationGracePeriodSeconds above the config's limits.drain_timeout;
 - writes the ConfigMap's config.toml to CONFIG_OUT for `ocimirror config check`.
 Each problem is printed naming the file and field; exit status 1 if any.
@@ -94,10 +97,13 @@ def main():
             problem(cpath, f"data.config.toml: not TOML: {e}")
 
     svpath, service = one("Service")
+    def names_of(kind):
+        return {o.get("metadata", {}).get("name") for _, o in objects.get(kind, [])}
+
     names = {
-        "ConfigMap": configmap.get("metadata", {}).get("name"),
-        "PersistentVolumeClaim": one("PersistentVolumeClaim")[1].get("metadata", {}).get("name"),
-        "Secret": one("Secret")[1].get("metadata", {}).get("name"),
+        "ConfigMap": {configmap.get("metadata", {}).get("name")},
+        "PersistentVolumeClaim": names_of("PersistentVolumeClaim"),
+        "Secret": names_of("Secret"),
     }
     for kind in ("Deployment", "Job"):
         path, workload = one(kind)
@@ -111,8 +117,15 @@ def main():
                 ("secret", "Secret", "secretName"),
                 ("persistentVolumeClaim", "PersistentVolumeClaim", "claimName"),
             ):
-                if key in v and v[key].get(field) != names[kind_of]:
-                    problem(path, f"volume {v['name']}: {v[key].get(field)!r} is not the {kind_of} {names[kind_of]!r}")
+                if key in v and v[key].get(field) not in names[kind_of]:
+                    problem(path, f"volume {v['name']}: {v[key].get(field)!r} is not a {kind_of} of {sorted(names[kind_of])}")
+        pods = workload.get("spec", {}).get("replicas" if kind == "Deployment" else "parallelism", 1)
+        if pods > 1:
+            env = {e.get("name") for c in spec.get("containers", []) for e in c.get("env", [])}
+            if not env & {"OCIMIRROR_STATE__DATABASE", "OCIMIRROR_STATE__DATABASE_FILE"}:
+                problem(path, f"{pods} pods but no OCIMIRROR_STATE__DATABASE(_FILE) env: they need one shared PostgreSQL")
+            if any("persistentVolumeClaim" in v for v in spec.get("volumes", [])):
+                problem(path, f"{pods} pods share a PersistentVolumeClaim: the state belongs in PostgreSQL")
         if kind != "Deployment":
             continue
         labels = pod.get("metadata", {}).get("labels", {})
