@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::distribution::Distribution;
 use crate::support::registry::{Options, TestRegistry};
-use crate::sync_jobs::{REPO, write_config};
+use crate::sync_jobs::{REPO, write_config_for_hosts};
 
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
 pub const HOUR: Duration = Duration::from_secs(3600);
@@ -31,31 +31,57 @@ pub const HOUR: Duration = Duration::from_secs(3600);
 /// Deletion sync on, with the default grace (24 h) and guard (10 %).
 const DELETE_ON: &str = "[jobs.delete]\nenabled = true\n";
 
-pub fn clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 11, 30, 6, 0, 0).unwrap(),
-    ))
+/// A job mirroring `REPO` (config, database and state in a temporary
+/// directory) and the manual clock its runs see.
+pub struct Job {
+    pub config: Config,
+    pub clock: Arc<ManualClock>,
+    dir: tempfile::TempDir,
 }
 
-/// Runs every job of `config` once at the clock's time; `plan` for a dry run.
-pub async fn run(config: &Config, clock: &Arc<ManualClock>, plan: bool) -> JobReport {
-    let clock: Arc<dyn Clock> = clock.clone();
-    let out = ocimirror::app::run_once(
-        config,
-        RunOnce {
-            jobs: &config.jobs,
-            options: SyncOptions {
-                dry_run: plan,
-                ..SyncOptions::default()
+impl Job {
+    /// The job from `src` to `dst` with `extra` appended to its config.
+    pub fn new(src: &TestRegistry, dst: &TestRegistry, extra: &str) -> Job {
+        Job::for_hosts(&src.host(), &dst.host(), extra)
+    }
+
+    /// [`Job::new`] for registries given by host (e.g. a distribution 2.8).
+    pub fn for_hosts(src: &str, dst: &str, extra: &str) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config_for_hosts(dir.path(), src, dst, "", extra);
+        Job {
+            config: ocimirror::config::load(&path).unwrap(),
+            clock: Arc::new(ManualClock::new(
+                Utc.with_ymd_and_hms(2026, 11, 30, 6, 0, 0).unwrap(),
+            )),
+            dir,
+        }
+    }
+
+    /// Runs the job once at the clock's time; `plan` for a dry run.
+    pub async fn run(&self, plan: bool) -> JobReport {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let out = ocimirror::app::run_once(
+            &self.config,
+            RunOnce {
+                jobs: &self.config.jobs,
+                options: SyncOptions {
+                    dry_run: plan,
+                    ..SyncOptions::default()
+                },
+                events: None,
+                cancel: CancellationToken::new(),
+                clock,
             },
-            events: None,
-            cancel: CancellationToken::new(),
-            clock,
-        },
-    )
-    .await
-    .unwrap();
-    out.reports.into_iter().next().unwrap()
+        )
+        .await
+        .unwrap();
+        out.reports.into_iter().next().unwrap()
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 pub async fn pair() -> (TestRegistry, TestRegistry) {
@@ -70,10 +96,6 @@ pub fn seed(reg: &TestRegistry, n: usize) {
     for i in 0..n {
         reg.seed_image(REPO, &format!("t{i}"), &[format!("layer {i}").as_bytes()]);
     }
-}
-
-pub fn load(dir: &Path, src: &TestRegistry, dst: &TestRegistry, extra: &str) -> Config {
-    ocimirror::config::load(&write_config(dir, src, dst, "", extra)).unwrap()
 }
 
 /// `ocimirror status` of the config in `dir`, as text.
@@ -99,16 +121,14 @@ pub fn deletes(reg: &TestRegistry) -> Vec<String> {
 async fn a_tag_gone_from_the_source_is_untagged_only_after_the_grace_period() {
     let (src, dst) = pair().await;
     seed(&src, 12);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, DELETE_ON);
-    let clock = clock();
-    let first = run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, DELETE_ON);
+    let first = job.run(false).await;
     assert!(first.is_success(), "{:?}", first.failures);
     assert_eq!(dst.tags(REPO).len(), 12);
 
     assert!(src.delete_tag(REPO, "t3"));
-    clock.advance(HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert!(
         dst.tags(REPO).contains(&"t3".to_string()),
@@ -122,7 +142,7 @@ async fn a_tag_gone_from_the_source_is_untagged_only_after_the_grace_period() {
         Utc.with_ymd_and_hms(2026, 12, 1, 7, 0, 0).unwrap(),
         "due a grace period after the first run without it"
     );
-    let shown = status(dir.path()).await;
+    let shown = status(job.dir()).await;
     assert!(shown.contains("  pending deletions: 1\n"), "{shown}");
     assert!(
         shown.contains(&format!("PENDING DELETE {target} (")),
@@ -131,9 +151,9 @@ async fn a_tag_gone_from_the_source_is_untagged_only_after_the_grace_period() {
     assert!(shown.contains("absent from the source since 2026-11-30 07:00:00 UTC"));
 
     // The plan lists it with its due time; it writes nothing.
-    clock.advance(DAY - HOUR);
+    job.clock.advance(DAY - HOUR);
     dst.clear_log();
-    let plan = run(&config, &clock, true).await;
+    let plan = job.run(true).await;
     let text = ocimirror::cli::jobs::plan_text(std::slice::from_ref(&plan));
     assert!(
         text.contains(&format!(
@@ -143,8 +163,8 @@ async fn a_tag_gone_from_the_source_is_untagged_only_after_the_grace_period() {
     );
     assert!(deletes(&dst).is_empty());
 
-    clock.advance(HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert_eq!(r.deletions.deleted.len(), 1);
     assert_eq!(r.deletions.deleted[0].kind, DeletionKind::Untag);
@@ -159,21 +179,19 @@ async fn a_tag_gone_from_the_source_is_untagged_only_after_the_grace_period() {
 async fn a_tag_back_at_the_source_within_grace_starts_its_clock_again() {
     let (src, dst) = pair().await;
     seed(&src, 12);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, DELETE_ON);
-    let clock = clock();
-    run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, DELETE_ON);
+    job.run(false).await;
     let (_, bytes) = src.manifest(REPO, "t5").unwrap();
     src.delete_tag(REPO, "t5");
-    clock.advance(HOUR);
-    run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    job.run(false).await;
     // Back for a while, then gone again: the absence must be continuous.
     src.put_manifest(REPO, "t5", crate::support::fixtures::OCI_MANIFEST, &bytes);
-    clock.advance(HOUR);
-    run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    job.run(false).await;
     src.delete_tag(REPO, "t5");
-    clock.advance(23 * HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(23 * HOUR);
+    let r = job.run(false).await;
     assert!(r.deletions.deleted.is_empty());
     assert!(dst.tags(REPO).contains(&"t5".to_string()));
     assert_eq!(
@@ -186,17 +204,15 @@ async fn a_tag_back_at_the_source_within_grace_starts_its_clock_again() {
 async fn an_emptied_source_trips_the_guard_and_deletes_nothing() {
     let (src, dst) = pair().await;
     seed(&src, 3);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, DELETE_ON);
-    let clock = clock();
-    run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, DELETE_ON);
+    job.run(false).await;
     for i in 0..3 {
         src.delete_tag(REPO, &format!("t{i}"));
     }
     // Loud at once, and still after the grace period.
     for advance in [HOUR, 2 * DAY] {
-        clock.advance(advance);
-        let r = run(&config, &clock, false).await;
+        job.clock.advance(advance);
+        let r = job.run(false).await;
         assert!(!r.is_success());
         let guard = r
             .failures
@@ -214,16 +230,14 @@ async fn an_emptied_source_trips_the_guard_and_deletes_nothing() {
 async fn more_due_than_max_fraction_trips_the_guard() {
     let (src, dst) = pair().await;
     seed(&src, 12);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, DELETE_ON);
-    let clock = clock();
-    run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, DELETE_ON);
+    job.run(false).await;
     src.delete_tag(REPO, "t1");
     src.delete_tag(REPO, "t2");
-    clock.advance(2 * DAY);
-    run(&config, &clock, false).await;
-    clock.advance(2 * DAY);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(2 * DAY);
+    job.run(false).await;
+    job.clock.advance(2 * DAY);
+    let r = job.run(false).await;
     let guard = r.deletions.guard_tripped.as_deref().expect("guard tripped");
     assert!(guard.contains("2 of the job's 12 tags"), "{guard}");
     assert!(r.failures.iter().any(|f| f.kind == "deletion_guard"));
@@ -239,21 +253,19 @@ async fn tags_written_or_moved_by_someone_else_are_never_deleted() {
     let (_, t4) = src.manifest(REPO, "t4").unwrap();
     let (_, t0) = src.manifest(REPO, "t0").unwrap();
     dst.seed_image(REPO, "t4", &[b"layer 4"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, DELETE_ON);
-    let clock = clock();
-    run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, DELETE_ON);
+    job.run(false).await;
     assert_eq!(dst.manifest(REPO, "t4").unwrap().1, t4);
     // Someone points our t0 at the content of t7.
     let (_, t7) = src.manifest(REPO, "t7").unwrap();
     dst.put_manifest(REPO, "t0", crate::support::fixtures::OCI_MANIFEST, &t7);
     src.delete_tag(REPO, "t4");
-    run(&config, &clock, false).await;
-    clock.advance(2 * DAY);
+    job.run(false).await;
+    job.clock.advance(2 * DAY);
     src.delete_tag(REPO, "t0");
-    run(&config, &clock, false).await;
-    clock.advance(2 * DAY);
-    let r = run(&config, &clock, false).await;
+    job.run(false).await;
+    job.clock.advance(2 * DAY);
+    let r = job.run(false).await;
     assert!(r.deletions.deleted.is_empty(), "{:?}", r.deletions.deleted);
     assert!(deletes(&dst).is_empty());
     assert_eq!(dst.manifest(REPO, "t4").unwrap().1, t4);
@@ -280,21 +292,18 @@ async fn a_registry_refusing_tag_deletes_gets_a_digest_delete_only_when_nothing_
     // `same` shares t8's digest; both come from the source.
     let (_, t8) = src.manifest(REPO, "t8").unwrap();
     src.put_manifest(REPO, "same", crate::support::fixtures::OCI_MANIFEST, &t8);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(
-        dir.path(),
+    let job = Job::new(
         &src,
         &dst,
         "[jobs.delete]\nenabled = true\nmax_fraction = 0.2\n",
     );
-    let clock = clock();
-    run(&config, &clock, false).await;
+    job.run(false).await;
     src.delete_tag(REPO, "t8");
     src.delete_tag(REPO, "t9");
-    clock.advance(HOUR);
-    run(&config, &clock, false).await;
-    clock.advance(DAY);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    job.run(false).await;
+    job.clock.advance(DAY);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     let t9 = format!("{}/{REPO}:t9", dst.host());
     let deleted: Vec<_> = r
@@ -335,27 +344,19 @@ async fn on_distribution_a_shared_digest_is_kept_and_a_lone_one_deleted() {
     seed(&src, 12);
     let (_, t8) = src.manifest(REPO, "t8").unwrap();
     src.put_manifest(REPO, "same", crate::support::fixtures::OCI_MANIFEST, &t8);
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "version = 1\n[state]\ndatabase = \"{db}\"\n\n[[jobs]]\nname = \"mirror\"\n\
-         source = \"{src}/{REPO}\"\ntarget = \"{dst}/{REPO}\"\n\
-         [jobs.delete]\nenabled = true\nmax_fraction = 0.2\n",
-        db = dir.path().join("state.db").display(),
-        src = src.host(),
-        dst = dist.host(),
+    let job = Job::for_hosts(
+        &src.host(),
+        &dist.host(),
+        "[jobs.delete]\nenabled = true\nmax_fraction = 0.2\n",
     );
-    let path = dir.path().join("ocimirror.toml");
-    std::fs::write(&path, text).unwrap();
-    let config = ocimirror::config::load(&path).unwrap();
-    let clock = clock();
-    let first = run(&config, &clock, false).await;
+    let first = job.run(false).await;
     assert!(first.is_success(), "{:?}", first.failures);
     src.delete_tag(REPO, "t8");
     src.delete_tag(REPO, "t9");
-    clock.advance(HOUR);
-    run(&config, &clock, false).await;
-    clock.advance(DAY);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    job.run(false).await;
+    job.clock.advance(DAY);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert_eq!(r.deletions.deleted.len(), 1, "{:?}", r.deletions);
     assert_eq!(r.deletions.deleted[0].kind, DeletionKind::Digest);

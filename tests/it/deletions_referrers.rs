@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::deletions::{DAY, HOUR, clock, deletes, http, load, run};
+use crate::deletions::{DAY, HOUR, Job, deletes, http};
 use crate::support::distribution::Distribution;
 use crate::support::fixtures::{OCI_INDEX, fallback_tag};
 use crate::support::registry::{Options, TestRegistry};
@@ -53,10 +53,8 @@ fn fallback_entries(reg: &TestRegistry, subject: &str) -> Vec<String> {
 async fn a_withdrawn_signature_leaves_the_fallback_index_after_grace_keeping_foreign_entries() {
     let (src, dst) = (registry(true).await, registry(false).await);
     let (t0, sig) = seed(&src);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, "");
-    let clock = clock();
-    let first = run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, "");
+    let first = job.run(false).await;
     assert!(first.is_success(), "{:?}", first.failures);
     assert_eq!(fallback_entries(&dst, &t0).len(), 2);
 
@@ -79,8 +77,8 @@ async fn a_withdrawn_signature_leaves_the_fallback_index_after_grace_keeping_for
         src.delete_manifest(REPO, &sig),
         "signature revoked at the source"
     );
-    clock.advance(HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert!(
         fallback_entries(&dst, &t0).contains(&sig),
@@ -91,8 +89,8 @@ async fn a_withdrawn_signature_leaves_the_fallback_index_after_grace_keeping_for
     assert_eq!(r.deletions.pending[0].target, target);
 
     // The plan lists it with its due time.
-    clock.advance(DAY - HOUR);
-    let plan = run(&config, &clock, true).await;
+    job.clock.advance(DAY - HOUR);
+    let plan = job.run(true).await;
     let text = ocimirror::cli::jobs::plan_text(std::slice::from_ref(&plan));
     assert!(
         text.contains(&format!(
@@ -102,8 +100,8 @@ async fn a_withdrawn_signature_leaves_the_fallback_index_after_grace_keeping_for
     );
     assert!(fallback_entries(&dst, &t0).contains(&sig));
 
-    clock.advance(HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert_eq!(r.deletions.deleted.len(), 1);
     assert_eq!(r.deletions.deleted[0].kind, DeletionKind::Referrer);
@@ -124,18 +122,16 @@ async fn a_withdrawn_signature_leaves_the_fallback_index_after_grace_keeping_for
 async fn a_withdrawn_referrer_is_deleted_by_digest_on_an_api_target_and_a_foreign_one_never() {
     let (src, dst) = (registry(true).await, registry(true).await);
     let (t0, sig) = seed(&src);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, "[jobs.delete]\nenabled = true\n");
-    let clock = clock();
-    let first = run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, "[jobs.delete]\nenabled = true\n");
+    let first = job.run(false).await;
     assert!(first.is_success(), "{:?}", first.failures);
     assert!(dst.referrers(REPO, &t0).contains(&sig));
     // Pushed to the target by someone else: absent from the source, never ours.
     let foreign = dst.seed_referrer(REPO, &t0, SIG, b"someone else's signature");
 
     assert!(src.delete_manifest(REPO, &sig));
-    clock.advance(HOUR);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert!(
         dst.referrers(REPO, &t0).contains(&sig),
@@ -143,9 +139,9 @@ async fn a_withdrawn_referrer_is_deleted_by_digest_on_an_api_target_and_a_foreig
     );
     assert_eq!(r.deletions.pending.len(), 1, "{:?}", r.deletions.pending);
 
-    clock.advance(DAY);
+    job.clock.advance(DAY);
     dst.clear_log();
-    let r = run(&config, &clock, false).await;
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert_eq!(r.deletions.deleted.len(), 1);
     assert_eq!(deletes(&dst), [format!("/v2/{REPO}/manifests/{sig}")]);
@@ -160,10 +156,8 @@ async fn a_withdrawn_referrer_is_deleted_by_digest_on_an_api_target_and_a_foreig
 async fn an_emptied_referrer_listing_trips_the_guard_and_removes_nothing() {
     let (src, dst) = (registry(true).await, registry(true).await);
     let (t0, _) = seed(&src);
-    let dir = tempfile::tempdir().unwrap();
-    let config = load(dir.path(), &src, &dst, "[jobs.delete]\nenabled = true\n");
-    let clock = clock();
-    run(&config, &clock, false).await;
+    let job = Job::new(&src, &dst, "[jobs.delete]\nenabled = true\n");
+    job.run(false).await;
     let t1 = src.manifest(REPO, "t1").map(|(_, b)| b).unwrap();
     let t1 = crate::support::fixtures::sha256(&t1);
     for subject in [&t0, &t1] {
@@ -172,9 +166,9 @@ async fn an_emptied_referrer_listing_trips_the_guard_and_removes_nothing() {
         }
     }
     for advance in [HOUR, 2 * DAY] {
-        clock.advance(advance);
+        job.clock.advance(advance);
         dst.clear_log();
-        let r = run(&config, &clock, false).await;
+        let r = job.run(false).await;
         assert!(!r.is_success());
         let why = r.deletions.guard_tripped.clone().unwrap();
         assert!(why.contains("lists none of the 3 referrers"), "{why}");
@@ -190,26 +184,14 @@ async fn on_distribution_a_withdrawn_signature_leaves_the_fallback_index_and_is_
     let src = registry(true).await;
     let dist = Distribution::start();
     let (t0, sig) = seed(&src);
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "version = 1\n[state]\ndatabase = \"{db}\"\n\n[[jobs]]\nname = \"mirror\"\n\
-         source = \"{src}/{REPO}\"\ntarget = \"{dst}/{REPO}\"\n\
-         [jobs.delete]\nenabled = true\n",
-        db = dir.path().join("state.db").display(),
-        src = src.host(),
-        dst = dist.host(),
-    );
-    let path = dir.path().join("ocimirror.toml");
-    std::fs::write(&path, text).unwrap();
-    let config = ocimirror::config::load(&path).unwrap();
-    let clock = clock();
-    let first = run(&config, &clock, false).await;
+    let job = Job::for_hosts(&src.host(), &dist.host(), "[jobs.delete]\nenabled = true\n");
+    let first = job.run(false).await;
     assert!(first.is_success(), "{:?}", first.failures);
     assert!(src.delete_manifest(REPO, &sig));
-    clock.advance(HOUR);
-    run(&config, &clock, false).await;
-    clock.advance(DAY);
-    let r = run(&config, &clock, false).await;
+    job.clock.advance(HOUR);
+    job.run(false).await;
+    job.clock.advance(DAY);
+    let r = job.run(false).await;
     assert!(r.is_success(), "{:?}", r.failures);
     assert_eq!(r.deletions.deleted.len(), 1, "{:?}", r.deletions);
 

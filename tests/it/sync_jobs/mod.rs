@@ -53,6 +53,17 @@ pub fn write_config(
     state: &str,
     extra: &str,
 ) -> PathBuf {
+    write_config_for_hosts(dir, &src.host(), &dst.host(), state, extra)
+}
+
+/// [`write_config`] for registries given by host (e.g. a distribution 2.8).
+pub fn write_config_for_hosts(
+    dir: &Path,
+    src: &str,
+    dst: &str,
+    state: &str,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"version = 1
 [state]
@@ -67,8 +78,6 @@ schedule = {{ interval = "1h", jitter = "0s" }}
 {extra}
 "#,
         db = dir.join("state.db").display(),
-        src = src.host(),
-        dst = dst.host(),
     );
     let path = dir.join("ocimirror.toml");
     std::fs::write(&path, text).unwrap();
