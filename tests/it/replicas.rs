@@ -212,14 +212,7 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
         .map(|_| spawn_once(dir.path(), &config, &url))
         .collect();
     // Mid-run: some images are on the target, most are not.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while dst.count("PUT", "/manifests/") < 15 {
-        assert!(
-            Instant::now() < deadline,
-            "the replicas did not start copying"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_copying(&dst).await;
     let mut victim = replicas.remove(0);
     victim.start_kill().unwrap(); // SIGKILL
     victim.wait().await.unwrap();
@@ -229,6 +222,18 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
         wait_ok(r).await;
     }
     assert_target_equals_source(&src, &dst, &images);
+}
+
+/// Waits until the replicas are mid-run: some images on the target.
+async fn wait_until_copying(dst: &TestRegistry) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dst.count("PUT", "/manifests/") < 15 {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not start copying"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `ocimirror status` on the shared database, as JSON and as text.
@@ -259,14 +264,7 @@ async fn status_shows_each_replica_and_what_it_holds() {
     let replicas: Vec<Child> = (0..3)
         .map(|_| spawn_once(dir.path(), &config, &url))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while dst.count("PUT", "/manifests/") < 15 {
-        assert!(
-            Instant::now() < deadline,
-            "the replicas did not start copying"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_copying(&dst).await;
 
     // Mid-run: three live replicas, one leading the run, items held.
     let (doc, people) = status(dir.path(), &config, &url).await;
