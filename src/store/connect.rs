@@ -26,6 +26,12 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long a query waits for a PostgreSQL connection. A healthy server
+/// hands one out in milliseconds; when it is gone the pool retries the
+/// connection until this passes, and a replica whose database is gone
+/// must learn it well before long (sqlite's 30 s are for lock waits).
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// True for a `state.database` value that names a PostgreSQL server.
 pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
@@ -91,7 +97,7 @@ pub(super) async fn open_postgres(url: &str) -> Result<AnyPool, StoreError> {
         .map_err(open_err)?;
     let pool = AnyPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(BUSY_TIMEOUT)
+        .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
         .map_err(open_err)?;

@@ -68,8 +68,13 @@ impl Syncer {
         let listed: HashMap<String, Item> =
             items.into_iter().map(|i| (i.name.clone(), i)).collect();
 
-        // Cancelled on shutdown, or when a lease is lost.
+        // Cancelled on shutdown, or when a lease is lost: no new claims,
+        // the item in hand is finished.
         let stop = cancel.child_token();
+        // Cancelled when the database is lost: the leases can no longer be
+        // renewed, so others may hold our items already; the item in hand
+        // is dropped as a killed replica's would be (tags are pushed last).
+        let lost = Lost::default();
         let held = Arc::new(Mutex::new(Vec::<ClaimedItem>::new()));
         let leader = Arc::new(Mutex::new(run.leader_token));
         let renewer = tokio::spawn(renew(
@@ -83,6 +88,7 @@ impl Syncer {
                 leader: leader.clone(),
                 metrics: metrics.clone(),
                 ttl,
+                lost: lost.clone(),
             },
             stop.clone(),
         ));
@@ -100,6 +106,7 @@ impl Syncer {
             options,
             store,
             stop: &stop,
+            lost: &lost,
             metrics: metrics.as_ref(),
         };
         let workers: Vec<_> = (0..job.concurrency.max(1))
@@ -112,10 +119,17 @@ impl Syncer {
             }
         }
         renewer.abort();
+        if let Some(why) = lost.reason()
+            && report.fatal.is_none()
+        {
+            report.fatal = Some(why);
+        }
         // On shutdown, hand back what was claimed but not done, so the
         // others take it now rather than after the TTL.
+        // (Not when the database is gone: that would wait for it again.)
         let unfinished = std::mem::take(&mut *lock(&held));
         if !unfinished.is_empty()
+            && lost.reason().is_none()
             && let Err(e) = store.release_run_items(run.id, &unfinished).await
         {
             tracing::warn!(job = %job.name, error = %e, "Could not release claimed items.");
@@ -143,6 +157,7 @@ impl Syncer {
                 Ok(c) => c,
                 Err(e) => {
                     let fatal = format!("cannot claim items of shared run {}: {e}", w.run.id);
+                    w.lost.declare(&fatal);
                     return (part, Some(fatal));
                 }
             };
@@ -160,15 +175,19 @@ impl Syncer {
             let item = lock(w.listed).remove(&claim.item);
             match item {
                 Some(item) => {
-                    self.run_items(
+                    let copy = self.run_items(
                         w.job,
                         vec![item],
                         w.options,
                         Some(w.store),
                         w.stop,
                         &mut part,
-                    )
-                    .await
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = w.lost.token.cancelled() => break,
+                        _ = copy => {}
+                    }
                 }
                 // Listed by another replica only (the source changed
                 // between the listings): the next run sees it.
@@ -189,7 +208,12 @@ impl Syncer {
                     tracing::warn!(job = %w.job.name, item = %claim.item, "Lost the lease of an item: another replica owns it now.")
                 }
                 Err(e) => {
-                    tracing::warn!(job = %w.job.name, item = %claim.item, error = %e, "Could not mark an item done.")
+                    let fatal = format!(
+                        "cannot mark item {} of shared run {} done: {e}",
+                        claim.item, w.run.id
+                    );
+                    w.lost.declare(&fatal);
+                    return (part, Some(fatal));
                 }
             }
             w.hold(|held| held.retain(|c| c != &claim));
@@ -252,7 +276,28 @@ struct Worker<'a> {
     options: &'a SyncOptions,
     store: &'a Store,
     stop: &'a CancellationToken,
+    lost: &'a Lost,
     metrics: Option<&'a ReplicaMetrics>,
+}
+
+/// Set once this replica has lost the shared run's state (the database is
+/// unreachable, or a lease could not be renewed within the TTL), with why.
+#[derive(Clone, Default)]
+struct Lost {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Lost {
+    /// Stops every worker now; the first reason is kept.
+    fn declare(&self, why: &str) {
+        lock(&self.reason).get_or_insert_with(|| why.to_string());
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<String> {
+        lock(&self.reason).clone()
+    }
 }
 
 impl Worker<'_> {
@@ -295,6 +340,7 @@ struct Renewal {
     leader: Arc<Mutex<Option<i64>>>,
     metrics: Option<ReplicaMetrics>,
     ttl: Duration,
+    lost: Lost,
 }
 
 /// Renews the run's lease (while leading) and the held claims every third
@@ -311,7 +357,9 @@ async fn renew(r: Renewal, stop: CancellationToken) {
         leader,
         metrics,
         ttl,
+        lost,
     } = r;
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(ttl / 3) => {}
@@ -337,16 +385,28 @@ async fn renew(r: Renewal, stop: CancellationToken) {
         }
         let claims = lock(&held).clone();
         match store.renew_run_items(run.id, &claims, now, ttl).await {
-            Ok(lost) if !lost.is_empty() => {
+            Ok(gone) if !gone.is_empty() => {
                 tracing::warn!(
                     run = run.id,
-                    lost = lost.len(),
+                    lost = gone.len(),
                     "Lost item leases: this replica stops working on the run."
                 );
                 stop.cancel();
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => renewed = tokio::time::Instant::now(),
+            // Past the TTL the others may have taken our items over: stop
+            // rather than copy on without a lease.
+            Err(e) if renewed.elapsed() >= ttl => {
+                lost.declare(&format!(
+                    "the state database is unreachable: leases of shared run {} \
+                     not renewed for {}: {e}",
+                    run.id,
+                    humantime::format_duration(ttl)
+                ));
+                stop.cancel();
+                return;
+            }
             Err(e) => tracing::warn!(run = run.id, error = %e, "Could not renew leases."),
         }
     }

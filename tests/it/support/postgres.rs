@@ -64,6 +64,23 @@ fn free_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
+/// `pg_ctl start` on `dir`/data, listening on `port`; whether it started.
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> bool {
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+         -c max_connections=300",
+        dir.display()
+    );
+    let mut c = command(bin, "pg_ctl");
+    c.args(["start", "-w", "-t", "60", "-D"])
+        .arg(dir.join("data"))
+        .arg("-l")
+        .arg(dir.join("log"))
+        .args(["-o", &options]);
+    c.output().is_ok_and(|o| o.status.success())
+}
+
 impl Postgres {
     /// Starts a new server, or `None` (with a note) when PostgreSQL is not
     /// installed and not required.
@@ -100,24 +117,29 @@ impl Postgres {
         // A port picked free can be taken before the server binds it: retry.
         for _ in 0..5 {
             let port = free_port();
-            let options = format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-                 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=300",
-                dir.path().display()
-            );
-            let mut c = command(&bin, "pg_ctl");
-            c.args(["start", "-w", "-t", "60", "-D"])
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.path().join("log"))
-                .args(["-o", &options]);
-            if c.output().is_ok_and(|o| o.status.success()) {
+            if pg_ctl_start(&bin, dir.path(), port) {
                 return Some(Postgres { dir, bin, port });
             }
         }
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
         panic!("PostgreSQL did not start:\n{log}");
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) {
+        let mut c = command(&self.bin, "pg_ctl");
+        c.args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.dir.path().join("data"));
+        run(c);
+    }
+
+    /// Starts the server again after [`Postgres::kill`], on the same port
+    /// with the same data.
+    pub fn restart(&self) {
+        assert!(
+            pg_ctl_start(&self.bin, self.dir.path(), self.port),
+            "PostgreSQL did not start again"
+        );
     }
 
     /// One server for every test of this process that holds it at the
