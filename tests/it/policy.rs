@@ -8,6 +8,7 @@
 
 mod hostile;
 mod refusals;
+mod rotation;
 mod signing;
 
 use std::path::Path;
