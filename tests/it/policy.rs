@@ -8,6 +8,7 @@
 
 mod copy_cli;
 mod hostile;
+mod real;
 mod refusals;
 mod rotation;
 mod signing;
