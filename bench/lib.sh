@@ -92,6 +92,40 @@ TOML
   echo "$file"
 }
 
+# corpus_defaults: the bench corpus's size, each overridable from the
+# environment: REPOS repositories x TAGS tags, per platform LAYERS unique
+# layers of LAYER_SIZE bytes plus a base layer of BASE_SIZE shared by all.
+corpus_defaults() {
+  REPOS=${REPOS:-10}
+  TAGS=${TAGS:-5}
+  LAYERS=${LAYERS:-2}
+  LAYER_SIZE=${LAYER_SIZE:-1048576}
+  BASE_SIZE=${BASE_SIZE:-1048576}
+}
+
+# corpus_generator SOURCE: sets GEN to the `ocimirror generate` command
+# writing the bench corpus under SOURCE/bench/ (2-platform indexes,
+# referrers 3 deep as fallback tags); add --repos and --tags.
+corpus_generator() {
+  GEN=("$BIN" generate "$1/bench" --seed 42 --platforms 2 --layers "$LAYERS"
+    --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE"
+    --referrer-depth 3 --referrer-form fallback-tag)
+}
+
+# push_blob HOST REPO FILE: uploads FILE as a blob (POST + PUT) to the
+# plain-HTTP registry HOST; prints its digest.
+push_blob() {
+  local d loc sep
+  d="sha256:$(sha256sum "$3" | cut -d' ' -f1)"
+  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$1/v2/$2/blobs/uploads/" |
+    awk -F': ' 'tolower($1) == "location" { print $2 }' | tr -d '\r')
+  case $loc in http*) ;; *) loc="http://$1$loc" ;; esac
+  sep='?'; [[ $loc == *\?* ]] && sep='&'
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$3" \
+    "$loc${sep}digest=$d" >/dev/null
+  echo "$d"
+}
+
 setup_bench() {
   WORK=$(mktemp -d)
   RESULTS="$WORK/results"

@@ -28,11 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-REPOS=${REPOS:-10}
-TAGS=${TAGS:-5}
-LAYERS=${LAYERS:-2}
-LAYER_SIZE=${LAYER_SIZE:-1048576}
-BASE_SIZE=${BASE_SIZE:-1048576}
+corpus_defaults
 PAR=${PAR:-8}
 command -v skopeo >/dev/null || { echo "skopeo is needed" >&2; exit 1; }
 setup_bench
@@ -44,9 +40,7 @@ api=$(start_test_registry api)
 sko=$(start_distribution sko accesslog)
 raw=$(start_distribution raw accesslog)
 
-GEN=("$BIN" generate "$src/bench" --seed 42 --platforms 2 --layers "$LAYERS"
-  --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE"
-  --referrer-depth 3 --referrer-form fallback-tag)
+corpus_generator "$src"
 
 # config NAME TARGET REFERRERS [TARGET_MODE]: mirror_config from the source
 # to TARGET, whose referrers mode is TARGET_MODE (default tags: distribution

@@ -11,11 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-REPOS=${REPOS:-10}
-TAGS=${TAGS:-5}
-LAYERS=${LAYERS:-2}
-LAYER_SIZE=${LAYER_SIZE:-1048576}
-BASE_SIZE=${BASE_SIZE:-1048576}
+corpus_defaults
 command -v openssl >/dev/null || { echo "openssl is needed" >&2; exit 1; }
 setup_bench
 
@@ -23,25 +19,11 @@ src=$(start_distribution src accesslog)
 plain=$(start_distribution plain accesslog)
 signed=$(start_distribution signed accesslog)
 
-"$BIN" generate "$src/bench" --seed 42 --platforms 2 --layers "$LAYERS" \
-  --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE" \
-  --referrer-depth 3 --referrer-form fallback-tag --repos "$REPOS" --tags "$TAGS" >/dev/null
+corpus_generator "$src"
+"${GEN[@]}" --repos "$REPOS" --tags "$TAGS" >/dev/null
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/release.key" 2>/dev/null
 openssl pkey -in "$WORK/release.key" -pubout -out "$WORK/release.pub"
-
-# upload REPO FILE: pushes FILE as a blob (POST + PUT); prints its digest.
-upload() {
-  local d loc sep
-  d="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
-  loc=$(curl -fsS -X POST -D - -o /dev/null "http://$src/v2/$1/blobs/uploads/" |
-    awk -F': ' 'tolower($1) == "location" { print $2 }' | tr -d '\r')
-  case $loc in http*) ;; *) loc="http://$src$loc" ;; esac
-  sep='?'; [[ $loc == *\?* ]] && sep='&'
-  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$2" \
-    "$loc${sep}digest=$d" >/dev/null
-  echo "$d"
-}
 
 # sign REPO TAG: a cosign simple-signing payload naming the tag's digest,
 # signed with openssl, pushed as tag sha256-<hex>.sig.
@@ -55,8 +37,8 @@ sign() {
     "$src" "$repo" "$digest" >"$payload"
   sig=$(openssl dgst -sha256 -sign "$WORK/release.key" "$payload" | base64 -w0)
   printf '{"architecture":"","config":{},"os":""}' >"$WORK/config"
-  config=$(upload "$repo" "$WORK/config")
-  layer=$(upload "$repo" "$payload")
+  config=$(push_blob "$src" "$repo" "$WORK/config")
+  layer=$(push_blob "$src" "$repo" "$payload")
   manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"%s","size":%d,"annotations":{"dev.cosignproject.cosign/signature":"%s"}}]}' \
     "$config" "$(stat -c %s "$WORK/config")" "$layer" "$(stat -c %s "$payload")" "$sig")
   curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::config::ConfigErrors;
+use crate::config::{ConfigErrors, load_policy};
 use crate::copy::{
     Action, Copier, CopyError, CopyEvent, CopyOptions, CopyReport, CosignMode, NodeFailure,
     PlanItem, PlatformMode,
 };
 use crate::oci::referrers::{is_cosign_tag, is_fallback_tag};
 use crate::oci::{ImageReference, Reference, Tag};
+use crate::policy::{Policy, PolicyGate};
 use crate::registry::RegistryError;
 
 use super::jobs::plural;
@@ -69,6 +70,12 @@ pub struct CopyArgs {
     /// Dry run: print every node that would be copied, skipped or converted, and why.
     #[arg(long)]
     pub plan: bool,
+    /// Signature policy: a TOML or YAML file with the keys of a config's
+    /// [defaults.policy] (mode, require, cosign = [{name, key, annotations}]). With
+    /// mode enforce an image without a trusted signature is not copied (unverified: ...,
+    /// exit status 1); with warn it is copied and reported.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Use plain HTTP for every registry (default: only for loopback hosts).
     #[arg(long)]
     pub plain_http: bool,
@@ -93,7 +100,7 @@ pub enum CopyCommandError {
     /// A registry could not be opened or listed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// The `-c` config file is invalid.
+    /// The `-c` config file or the `--policy` file is invalid.
     #[error(transparent)]
     Config(#[from] ConfigErrors),
 }
@@ -160,6 +167,8 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
     // Through the factory's per-host cache, so a copy within one registry
     // uses one adapter: one token cache, one rate limit, one in-flight bound.
     let registries = access::registries(args)?;
+    // A bad policy file stops the command before any request.
+    let policy = args.policy.as_deref().map(load_policy).transpose()?;
     let source = registries.open(&args.src.location)?;
     let target = registries.open(&args.dst.location)?;
     if args.dst.digest.is_some() {
@@ -217,7 +226,11 @@ pub async fn run(args: &CopyArgs) -> Result<CopyOutcome, CopyCommandError> {
 
     let (tx, rx) = mpsc::unbounded_channel();
     let images_done = tx.clone();
-    let copier = Copier::new(source, target, args.options()).with_events(tx);
+    let mut copier = Copier::new(source, target, args.options()).with_events(tx);
+    if let Some(policy) = policy.filter(Policy::is_active) {
+        // No state database and no metrics here: every signature is checked.
+        copier = copier.with_gate(Arc::new(PolicyGate::new("copy", Arc::new(policy))));
+    }
     let current = Arc::new(Mutex::new(String::new()));
     let tty = std::io::stderr().is_terminal() && !args.no_progress && !args.plan;
     let display = tokio::spawn(show_events(rx, current.clone(), tty, jobs.len() as u64));

@@ -43,6 +43,7 @@ pub use check::{CheckReport, check, load, load_with_env, show};
 pub use deletions::{DeletePolicy, OverwriteMode, OverwritePolicy};
 pub use events::{EventSettings, WebhookFormat, WebhookSource};
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, KeySegment};
+pub use resolve::load_policy;
 pub use schedule::{CronExpr, Schedule, Timing};
 pub use tags::{Pattern, TagSelector};
 

@@ -1,5 +1,7 @@
-//! The referrer set of an image's root, as one string: compared with the
-//! checkpoint to skip an unchanged item at the cost of one request.
+//! The referrer set of an image's root, and the job settings that decide
+//! what the target gets from it (cosign conversion, signature policy), as
+//! one string: compared with the checkpoint to skip an unchanged item at
+//! the cost of one request.
 
 use std::collections::HashSet;
 
@@ -14,7 +16,9 @@ use crate::registry::Registry;
 /// the referrers API list, the fallback tag and cosign's tags. Referrer tags
 /// missing from `tags` (the repository's listing, when known) cost no
 /// request, so an unchanged tag usually costs one request here. `None` when
-/// something could not be read: the item then takes the full path.
+/// something could not be read: the item then takes the full path. An
+/// active signature policy is part of it: a changed mode or key set walks
+/// (and verifies) each image once more.
 pub(super) async fn referrers_fingerprint(
     source: &dyn Registry,
     repo: &RepoName,
@@ -24,7 +28,7 @@ pub(super) async fn referrers_fingerprint(
 ) -> Option<String> {
     let options = &job.referrers;
     if !options.enabled {
-        return Some("referrers-off".into());
+        return Some(format!("referrers-off{}", policy_part(job)));
     }
     // The referrers API list and every referrer tag are asked at once: an
     // unchanged tag then costs one round trip here, whatever the latency.
@@ -82,5 +86,17 @@ pub(super) async fn referrers_fingerprint(
             }
         ));
     }
-    Some(format!("v2 {}", parts.join(" ")))
+    Some(format!("v2 {}{}", parts.join(" "), policy_part(job)))
+}
+
+/// ` policy=<mode>-<require>:<hash>` for an active policy (the hash
+/// covers the verifiers, not the rule), else nothing, so checkpoints of
+/// jobs without a policy hold.
+fn policy_part(job: &Job) -> String {
+    let p = &job.policy;
+    if p.is_active() {
+        format!(" policy={}-{}:{}", p.mode, p.require, p.hash())
+    } else {
+        String::new()
+    }
 }

@@ -141,6 +141,7 @@ fn changed_listings(old: &str, new: &str) -> Vec<String> {
         fp.split(' ')
             .skip(1)
             .map(|p| match p.split_once('=') {
+                Some(("policy", hash)) => ("signature policy".to_string(), hash.to_string()),
                 Some((tag, digest)) => (format!("tag {tag}"), digest.to_string()),
                 None => ("referrers API list".to_string(), p.to_string()),
             })
@@ -153,6 +154,7 @@ fn changed_listings(old: &str, new: &str) -> Vec<String> {
     keys.into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
         .map(|k| match (old.contains_key(k), new.contains_key(k)) {
+            _ if k == "signature policy" => "signature policy changed".to_string(),
             (false, _) => format!("{k} added"),
             (_, false) => format!("{k} removed"),
             _ => format!("{k} moved"),
@@ -336,6 +338,10 @@ mod tests {
         assert_eq!(
             changed_listings("v2 api:sha256:aa", "v2 api:sha256:ab"),
             vec!["referrers API list moved"]
+        );
+        assert_eq!(
+            changed_listings("v2 api:sha256:aa", "v2 api:sha256:aa policy=enforce:12"),
+            vec!["signature policy changed"]
         );
     }
 }

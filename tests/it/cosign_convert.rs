@@ -17,7 +17,7 @@ use crate::support::cli::text;
 use crate::support::fixtures::{OCI_CONFIG, OCI_MANIFEST, cosign_tag, fallback_tag, sha256};
 use crate::support::registry::{Options, TestRegistry};
 
-const REPO: &str = "team/app";
+pub(crate) const REPO: &str = "team/app";
 const SIMPLE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 const SPDX: &str = "text/spdx+json";
@@ -25,11 +25,11 @@ const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
-async fn ocimirror(args: &[&str]) -> Output {
+pub(crate) async fn ocimirror(args: &[&str]) -> Output {
     crate::support::cli::ocimirror(Path::new("."), args).await
 }
 
-async fn registry(api: bool) -> TestRegistry {
+pub(crate) async fn registry(api: bool) -> TestRegistry {
     TestRegistry::start(Options {
         referrers_api: api,
         ..Options::default()
@@ -38,13 +38,13 @@ async fn registry(api: bool) -> TestRegistry {
 }
 
 /// An ECDSA P-256 key pair made by `openssl`, which also signs and verifies.
-struct Key {
+pub(crate) struct Key {
     dir: tempfile::TempDir,
     files: AtomicUsize,
 }
 
 impl Key {
-    fn new() -> Key {
+    pub(crate) fn new() -> Key {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("key.pem");
         let pub_key = dir.path().join("pub.pem");
@@ -137,7 +137,7 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A layer of a cosign manifest: blob bytes, media type, annotations.
-struct Layer {
+pub(crate) struct Layer {
     media_type: &'static str,
     bytes: Vec<u8>,
     annotations: BTreeMap<String, String>,
@@ -164,7 +164,7 @@ fn ggcr_desc(media_type: &str, bytes: &[u8], annotations: &BTreeMap<String, Stri
 /// Stores `layers` with cosign's config in `repo`, and returns the exact
 /// manifest bytes cosign writes for them: the legacy form, or with
 /// `subject` (`(media type, digest, size)`) the OCI 1.1 form.
-fn cosign_manifest(
+pub(crate) fn cosign_manifest(
     reg: &TestRegistry,
     layers: &[Layer],
     config_type: &str,
@@ -198,7 +198,7 @@ fn cosign_manifest(
 }
 
 /// A simple-signing payload naming `image`, signed: one `.sig` layer.
-fn signature_layer(key: &Key, image: &str, note: &str) -> Layer {
+pub(crate) fn signature_layer(key: &Key, image: &str, note: &str) -> Layer {
     let payload = json!({
         "critical": {
             "identity": {"docker-reference": format!("example.test/{REPO}")},
@@ -273,7 +273,7 @@ fn seed_legacy(reg: &TestRegistry, key: &Key) -> (String, BTreeMap<&'static str,
     (image, legacy)
 }
 
-fn manifest_json(reg: &TestRegistry, reference: &str) -> Value {
+pub(crate) fn manifest_json(reg: &TestRegistry, reference: &str) -> Value {
     let (_, bytes) = reg
         .manifest(REPO, reference)
         .unwrap_or_else(|| panic!("{reference} is not on the registry"));
@@ -284,7 +284,13 @@ fn manifest_json(reg: &TestRegistry, reference: &str) -> Value {
 /// `suffix`: signatures verify over their payload blobs with the public
 /// key and the payloads name `image`; SBOM blobs are the ones signed for.
 /// Returns the layers checked.
-fn verify_on(reg: &TestRegistry, m: &Value, suffix: &str, image: &str, key: &Key) -> usize {
+pub(crate) fn verify_on(
+    reg: &TestRegistry,
+    m: &Value,
+    suffix: &str,
+    image: &str,
+    key: &Key,
+) -> usize {
     let layers = m["layers"].as_array().unwrap();
     for layer in layers {
         let digest = layer["digest"].as_str().unwrap();
@@ -329,7 +335,7 @@ fn referrer_suffix(m: &Value) -> &'static str {
     }
 }
 
-fn cosign_tags(reg: &TestRegistry) -> Vec<String> {
+pub(crate) fn cosign_tags(reg: &TestRegistry) -> Vec<String> {
     reg.tags(REPO)
         .into_iter()
         .filter(|t| t.ends_with(".sig") || t.ends_with(".att") || t.ends_with(".sbom"))

@@ -8,6 +8,7 @@ mod copy_cli;
 mod copy_matrix;
 mod copy_retry;
 mod cosign_convert;
+mod cosign_convert_hostile;
 mod credentials;
 mod deletions;
 mod deletions_overwrite;

@@ -6,7 +6,11 @@
 //! else → refused by name with the reason and nothing written; warn mode
 //! copies and says so; a second run verifies nothing (cache).
 
+mod copy_cli;
+mod hostile;
+mod real;
 mod refusals;
+mod rotation;
 mod signing;
 
 use std::path::Path;

@@ -25,6 +25,7 @@ mod deletions;
 mod events;
 mod jobs;
 mod policy;
+mod policy_file;
 mod registry;
 
 use super::tags::{Pattern, TagSelector};
@@ -37,49 +38,25 @@ use super::{
 use crate::copy::{CopyOptions, PlatformSpec};
 use crate::oci::{Digest, ImageReference, Location};
 
+pub use policy_file::load_policy;
+
 pub(super) fn load(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
-    let fail = |message: String| {
-        ConfigErrors(vec![ConfigProblem {
-            origin: origin.clone(),
-            path: KeyPath::root(),
-            message,
-        }])
-    };
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let figment = match ext {
-        "toml" => Figment::new().merge(Toml::file_exact(path)),
-        "yaml" | "yml" => Figment::new().merge(Yaml::file_exact(path)),
-        _ => {
-            return Err(fail(format!(
-                "unsupported file extension {ext:?}: use .toml, .yaml or .yml"
-            )));
-        }
-    };
-    // figment treats a missing file as empty; a named config file must exist.
-    if let Err(e) = std::fs::metadata(path) {
-        return Err(fail(format!("cannot read the file: {e}")));
-    }
+    let fail = |message: String| file_problem(path, message);
     let (env, env_problems) = EnvOverrides::collect(env);
-    let figment = figment.merge(env);
+    let figment = open_file(path)?.merge(env);
     let root = match figment.extract::<Value>() {
         Ok(v) => v,
         Err(e) => return Err(fail(without_snippets(&e.to_string()))),
     };
-    // Relative paths in the file mean "next to the file", whatever the
-    // working directory: the quick start works from anywhere.
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+    let base = base_dir(path);
     let mut r = Resolver {
         figment: &figment,
         root: &root,
-        file: origin.clone(),
+        file: origin,
         base: base.clone(),
         problems: env_problems,
     };
@@ -92,6 +69,44 @@ pub(super) fn load(
     } else {
         Err(ConfigErrors(r.problems))
     }
+}
+
+/// One problem with the file as a whole.
+fn file_problem(path: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigProblem {
+        origin: path.display().to_string(),
+        path: KeyPath::root(),
+        message,
+    }])
+}
+
+/// The file at `path`, TOML or YAML by its extension.
+fn open_file(path: &Path) -> Result<Figment, ConfigErrors> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let figment = match ext {
+        "toml" => Figment::new().merge(Toml::file_exact(path)),
+        "yaml" | "yml" => Figment::new().merge(Yaml::file_exact(path)),
+        _ => {
+            return Err(file_problem(
+                path,
+                format!("unsupported file extension {ext:?}: use .toml, .yaml or .yml"),
+            ));
+        }
+    };
+    // figment treats a missing file as empty; a named file must exist.
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(file_problem(path, format!("cannot read the file: {e}")));
+    }
+    Ok(figment)
+}
+
+/// Relative paths in a file mean "next to the file", whatever the
+/// working directory: the quick start works from anywhere.
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 struct Resolver<'a> {
