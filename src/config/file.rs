@@ -370,6 +370,23 @@ pub struct FilePolicy {
     pub require: Option<crate::policy::Require>,
     /// cosign public-key verifiers.
     pub cosign: Option<Vec<FileCosignKey>>,
+    /// Notation (Notary Project) verifiers.
+    pub notation: Option<Vec<FileNotation>>,
+}
+
+/// `[[policy.notation]]`: a Notation trust store and trusted identities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNotation {
+    /// The verifier's name (plans, reasons, `require = "all"`).
+    pub name: String,
+    /// Trusted root certificates: a PEM (or DER) file, or a directory of
+    /// `.pem`, `.crt` and `.cer` files (notation's `x509/ca/<name>`).
+    pub trust_store: PathBuf,
+    /// Trusted signers: `["*"]`, or `x509.subject: C=.., ST=.., O=..`
+    /// distinguished names (C, ST and O required), matched against the
+    /// signing certificate's subject.
+    pub identities: Vec<String>,
 }
 
 /// `[[policy.cosign]]`: a cosign public key.

@@ -6,6 +6,7 @@
 //! else → refused by name with the reason and nothing written; warn mode
 //! copies and says so; a second run verifies nothing (cache).
 
+mod notation;
 mod refusals;
 mod signing;
 

@@ -1,0 +1,337 @@
+//! Notary Project (Notation) signatures, verified against trust stores of
+//! root certificates and trusted identities.
+//!
+//! ```text
+//! mod.rs       recognising a signature manifest; the checks in order
+//! jws.rs       the JWS envelope: protected header rules, integrity
+//! certs.rs     certificates: leaf requirements, validity, trust store
+//! identity.rs  trusted identities (x509 subjects) and their matching
+//! ```
+//!
+//! The order is the specification's (specs/trust-store-trust-policy.md,
+//! "Signature Verification"), at its `strict` level without revocation:
+//! integrity (the envelope's signature verifies with its leaf certificate's
+//! key), authenticity (the chain leads to a trusted root, the leaf's
+//! subject is a trusted identity), expiry, validity of every certificate
+//! at verification time (no timestamp countersignature is trusted); then
+//! the signed payload must name the image.
+
+pub mod certs;
+pub mod identity;
+pub mod jws;
+
+use serde_json::Value;
+
+pub use certs::{TrustStore, TrustStoreError};
+pub use identity::{Identity, IdentityError};
+
+use crate::oci::{Descriptor, Digest, Manifest};
+use certs::{ChainError, KeyType};
+use jws::Jws;
+
+/// `artifactType` (or legacy `config.mediaType`) of a signature manifest.
+pub const SIGNATURE_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
+/// Layer media type of a JWS envelope.
+pub const JWS: &str = "application/jose+json";
+/// Layer media type of a COSE envelope.
+pub const COSE: &str = "application/cose";
+
+/// A Notation verifier: signatures whose chain leads to a root of
+/// `trust_store` and whose signer is one of `identities`.
+#[derive(Clone, serde::Serialize)]
+pub struct NotationVerifier {
+    /// The verifier's name (in plans, reasons and the `all` rule).
+    pub name: String,
+    /// The trusted roots.
+    #[serde(serialize_with = "serialize_store")]
+    pub trust_store: TrustStore,
+    /// Trusted signers.
+    #[serde(serialize_with = "serialize_identities")]
+    pub identities: Vec<Identity>,
+}
+
+impl std::fmt::Debug for NotationVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotationVerifier")
+            .field("name", &self.name)
+            .field("trust_store", &self.trust_store.path)
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+// `config show` prints the store's path and root fingerprints.
+fn serialize_store<S: serde::Serializer>(t: &TrustStore, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!(
+        "{} (sha256:{})",
+        t.path.display(),
+        t.fingerprints().join(", sha256:")
+    ))
+}
+
+fn serialize_identities<S: serde::Serializer>(ids: &[Identity], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(ToString::to_string))
+}
+
+impl NotationVerifier {
+    /// What decides this verifier's verdicts, for the policy hash.
+    pub fn hash_input(&self) -> String {
+        let mut s = format!("notation\0{}\0", self.name);
+        for f in self.trust_store.fingerprints() {
+            s.push_str(&f);
+            s.push('\0');
+        }
+        for i in &self.identities {
+            s.push_str(&i.to_string());
+            s.push('\0');
+        }
+        s
+    }
+}
+
+/// The envelope layer of a Notation signature manifest, or why the
+/// manifest is not a usable one.
+pub fn signature_layer(manifest: &Manifest) -> Option<Result<Descriptor, Rejection>> {
+    let blobs = manifest.blobs();
+    let config_type = blobs.first().map(|c| c.media_type.as_str());
+    let is_notation = match manifest.artifact_type() {
+        Some(t) => t == SIGNATURE_ARTIFACT,
+        None => config_type == Some(SIGNATURE_ARTIFACT),
+    };
+    if !is_notation {
+        return None;
+    }
+    let layers = blobs.get(1..).unwrap_or_default();
+    Some(match layers {
+        [l] if l.media_type == JWS => Ok((*l).clone()),
+        [l] if l.media_type == COSE => Err(Rejection::Cose),
+        _ => Err(Rejection::Layers),
+    })
+}
+
+/// Why a Notation signature does not count for the image.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    /// The policy has no Notation verifier.
+    #[error("no notation verifier is configured")]
+    NoVerifier,
+    /// Not exactly one envelope layer of a known type.
+    #[error(
+        "notation signature manifest must have exactly one layer, application/jose+json or application/cose"
+    )]
+    Layers,
+    /// COSE envelope.
+    #[error("COSE envelopes are not supported (JWS, application/jose+json, is)")]
+    Cose,
+    /// Structurally not a flattened JWS JSON envelope.
+    #[error("invalid JWS envelope: {0}")]
+    Envelope(&'static str),
+    /// A top-level field the specification does not allow.
+    #[error("invalid JWS envelope: unknown top-level field {0:?}")]
+    UnknownField(String),
+    /// A protected header with a wrong or missing value.
+    #[error("protected header {0} {1}")]
+    Header(&'static str, &'static str),
+    /// `alg` not one of the allowed ones.
+    #[error("signature algorithm {0:?} is not supported (PS256, PS384, PS512, ES256, ES384 are)")]
+    Algorithm(String),
+    /// A critical header not listed in `crit`.
+    #[error("protected header {0} is critical but not listed in crit")]
+    NotCritical(&'static str),
+    /// `crit` names a header absent or not understood.
+    #[error("crit lists {0:?}, which is absent or not understood")]
+    UnknownCritical(String),
+    /// The signing-authority scheme.
+    #[error(
+        "signing scheme notary.x509.signingAuthority needs a signing-authority trust store: not supported"
+    )]
+    SigningAuthority,
+    /// Another signing scheme.
+    #[error("unknown signing scheme {0:?} (notary.x509 is supported)")]
+    Scheme(String),
+    /// A verification plugin is required.
+    #[error("signature requires verification plugin {0}: plugins are not supported")]
+    Plugin(String),
+    /// An `x5c` entry is not a base64 DER certificate.
+    #[error("x5c certificate {0} is not a base64 DER X.509 certificate")]
+    Certificate(usize),
+    /// A signing key of an unsupported type or size.
+    #[error(
+        "signing certificate key {0:?} is not supported (RSA 2048/3072/4096, ECDSA P-256/P-384/P-521)"
+    )]
+    Key(KeyType),
+    /// `alg` differs from what the signing key implies.
+    #[error("alg {alg} does not match the signing key ({key:?} signs with {expected})")]
+    AlgorithmMismatch {
+        /// The header's `alg`.
+        alg: &'static str,
+        /// The key.
+        key: KeyType,
+        /// What that key implies.
+        expected: &'static str,
+    },
+    /// The signature does not verify (the envelope changed after signing).
+    #[error("signature does not verify with the signing certificate's key")]
+    BadSignature,
+    /// The chain breaks a rule that no trust store changes.
+    #[error("{0}")]
+    Chain(ChainError),
+    /// No verifier trusts the chain or the signer.
+    #[error("{}", .0.join("; "))]
+    NotTrusted(Vec<String>),
+    /// `io.cncf.notary.expiry` has passed.
+    #[error("signature expired at {0}")]
+    Expired(String),
+    /// The payload is not a Notary Project payload.
+    #[error("signed payload is not a Notary Project payload: {0}")]
+    Payload(&'static str),
+    /// The payload is signed, but for another image.
+    #[error("signed payload names {signed}, not this image")]
+    OtherImage {
+        /// The digest the payload names.
+        signed: String,
+    },
+    /// Digest right, but media type or size not the image's.
+    #[error("signed payload gives {field} {signed}, but the image's is {actual}")]
+    TargetMismatch {
+        /// `mediaType` or `size`.
+        field: &'static str,
+        /// The signed value.
+        signed: String,
+        /// The image's.
+        actual: String,
+    },
+}
+
+impl Rejection {
+    /// Whether the verdict holds for good (may be remembered): not when a
+    /// certificate is outside its validity at verification time, which
+    /// may be "not yet".
+    pub fn is_lasting(&self) -> bool {
+        !matches!(
+            self,
+            Rejection::Chain(ChainError::Validity {
+                when: "verification time",
+                ..
+            })
+        )
+    }
+}
+
+/// The verifiers that accepted a signature.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Their names.
+    pub names: Vec<String>,
+    /// Whether the verdict may be remembered: not for a signature with an
+    /// expiry, whose verdict changes with time.
+    pub cacheable: bool,
+}
+
+/// The image a signature must name: its root manifest's descriptor (its
+/// digest at least).
+pub struct Target<'a> {
+    /// The image digest.
+    pub digest: &'a Digest,
+    /// Media type and size of the root manifest, when known.
+    pub descriptor: Option<&'a Descriptor>,
+}
+
+/// Checks one JWS envelope against `verifiers` for `target` at `now`
+/// (seconds since the epoch): the verifiers that accept it, or why none
+/// does.
+pub fn check(
+    bytes: &[u8],
+    verifiers: &[NotationVerifier],
+    target: &Target<'_>,
+    now: u64,
+) -> Result<Verified, Rejection> {
+    let jws = Jws::parse(bytes)?;
+    jws.verify_integrity()?;
+    certs::check_chain(&jws.chain, jws.signing_time, now).map_err(Rejection::Chain)?;
+    let mut accepted = Vec::new();
+    let mut reasons = Vec::new();
+    for v in verifiers {
+        match trusts(v, &jws, now) {
+            Ok(()) => accepted.push(v.name.clone()),
+            Err(reason) => reasons.push(format!("verifier {}: {reason}", v.name)),
+        }
+    }
+    if accepted.is_empty() {
+        return Err(Rejection::NotTrusted(reasons));
+    }
+    if let Some(expiry) = jws.expiry.filter(|e| now >= *e) {
+        return Err(Rejection::Expired(
+            i64::try_from(expiry)
+                .ok()
+                .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
+                .map_or_else(|| expiry.to_string(), |t| t.to_rfc3339()),
+        ));
+    }
+    names_target(&jws.payload, target)?;
+    Ok(Verified {
+        names: accepted,
+        cacheable: jws.expiry.is_none(),
+    })
+}
+
+/// Authenticity for one verifier: a path to its roots, a trusted signer.
+fn trusts(v: &NotationVerifier, jws: &Jws, now: u64) -> Result<(), String> {
+    v.trust_store
+        .verify(&jws.chain, now)
+        .map_err(|e| e.to_string())?;
+    if v.identities.contains(&Identity::Any) {
+        return Ok(());
+    }
+    let leaf = jws.chain.first().ok_or("no signing certificate")?;
+    let subject = leaf.subject().map_err(|dup| {
+        format!(
+            "signing certificate subject {} names {dup} twice: it cannot match an identity",
+            leaf.subject_text()
+        )
+    })?;
+    if v.identities.iter().any(|i| i.matches(&subject)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "signing certificate subject {} is not a trusted identity",
+            leaf.subject_text()
+        ))
+    }
+}
+
+/// The payload's `targetArtifact` must be the image.
+fn names_target(payload: &[u8], target: &Target<'_>) -> Result<(), Rejection> {
+    let v: Value = serde_json::from_slice(payload).map_err(|_| Rejection::Payload("not JSON"))?;
+    let t = &v["targetArtifact"];
+    let signed = t["digest"]
+        .as_str()
+        .ok_or(Rejection::Payload("no targetArtifact.digest"))?;
+    match signed.parse::<Digest>() {
+        Ok(d) if &d == target.digest => {}
+        _ => {
+            return Err(Rejection::OtherImage {
+                signed: signed.to_string(),
+            });
+        }
+    }
+    let Some(root) = target.descriptor else {
+        return Ok(());
+    };
+    let media_type = t["mediaType"].as_str().unwrap_or_default();
+    if media_type != root.media_type {
+        return Err(Rejection::TargetMismatch {
+            field: "mediaType",
+            signed: format!("{media_type:?}"),
+            actual: root.media_type.clone(),
+        });
+    }
+    if t["size"].as_u64() != Some(root.size) {
+        return Err(Rejection::TargetMismatch {
+            field: "size",
+            signed: t["size"].to_string(),
+            actual: root.size.to_string(),
+        });
+    }
+    Ok(())
+}
