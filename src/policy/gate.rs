@@ -184,6 +184,7 @@ impl PolicyGate {
                 cacheable: false,
             })?;
         let target = notation::Target {
+            repository: format!("{}/{}", image.source.name(), image.repo),
             digest: image.digest,
             descriptor: image.descriptor.as_ref(),
         };

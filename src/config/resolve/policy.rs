@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use super::{KeyPath, Resolver};
 use crate::config::file::{FileCosignKey, FileNotation, FilePolicy};
-use crate::policy::notation::{TrustStore, identity};
+use crate::policy::notation::{Level, Rule, Trust, TrustPolicy, TrustStore, identity};
 use crate::policy::{CosignKey, Mode, NotationVerifier, Policy, PublicKey};
 
 /// `[defaults.policy]`, its keys loaded once.
@@ -113,17 +113,48 @@ impl Resolver<'_> {
             );
             return None;
         }
-        let path = self.path(&p.key("trust_store"), &n.trust_store);
-        let trust_store = TrustStore::load(&path)
-            .map_err(|e| self.problem(&p.key("trust_store"), format!("trust store: {e}")))
-            .ok();
-        let identities = identity::parse_identities(&n.identities)
-            .map_err(|e| self.problem(&p.key("identities"), e.to_string()))
-            .ok();
+        let store_path = self.path(&p.key("trust_store"), &n.trust_store);
+        let trust = match (&n.trust_policy, &n.identities) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &p.key("identities"),
+                    "identities come from the trust policy's trustedIdentities: remove one of identities and trust_policy",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &p.key("identities"),
+                    "identities is required (or trust_policy)",
+                );
+                None
+            }
+            (Some(policy), None) => {
+                let policy_path = self.path(&p.key("trust_policy"), policy);
+                TrustPolicy::load(&policy_path, &store_path)
+                    .map_err(|e| self.problem(&p.key("trust_policy"), e.to_string()))
+                    .ok()
+                    .map(Trust::Policy)
+            }
+            (None, Some(identities)) => {
+                let store = TrustStore::load(&store_path)
+                    .map_err(|e| self.problem(&p.key("trust_store"), format!("trust store: {e}")))
+                    .ok();
+                let identities = identity::parse_identities(identities)
+                    .map_err(|e| self.problem(&p.key("identities"), e.to_string()))
+                    .ok();
+                store.zip(identities).map(|(store, identities)| {
+                    Trust::Inline(Rule {
+                        stores: vec![store],
+                        identities,
+                        level: Level::STRICT,
+                    })
+                })
+            }
+        };
         Some(NotationVerifier {
             name: n.name.clone(),
-            trust_store: trust_store?,
-            identities: identities?,
+            trust: trust?,
         })
     }
 

@@ -244,7 +244,8 @@ pub enum ChainError {
     },
 }
 
-fn rfc3339(secs: u64) -> String {
+/// Seconds since the epoch as RFC 3339, for messages.
+pub fn rfc3339(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
@@ -252,11 +253,10 @@ fn rfc3339(secs: u64) -> String {
 }
 
 /// Checks what the chain must satisfy whatever the trust store: the leaf
-/// requirements, a root at the end, and every certificate valid both now
-/// and at the (signer-claimed) signing time: without a trusted timestamp
-/// the specification requires validity at verification time, and notation
-/// also refuses a chain that was not valid when it claims to have signed.
-pub fn check_chain(chain: &[Cert], signing_time: u64, now: u64) -> Result<(), ChainError> {
+/// requirements, a root at the end, and every certificate valid at the
+/// signer's claimed signing time (as notation does; validity at
+/// verification time is the trust rule's, [`check_validity`]).
+pub fn check_chain(chain: &[Cert], signing_time: u64) -> Result<(), ChainError> {
     let Some(leaf) = chain.first() else {
         return Err(ChainError::NoRoot);
     };
@@ -268,18 +268,21 @@ pub fn check_chain(chain: &[Cert], signing_time: u64, now: u64) -> Result<(), Ch
     if !chain.last().is_some_and(Cert::is_self_issued) {
         return Err(ChainError::NoRoot);
     }
-    for (when, time) in [("verification time", now), ("signing time", signing_time)] {
-        for c in chain {
-            let (not_before, not_after) = c.validity();
-            if time < not_before || time > not_after {
-                return Err(ChainError::Validity {
-                    subject: c.subject_text(),
-                    when,
-                    time: rfc3339(time),
-                    not_before: rfc3339(not_before),
-                    not_after: rfc3339(not_after),
-                });
-            }
+    check_validity(chain, "signing time", signing_time)
+}
+
+/// Every certificate of `chain` is within its validity period at `time`.
+pub fn check_validity(chain: &[Cert], when: &'static str, time: u64) -> Result<(), ChainError> {
+    for c in chain {
+        let (not_before, not_after) = c.validity();
+        if time < not_before || time > not_after {
+            return Err(ChainError::Validity {
+                subject: c.subject_text(),
+                when,
+                time: rfc3339(time),
+                not_before: rfc3339(not_before),
+                not_after: rfc3339(not_after),
+            });
         }
     }
     Ok(())

@@ -6,24 +6,32 @@
 //! jws.rs       the JWS envelope: protected header rules, integrity
 //! certs.rs     certificates: leaf requirements, validity, trust store
 //! identity.rs  trusted identities (x509 subjects) and their matching
+//! rule.rs      a trust rule: stores, identities, level
+//! trust_policy.rs  notation's trustpolicy.json and trust store layout
 //! ```
 //!
 //! The order is the specification's (specs/trust-store-trust-policy.md,
 //! "Signature Verification"), at its `strict` level without revocation:
 //! integrity (the envelope's signature verifies with its leaf certificate's
-//! key), authenticity (the chain leads to a trusted root, the leaf's
-//! subject is a trusted identity), expiry, validity of every certificate
-//! at verification time (no timestamp countersignature is trusted); then
-//! the signed payload must name the image.
+//! key), validity of every certificate at verification time (no timestamp
+//! countersignature is read), authenticity (the chain leads to a trusted
+//! root, the leaf's subject is a trusted identity), expiry; then the
+//! signed payload must name the image. A verifier's trust rule is inline
+//! (one trust store, identities, `strict`) or chosen per source
+//! repository from notation's own `trustpolicy.json`.
 
 pub mod certs;
 pub mod identity;
 pub mod jws;
+pub mod rule;
+pub mod trust_policy;
 
 use serde_json::Value;
 
 pub use certs::{TrustStore, TrustStoreError};
 pub use identity::{Identity, IdentityError};
+pub use rule::{Level, Rule};
+pub use trust_policy::{TrustPolicy, TrustPolicyError};
 
 use crate::oci::{Descriptor, Digest, Manifest};
 use certs::{ChainError, KeyType};
@@ -36,56 +44,77 @@ pub const JWS: &str = "application/jose+json";
 /// Layer media type of a COSE envelope.
 pub const COSE: &str = "application/cose";
 
-/// A Notation verifier: signatures whose chain leads to a root of
-/// `trust_store` and whose signer is one of `identities`.
+/// A Notation verifier: signatures whose chain leads to a trusted root and
+/// whose signer is a trusted identity, by its trust rule.
 #[derive(Clone, serde::Serialize)]
 pub struct NotationVerifier {
     /// The verifier's name (in plans, reasons and the `all` rule).
     pub name: String,
-    /// The trusted roots.
-    #[serde(serialize_with = "serialize_store")]
-    pub trust_store: TrustStore,
-    /// Trusted signers.
-    #[serde(serialize_with = "serialize_identities")]
-    pub identities: Vec<Identity>,
+    /// Where its trust rule comes from.
+    #[serde(serialize_with = "serialize_trust")]
+    pub trust: Trust,
+}
+
+/// A verifier's trust rule(s).
+#[derive(Clone)]
+pub enum Trust {
+    /// One trust store and identity list, at the `strict` level.
+    Inline(Rule),
+    /// notation's trust policy file: a rule per source repository.
+    Policy(TrustPolicy),
 }
 
 impl std::fmt::Debug for NotationVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NotationVerifier")
-            .field("name", &self.name)
-            .field("trust_store", &self.trust_store.path)
-            .field("identities", &self.identities)
-            .finish()
+        f.write_str(&describe(&self.trust))
     }
 }
 
-// `config show` prints the store's path and root fingerprints.
-fn serialize_store<S: serde::Serializer>(t: &TrustStore, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!(
-        "{} (sha256:{})",
-        t.path.display(),
-        t.fingerprints().join(", sha256:")
-    ))
+// `config show` prints the stores' paths and root fingerprints, or the
+// trust policy's path.
+fn describe(trust: &Trust) -> String {
+    match trust {
+        Trust::Inline(rule) => format!(
+            "{} (sha256:{}), identities {:?}",
+            rule.stores
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            rule.stores
+                .iter()
+                .flat_map(TrustStore::fingerprints)
+                .collect::<Vec<_>>()
+                .join(", sha256:"),
+            rule.identities
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+        Trust::Policy(p) => format!("trust policy {}", p.path.display()),
+    }
 }
 
-fn serialize_identities<S: serde::Serializer>(ids: &[Identity], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(ids.iter().map(ToString::to_string))
+fn serialize_trust<S: serde::Serializer>(t: &Trust, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&describe(t))
 }
 
 impl NotationVerifier {
     /// What decides this verifier's verdicts, for the policy hash.
     pub fn hash_input(&self) -> String {
-        let mut s = format!("notation\0{}\0", self.name);
-        for f in self.trust_store.fingerprints() {
-            s.push_str(&f);
-            s.push('\0');
+        let rules = match &self.trust {
+            Trust::Inline(rule) => rule.hash_input(),
+            Trust::Policy(p) => p.hash_input(),
+        };
+        format!("notation\0{}\0{rules}", self.name)
+    }
+
+    /// The rule for the source repository `<registry>/<path>`.
+    fn rule_for(&self, repository: &str) -> Option<&Rule> {
+        match &self.trust {
+            Trust::Inline(rule) => Some(rule),
+            Trust::Policy(p) => p.rule_for(repository),
         }
-        for i in &self.identities {
-            s.push_str(&i.to_string());
-            s.push('\0');
-        }
-        s
     }
 }
 
@@ -176,12 +205,14 @@ pub enum Rejection {
     /// The chain breaks a rule that no trust store changes.
     #[error("{0}")]
     Chain(ChainError),
-    /// No verifier trusts the chain or the signer.
-    #[error("{}", .0.join("; "))]
-    NotTrusted(Vec<String>),
-    /// `io.cncf.notary.expiry` has passed.
-    #[error("signature expired at {0}")]
-    Expired(String),
+    /// No verifier trusts the signature.
+    #[error("{}", .reasons.join("; "))]
+    NotTrusted {
+        /// Per verifier, why.
+        reasons: Vec<String>,
+        /// Whether that holds for good (not: a certificate not valid now).
+        lasting: bool,
+    },
     /// The payload is not a Notary Project payload.
     #[error("signed payload is not a Notary Project payload: {0}")]
     Payload(&'static str),
@@ -208,13 +239,7 @@ impl Rejection {
     /// certificate is outside its validity at verification time, which
     /// may be "not yet".
     pub fn is_lasting(&self) -> bool {
-        !matches!(
-            self,
-            Rejection::Chain(ChainError::Validity {
-                when: "verification time",
-                ..
-            })
-        )
+        !matches!(self, Rejection::NotTrusted { lasting: false, .. })
     }
 }
 
@@ -229,8 +254,10 @@ pub struct Verified {
 }
 
 /// The image a signature must name: its root manifest's descriptor (its
-/// digest at least).
+/// digest at least), and where it is (to pick a trust policy).
 pub struct Target<'a> {
+    /// The source repository, `<registry>/<path>`.
+    pub repository: String,
     /// The image digest.
     pub digest: &'a Digest,
     /// Media type and size of the root manifest, when known.
@@ -248,56 +275,34 @@ pub fn check(
 ) -> Result<Verified, Rejection> {
     let jws = Jws::parse(bytes)?;
     jws.verify_integrity()?;
-    certs::check_chain(&jws.chain, jws.signing_time, now).map_err(Rejection::Chain)?;
+    certs::check_chain(&jws.chain, jws.signing_time).map_err(Rejection::Chain)?;
     let mut accepted = Vec::new();
     let mut reasons = Vec::new();
+    let mut lasting = true;
     for v in verifiers {
-        match trusts(v, &jws, now) {
+        let Some(rule) = v.rule_for(&target.repository) else {
+            reasons.push(format!(
+                "verifier {}: no trust policy applies to {}",
+                v.name, target.repository
+            ));
+            continue;
+        };
+        match rule.admits(&jws, now) {
             Ok(()) => accepted.push(v.name.clone()),
-            Err(reason) => reasons.push(format!("verifier {}: {reason}", v.name)),
+            Err(r) => {
+                lasting &= r.lasting;
+                reasons.push(format!("verifier {}: {}", v.name, r.reason));
+            }
         }
     }
     if accepted.is_empty() {
-        return Err(Rejection::NotTrusted(reasons));
-    }
-    if let Some(expiry) = jws.expiry.filter(|e| now >= *e) {
-        return Err(Rejection::Expired(
-            i64::try_from(expiry)
-                .ok()
-                .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
-                .map_or_else(|| expiry.to_string(), |t| t.to_rfc3339()),
-        ));
+        return Err(Rejection::NotTrusted { reasons, lasting });
     }
     names_target(&jws.payload, target)?;
     Ok(Verified {
         names: accepted,
         cacheable: jws.expiry.is_none(),
     })
-}
-
-/// Authenticity for one verifier: a path to its roots, a trusted signer.
-fn trusts(v: &NotationVerifier, jws: &Jws, now: u64) -> Result<(), String> {
-    v.trust_store
-        .verify(&jws.chain, now)
-        .map_err(|e| e.to_string())?;
-    if v.identities.contains(&Identity::Any) {
-        return Ok(());
-    }
-    let leaf = jws.chain.first().ok_or("no signing certificate")?;
-    let subject = leaf.subject().map_err(|dup| {
-        format!(
-            "signing certificate subject {} names {dup} twice: it cannot match an identity",
-            leaf.subject_text()
-        )
-    })?;
-    if v.identities.iter().any(|i| i.matches(&subject)) {
-        Ok(())
-    } else {
-        Err(format!(
-            "signing certificate subject {} is not a trusted identity",
-            leaf.subject_text()
-        ))
-    }
 }
 
 /// The payload's `targetArtifact` must be the image.
