@@ -33,7 +33,7 @@ pub use identity::{Identity, IdentityError};
 pub use rule::{Level, Rule};
 pub use trust_policy::{TrustPolicy, TrustPolicyError};
 
-use crate::oci::{Descriptor, Digest, Manifest};
+use crate::oci::{Descriptor, Digest, Manifest, ManifestKind};
 use certs::{ChainError, KeyType};
 use jws::Jws;
 
@@ -121,8 +121,10 @@ impl NotationVerifier {
 /// The envelope layer of a Notation signature manifest, or why the
 /// manifest is not a usable one.
 pub fn signature_layer(manifest: &Manifest) -> Option<Result<Descriptor, Rejection>> {
-    let blobs = manifest.blobs();
-    let config_type = blobs.first().map(|c| c.media_type.as_str());
+    let ManifestKind::Image { config, layers } = manifest.kind() else {
+        return None;
+    };
+    let config_type = config.as_ref().map(|c| c.media_type.as_str());
     let is_notation = match manifest.artifact_type() {
         Some(t) => t == SIGNATURE_ARTIFACT,
         None => config_type == Some(SIGNATURE_ARTIFACT),
@@ -130,9 +132,8 @@ pub fn signature_layer(manifest: &Manifest) -> Option<Result<Descriptor, Rejecti
     if !is_notation {
         return None;
     }
-    let layers = blobs.get(1..).unwrap_or_default();
-    Some(match layers {
-        [l] if l.media_type == JWS => Ok((*l).clone()),
+    Some(match layers.as_slice() {
+        [l] if l.media_type == JWS => Ok(l.clone()),
         [l] if l.media_type == COSE => Err(Rejection::Cose),
         _ => Err(Rejection::Layers),
     })
@@ -339,4 +340,64 @@ fn names_target(payload: &[u8], target: &Target<'_>) -> Result<(), Rejection> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(v: serde_json::Value) -> Manifest {
+        Manifest::parse(serde_json::to_vec(&v).unwrap().into(), None).unwrap()
+    }
+
+    fn desc(media_type: &str, content: &[u8]) -> serde_json::Value {
+        json!({"mediaType": media_type, "digest": Digest::sha256(content).to_string(), "size": content.len()})
+    }
+
+    fn signature(artifact_type: Option<&str>, config: &str, layers: &[&str]) -> Manifest {
+        let mut v = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": desc(config, b"{}"),
+            "layers": layers.iter().map(|l| desc(l, l.as_bytes())).collect::<Vec<_>>()});
+        if let Some(t) = artifact_type {
+            v["artifactType"] = json!(t);
+        }
+        manifest(v)
+    }
+
+    #[test]
+    fn signature_manifests_are_recognised_by_artifact_type_or_legacy_config() {
+        let empty = "application/vnd.oci.empty.v1+json";
+        let layer = |m: &Manifest| signature_layer(m).map(|r| r.map(|d| d.media_type));
+        assert_eq!(
+            layer(&signature(Some(SIGNATURE_ARTIFACT), empty, &[JWS])),
+            Some(Ok(JWS.to_string()))
+        );
+        assert_eq!(
+            layer(&signature(None, SIGNATURE_ARTIFACT, &[JWS])),
+            Some(Ok(JWS.to_string()))
+        );
+        assert_eq!(
+            layer(&signature(Some(SIGNATURE_ARTIFACT), empty, &[COSE])),
+            Some(Err(Rejection::Cose))
+        );
+        assert_eq!(
+            layer(&signature(Some(SIGNATURE_ARTIFACT), empty, &[JWS, JWS])),
+            Some(Err(Rejection::Layers))
+        );
+        assert_eq!(
+            layer(&signature(Some(SIGNATURE_ARTIFACT), empty, &["text/plain"])),
+            Some(Err(Rejection::Layers))
+        );
+        // Another artifact type wins over a notation config type.
+        assert_eq!(
+            layer(&signature(
+                Some("application/spdx+json"),
+                SIGNATURE_ARTIFACT,
+                &[JWS]
+            )),
+            None
+        );
+        assert_eq!(layer(&signature(None, empty, &[JWS])), None);
+    }
 }
