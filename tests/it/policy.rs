@@ -7,6 +7,7 @@
 //! copies and says so; a second run verifies nothing (cache).
 
 mod notation;
+mod notation_trust_policy;
 mod refusals;
 mod signing;
 

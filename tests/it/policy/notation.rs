@@ -18,12 +18,12 @@ use crate::sync_jobs::REPO;
 use ocimirror::sync::SyncOptions;
 
 const NOTATION: &str = "application/vnd.cncf.notary.signature";
-const JWS: &str = "application/jose+json";
+pub(super) const JWS: &str = "application/jose+json";
 const PAYLOAD: &str = "application/vnd.cncf.notary.payload.v1+json";
 const SCHEME: &str = "io.cncf.notary.signingScheme";
 const SIGNING_TIME: &str = "io.cncf.notary.signingTime";
 const EXPIRY: &str = "io.cncf.notary.expiry";
-const IDENTITY: &str = "x509.subject: C=US, ST=WA, O=Corp";
+pub(super) const IDENTITY: &str = "x509.subject: C=US, ST=WA, O=Corp";
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -47,7 +47,7 @@ fn now_rfc3339() -> String {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
+pub(super) enum KeyKind {
     Rsa,
     P256,
 }
@@ -77,7 +77,7 @@ impl Validity {
 }
 
 /// A root CA, an intermediate CA and a code-signing leaf under `dir/name`.
-struct Pki {
+pub(super) struct Pki {
     dir: PathBuf,
     kind: KeyKind,
 }
@@ -191,7 +191,7 @@ impl Pki {
         Pki { dir, kind }
     }
 
-    fn valid(dir: &Path, name: &str, kind: KeyKind) -> Pki {
+    pub(super) fn valid(dir: &Path, name: &str, kind: KeyKind) -> Pki {
         Pki::new(
             dir,
             name,
@@ -201,7 +201,7 @@ impl Pki {
         )
     }
 
-    fn root(&self) -> PathBuf {
+    pub(super) fn root(&self) -> PathBuf {
         self.dir.join("root.pem")
     }
 
@@ -278,18 +278,18 @@ fn der_to_fixed(der: &[u8]) -> Vec<u8> {
 }
 
 /// The default protected header: valid, signed now.
-fn header(pki: &Pki) -> Value {
+pub(super) fn header(pki: &Pki) -> Value {
     json!({"alg": pki.alg(), "cty": PAYLOAD, SCHEME: "notary.x509",
            SIGNING_TIME: now_rfc3339(), "crit": [SCHEME]})
 }
 
 /// A Notary Project payload naming `target` (a descriptor).
-fn payload(target: &Value) -> Vec<u8> {
+pub(super) fn payload(target: &Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"targetArtifact": target})).unwrap()
 }
 
 /// A JWS envelope of `payload` under `protected`, signed by `pki`'s leaf.
-fn envelope(pki: &Pki, protected: &Value, payload: &[u8]) -> Vec<u8> {
+pub(super) fn envelope(pki: &Pki, protected: &Value, payload: &[u8]) -> Vec<u8> {
     let (p, b) = (
         b64url(&serde_json::to_vec(protected).unwrap()),
         b64url(payload),
@@ -304,7 +304,7 @@ fn envelope(pki: &Pki, protected: &Value, payload: &[u8]) -> Vec<u8> {
 /// `subject` (with layer type `layer_type`); in the fallback form also
 /// adds it to the subject's `sha256-<hex>` index. Returns its digest and
 /// the envelope blob's.
-fn push_signature(
+pub(super) fn push_signature(
     src: &TestRegistry,
     f: &Fixture,
     form: Form,
@@ -350,7 +350,7 @@ fn policy(mode: &str, trust_store: &Path, identity: &str) -> String {
 }
 
 /// The image's own descriptor as a payload target.
-fn target(f: &Fixture) -> Value {
+pub(super) fn target(f: &Fixture) -> Value {
     f.manifest(&f.index).desc()
 }
 
@@ -591,99 +591,4 @@ async fn a_bad_trust_store_or_identity_is_a_config_problem_naming_it() {
         "{err}"
     );
     assert!(err.contains("lacks ST"), "{err}");
-}
-
-/// notation's layout: `<dir>/truststore/x509/ca/<store>/root.pem` and a
-/// `trustpolicy.json` of `policies`; the `[jobs.policy]` using them.
-fn trust_policy_config(dir: &Path, stores: &[(&str, &Pki)], policies: Value) -> String {
-    for (name, pki) in stores {
-        let store = dir.join("truststore/x509/ca").join(name);
-        std::fs::create_dir_all(&store).unwrap();
-        std::fs::copy(pki.root(), store.join("root.pem")).unwrap();
-    }
-    let file = dir.join("trustpolicy.json");
-    let doc = json!({"version": "1.0", "trustPolicies": policies});
-    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
-    format!(
-        "[jobs.policy]\nmode = \"enforce\"\n[[jobs.policy.notation]]\nname = \"notation\"\n\
-         trust_store = \"{}\"\ntrust_policy = \"{}\"\n",
-        dir.join("truststore").display(),
-        file.display()
-    )
-}
-
-fn trust_policy(name: &str, scopes: Value, level: &str, store: &str) -> Value {
-    json!({"name": name, "registryScopes": scopes, "signatureVerification": {"level": level},
-           "trustStores": [format!("ca:{store}")], "trustedIdentities": [IDENTITY]})
-}
-
-#[tokio::test]
-async fn notations_trust_policy_file_picks_the_rule_by_source_repository() {
-    let (src, dst, f) = setup("notation trust policy").await;
-    let dir = tempfile::tempdir().unwrap();
-    let corp = Pki::valid(dir.path(), "corp", KeyKind::Rsa);
-    let stranger = Pki::valid(dir.path(), "stranger", KeyKind::Rsa);
-    let env = envelope(&corp, &header(&corp), &payload(&target(&f)));
-    push_signature(&src, &f, Form::Api, JWS, &env);
-    let source = format!("{}/{REPO}", src.host());
-    let stores = [("corp", &corp), ("stranger", &stranger)];
-
-    // A global policy would trust only the stranger: the exact scope wins.
-    let text = trust_policy_config(
-        dir.path(),
-        &stores,
-        json!([
-            trust_policy("global", json!(["*"]), "strict", "stranger"),
-            trust_policy("app", json!([source]), "strict", "corp")
-        ]),
-    );
-    let r = mirror(
-        dir.path(),
-        &src,
-        &dst,
-        &text,
-        SyncOptions {
-            dry_run: true,
-            ..SyncOptions::default()
-        },
-    )
-    .await;
-    assert!(r.failures.is_empty(), "{:?}", r.failures);
-    let reasons: Vec<&str> = r.plan[0].steps.iter().map(|s| s.reason.as_str()).collect();
-    assert!(
-        reasons.contains(&"notation signature: verified by notation"),
-        "{reasons:#?}"
-    );
-
-    // Only another repository's policy: nothing applies to this source.
-    let text = trust_policy_config(
-        dir.path(),
-        &stores,
-        json!([trust_policy(
-            "other",
-            json!([format!("{}/other/app", src.host())]),
-            "strict",
-            "corp"
-        )]),
-    );
-    let r = mirror(dir.path(), &src, &dst, &text, SyncOptions::default()).await;
-    assert_refused(
-        &r,
-        &dst,
-        &format!("verifier notation: no trust policy applies to {source}"),
-    );
-
-    // Levels that would not decide trust are refused when loading.
-    let text = trust_policy_config(
-        dir.path(),
-        &stores,
-        json!([trust_policy("global", json!(["*"]), "audit", "corp")]),
-    );
-    let path = crate::sync_jobs::write_config(dir.path(), &src, &dst, "", &text);
-    let err = ocimirror::config::load(&path).unwrap_err().to_string();
-    assert!(
-        err.contains("jobs[0].policy.notation[0].trust_policy"),
-        "{err}"
-    );
-    assert!(err.contains("level \"audit\" is not supported"), "{err}");
 }
