@@ -370,6 +370,28 @@ pub struct FilePolicy {
     pub require: Option<crate::policy::Require>,
     /// cosign public-key verifiers.
     pub cosign: Option<Vec<FileCosignKey>>,
+    /// Notation (Notary Project) verifiers.
+    pub notation: Option<Vec<FileNotation>>,
+}
+
+/// `[[policy.notation]]`: a Notation trust store and trusted identities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNotation {
+    /// The verifier's name (plans, reasons, `require = "all"`).
+    pub name: String,
+    /// Trusted root certificates: a PEM (or DER) file, or a directory of
+    /// `.pem`, `.crt` and `.cer` files (notation's `x509/ca/<name>`). With
+    /// `trust_policy`: notation's trust store directory (holding
+    /// `x509/ca/<name>/`).
+    pub trust_store: PathBuf,
+    /// Trusted signers: `["*"]`, or `x509.subject: C=.., ST=.., O=..`
+    /// distinguished names (C, ST and O required), matched against the
+    /// signing certificate's subject. Required unless `trust_policy`.
+    pub identities: Option<Vec<String>>,
+    /// notation's `trustpolicy.json` (version 1.0): trust rules chosen by
+    /// the source `<registry>/<repository>`, instead of `identities`.
+    pub trust_policy: Option<PathBuf>,
 }
 
 /// `[[policy.cosign]]`: a cosign public key.

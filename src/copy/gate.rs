@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::graph::Graph;
 use super::report::{CopyEvent, NodeKind};
 use crate::oci::referrers::cosign_tag;
-use crate::oci::{Digest, Manifest, RepoName};
+use crate::oci::{Descriptor, Digest, Manifest, RepoName};
 use crate::registry::Registry;
 
 /// How a candidate signature manifest was found on the source.
@@ -43,6 +43,9 @@ pub struct ImageToCheck<'a> {
     pub digest: &'a Digest,
     /// What that is ([`NodeKind::Index`] or [`NodeKind::Manifest`]).
     pub kind: NodeKind,
+    /// Its descriptor (media type and size, which a signed payload may
+    /// state too), when the walk holds it.
+    pub descriptor: Option<Descriptor>,
     /// Referrers of the image and its cosign `.sig` manifest, if any.
     pub candidates: Vec<Candidate>,
     /// A plan: decide and explain, count nothing.
@@ -87,6 +90,7 @@ impl<'a> ImageToCheck<'a> {
             repo,
             digest: root,
             kind: graph.nodes.get(root).map_or(NodeKind::Manifest, |n| n.kind),
+            descriptor: graph.nodes.get(root).map(|n| n.manifest.descriptor()),
             candidates,
             dry_run,
         }

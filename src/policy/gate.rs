@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use super::cosign::{self, Form, SignatureBlob};
-use super::{Mode, Policy, Require};
+use super::{Mode, Policy, Require, Signature, notation};
 use crate::copy::{Action, CopyEvent, Decision, Found, Gate, ImageToCheck, NodeKind};
 use crate::metrics::{Metrics, PolicyResult, SignatureResult};
-use crate::oci::Digest;
+use crate::oci::{Descriptor, Digest};
 use crate::store::{SignatureVerdict, Store};
 
 /// Signature blobs larger than this are not read (a simple-signing payload
@@ -106,18 +106,31 @@ impl PolicyGate {
         }
     }
 
-    /// Verifies the signature blobs of one candidate manifest: the
-    /// verifiers that accept any of them, or why none counts.
+    /// Verifies one candidate signature: the verifiers that accept it, or
+    /// why none does.
     async fn verify(
         &self,
         image: &ImageToCheck<'_>,
+        signature: &Signature,
+    ) -> Result<Accepted, NotAccepted> {
+        match signature {
+            Signature::Cosign(blobs) => self.verify_cosign(image, blobs).await,
+            Signature::Notation(layer) => self.verify_notation(image, layer).await,
+        }
+    }
+
+    /// Verifies the signature blobs of a cosign manifest: the verifiers
+    /// that accept any of them, or why none counts.
+    async fn verify_cosign(
+        &self,
+        image: &ImageToCheck<'_>,
         blobs: &[SignatureBlob],
-    ) -> Result<Vec<String>, NotAccepted> {
+    ) -> Result<Accepted, NotAccepted> {
         let mut accepted: Vec<String> = Vec::new();
         let mut reasons: Vec<String> = Vec::new();
         let mut unread = false;
         for blob in blobs {
-            let bytes = match read_blob(image, blob).await {
+            let bytes = match read_blob(image, &blob.layer).await {
                 Ok(b) => b,
                 Err(e) => {
                     unread = true;
@@ -140,11 +153,48 @@ impl PolicyGate {
             reasons.dedup();
             Err(NotAccepted {
                 reason: reasons.join("; "),
-                unread,
+                cacheable: !unread,
             })
         } else {
-            Ok(accepted)
+            Ok(Accepted {
+                names: accepted,
+                cacheable: true,
+            })
         }
+    }
+
+    /// Verifies the envelope of a Notation signature manifest.
+    async fn verify_notation(
+        &self,
+        image: &ImageToCheck<'_>,
+        layer: &Result<Descriptor, notation::Rejection>,
+    ) -> Result<Accepted, NotAccepted> {
+        let refused = |r: notation::Rejection| NotAccepted {
+            cacheable: r.is_lasting(),
+            reason: r.to_string(),
+        };
+        if self.policy.notation.is_empty() {
+            return Err(refused(notation::Rejection::NoVerifier));
+        }
+        let layer = layer.as_ref().map_err(|r| refused(r.clone()))?;
+        let bytes = read_blob(image, layer)
+            .await
+            .map_err(|reason| NotAccepted {
+                reason,
+                cacheable: false,
+            })?;
+        let target = notation::Target {
+            repository: format!("{}/{}", image.source.name(), image.repo),
+            digest: image.digest,
+            descriptor: image.descriptor.as_ref(),
+        };
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+        notation::check(&bytes, &self.policy.notation, &target, now)
+            .map(|v| Accepted {
+                names: v.names,
+                cacheable: v.cacheable,
+            })
+            .map_err(refused)
     }
 
     fn count_signature(&self, dry_run: bool, result: SignatureResult) {
@@ -154,23 +204,32 @@ impl PolicyGate {
     }
 }
 
+/// The verifiers that accepted a signature.
+struct Accepted {
+    names: Vec<String>,
+    /// Whether the verdict may be remembered: not when it depends on the
+    /// time (a Notation signature with an expiry).
+    cacheable: bool,
+}
+
 /// Why no verifier accepted a signature.
 struct NotAccepted {
     reason: String,
-    /// A blob could not be read: another try may pass, so this is not
-    /// remembered. Everything else follows from the signature manifest's
-    /// digest (which pins its blobs) and the policy, and is.
-    unread: bool,
+    /// Whether the verdict may be remembered. Not when a blob could not be
+    /// read, or a Notation certificate is not valid yet: another try may
+    /// pass. Everything else follows from the signature manifest's digest
+    /// (which pins its blobs) and the policy, and is.
+    cacheable: bool,
 }
 
 /// Reads a signature blob from the source, refusing oversized ones before
 /// and while reading (the announced size may lie).
-async fn read_blob(image: &ImageToCheck<'_>, blob: &SignatureBlob) -> Result<Vec<u8>, String> {
-    let d = &blob.layer.digest;
-    if blob.layer.size > MAX_SIGNATURE_BYTES {
+async fn read_blob(image: &ImageToCheck<'_>, layer: &Descriptor) -> Result<Vec<u8>, String> {
+    let d = &layer.digest;
+    if layer.size > MAX_SIGNATURE_BYTES {
         return Err(format!(
             "signature blob {d} is {} bytes, over the {MAX_SIGNATURE_BYTES}-byte cap",
-            blob.layer.size
+            layer.size
         ));
     }
     let mut body = image
@@ -202,7 +261,11 @@ fn step(digest: &Digest, kind: NodeKind, reason: String) -> CopyEvent {
     }
 }
 
-fn form_name(found: Found, blobs: &[SignatureBlob]) -> &'static str {
+fn form_name(found: Found, signature: &Signature) -> &'static str {
+    let blobs = match signature {
+        Signature::Notation(_) => return "notation signature",
+        Signature::Cosign(blobs) => blobs,
+    };
     match (found, blobs.first().map(|b| b.form)) {
         (_, Some(Form::Bundle)) => "sigstore bundle",
         (Found::CosignTag, _) => "cosign .sig tag",
@@ -218,17 +281,16 @@ impl Gate for PolicyGate {
         let mut rejected: Vec<String> = Vec::new();
         let mut signatures = 0usize;
         for cand in &image.candidates {
-            let blobs = cosign::signature_blobs(&cand.manifest);
-            if blobs.is_empty() {
+            let Some(signature) = Signature::of(&cand.manifest) else {
                 continue; // an SBOM, an attestation, ...: not a signature
-            }
+            };
             signatures += 1;
             let sig = cand.manifest.digest();
             let kind = match cand.found {
                 Found::Referrer => NodeKind::Referrer,
                 Found::CosignTag => NodeKind::Cosign,
             };
-            let form = form_name(cand.found, &blobs);
+            let form = form_name(cand.found, &signature);
             match self.cached(image.digest, sig).await {
                 Some(SignatureVerdict::Accepted(names)) => {
                     self.count_signature(image.dry_run, SignatureResult::Cached);
@@ -252,8 +314,8 @@ impl Gate for PolicyGate {
                 }
                 None => {}
             }
-            match self.verify(&image, &blobs).await {
-                Ok(names) => {
+            match self.verify(&image, &signature).await {
+                Ok(Accepted { names, cacheable }) => {
                     self.count_signature(image.dry_run, SignatureResult::Verified);
                     decision.steps.push(step(
                         sig,
@@ -261,18 +323,18 @@ impl Gate for PolicyGate {
                         format!("{form}: verified by {}", names.join(", ")),
                     ));
                     accepted.extend(names.iter().cloned());
-                    if !image.dry_run {
+                    if !image.dry_run && cacheable {
                         self.remember(image.digest, sig, &SignatureVerdict::Accepted(names))
                             .await;
                     }
                 }
-                Err(NotAccepted { reason, unread }) => {
+                Err(NotAccepted { reason, cacheable }) => {
                     self.count_signature(image.dry_run, SignatureResult::Rejected);
                     decision
                         .steps
                         .push(step(sig, kind, format!("{form}: rejected: {reason}")));
                     rejected.push(format!("{sig} ({form}): {reason}"));
-                    if !image.dry_run && !unread {
+                    if !image.dry_run && cacheable {
                         self.remember(image.digest, sig, &SignatureVerdict::Rejected(reason))
                             .await;
                     }

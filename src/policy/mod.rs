@@ -6,6 +6,8 @@
 //! keys.rs     PEM public keys: ECDSA P-256, Ed25519, RSA
 //! cosign.rs   cosign signatures: simple-signing layers (.sig tags, OCI 1.1
 //!             referrers) and Sigstore bundles, verified against keys
+//! notation/   Notary Project signatures (JWS), verified against trust
+//!             stores of root certificates and trusted identities
 //! gate.rs     PolicyGate: the copy engine's Gate; cache, metrics, decision
 //! ```
 //!
@@ -23,6 +25,7 @@
 pub mod cosign;
 pub mod gate;
 pub mod keys;
+pub mod notation;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,8 +33,11 @@ use std::path::PathBuf;
 
 use sha2::Digest as _;
 
+use crate::oci;
+
 pub use gate::PolicyGate;
 pub use keys::{KeyError, PublicKey};
+pub use notation::NotationVerifier;
 
 /// What a job does with an image that fails its policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -99,6 +105,28 @@ pub struct Policy {
     pub require: Require,
     /// cosign key verifiers.
     pub cosign: Vec<CosignKey>,
+    /// Notation (Notary Project) verifiers.
+    pub notation: Vec<NotationVerifier>,
+}
+
+/// A candidate manifest's signature, by the scheme that verifies it.
+pub enum Signature {
+    /// cosign signature blobs.
+    Cosign(Vec<cosign::SignatureBlob>),
+    /// A Notation signature manifest: its envelope layer, or why it has
+    /// no usable one.
+    Notation(Box<Result<oci::Descriptor, notation::Rejection>>),
+}
+
+impl Signature {
+    /// The signature `manifest` carries, if it is one.
+    pub fn of(manifest: &oci::Manifest) -> Option<Signature> {
+        if let Some(layer) = notation::signature_layer(manifest) {
+            return Some(Signature::Notation(Box::new(layer)));
+        }
+        let blobs = cosign::signature_blobs(manifest);
+        (!blobs.is_empty()).then_some(Signature::Cosign(blobs))
+    }
 }
 
 impl Policy {
@@ -109,7 +137,11 @@ impl Policy {
 
     /// The names of every verifier, in order.
     pub fn verifier_names(&self) -> Vec<&str> {
-        self.cosign.iter().map(|c| c.name.as_str()).collect()
+        self.cosign
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(self.notation.iter().map(|n| n.name.as_str()))
+            .collect()
     }
 
     /// A hash of what decides whether a signature verifies (keys and
@@ -122,6 +154,10 @@ impl Policy {
             for (k, v) in &c.annotations {
                 h.update(format!("{k}={v}\0"));
             }
+            h.update(b"\n");
+        }
+        for n in &self.notation {
+            h.update(n.hash_input());
             h.update(b"\n");
         }
         hex::encode(h.finalize())

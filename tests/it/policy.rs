@@ -8,6 +8,8 @@
 
 mod copy_cli;
 mod hostile;
+mod notation;
+mod notation_trust_policy;
 mod real;
 mod refusals;
 mod rotation;

@@ -1,20 +1,23 @@
 //! Resolving `[defaults.policy]` and `[jobs.policy]` into a job's
-//! [`Policy`]: the job's fields override the defaults' (its `cosign` list
-//! replaces theirs). Key files are read and parsed here, so a bad key is a
-//! config problem naming its file (once, for a default key), not a failure
-//! at the first image.
+//! [`Policy`]: the job's fields override the defaults' (its `cosign` and
+//! `notation` lists replace theirs). Key files and trust stores are read
+//! and parsed here, so a bad key or certificate is a config problem naming
+//! its file (once, for a default verifier), not a failure at the first
+//! image.
 
 use std::collections::HashSet;
 
 use super::{KeyPath, Resolver};
-use crate::config::file::{FileCosignKey, FilePolicy};
-use crate::policy::{CosignKey, Mode, Policy, PublicKey};
+use crate::config::file::{FileCosignKey, FileNotation, FilePolicy};
+use crate::policy::notation::{Level, Rule, Trust, TrustPolicy, TrustStore, identity};
+use crate::policy::{CosignKey, Mode, NotationVerifier, Policy, PublicKey};
 
 /// `[defaults.policy]`, its keys loaded once.
 #[derive(Default)]
 pub(super) struct DefaultPolicy {
     file: FilePolicy,
     cosign: Vec<CosignKey>,
+    notation: Vec<NotationVerifier>,
 }
 
 impl Resolver<'_> {
@@ -23,7 +26,12 @@ impl Resolver<'_> {
         let p = KeyPath::root().key("defaults").key("policy");
         let file = d.cloned().unwrap_or_default();
         let cosign = self.cosign_keys(file.cosign.as_deref().unwrap_or_default(), &p);
-        DefaultPolicy { file, cosign }
+        let notation = self.notation_verifiers(file.notation.as_deref().unwrap_or_default(), &p);
+        DefaultPolicy {
+            file,
+            cosign,
+            notation,
+        }
     }
 
     /// The policy of a job from its own block over the defaults.
@@ -45,11 +53,30 @@ impl Resolver<'_> {
                 d.cosign.clone(),
             ),
         };
-        if mode != Mode::Off && !listed {
+        let (notation_listed, notation) = match job.and_then(|j| j.notation.as_ref()) {
+            Some(list) => (!list.is_empty(), self.notation_verifiers(list, p)),
+            None => (
+                d.file.notation.as_ref().is_some_and(|l| !l.is_empty()),
+                d.notation.clone(),
+            ),
+        };
+        if mode != Mode::Off && !listed && !notation_listed {
             self.problem(
                 &p.key("mode"),
                 format!(
-                    "mode is {mode} but no verifier is configured: add a [[policy.cosign]] key"
+                    "mode is {mode} but no verifier is configured: add a [[policy.cosign]] key or a [[policy.notation]] trust store"
+                ),
+            );
+        }
+        if let Some(n) = notation
+            .iter()
+            .find(|n| cosign.iter().any(|c| c.name == n.name))
+        {
+            self.problem(
+                &p.key("notation"),
+                format!(
+                    "verifier name {:?} is used by a cosign and a notation verifier",
+                    n.name
                 ),
             );
         }
@@ -57,7 +84,78 @@ impl Resolver<'_> {
             mode,
             require,
             cosign,
+            notation,
         }
+    }
+
+    fn notation_verifiers(&mut self, list: &[FileNotation], p: &KeyPath) -> Vec<NotationVerifier> {
+        let mut verifiers = Vec::new();
+        let mut names = HashSet::new();
+        for (i, n) in list.iter().enumerate() {
+            let np = p.key("notation").index(i);
+            if !names.insert(n.name.as_str()) {
+                self.problem(
+                    &np.key("name"),
+                    format!("verifier name {:?} is used twice", n.name),
+                );
+            } else if let Some(v) = self.notation_verifier(n, &np) {
+                verifiers.push(v);
+            }
+        }
+        verifiers
+    }
+
+    fn notation_verifier(&mut self, n: &FileNotation, p: &KeyPath) -> Option<NotationVerifier> {
+        if n.name.is_empty() || n.name.contains(',') {
+            self.problem(
+                &p.key("name"),
+                format!("invalid verifier name {:?}: non-empty, without ','", n.name),
+            );
+            return None;
+        }
+        let store_path = self.path(&p.key("trust_store"), &n.trust_store);
+        let trust = match (&n.trust_policy, &n.identities) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &p.key("identities"),
+                    "identities come from the trust policy's trustedIdentities: remove one of identities and trust_policy",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &p.key("identities"),
+                    "identities is required (or trust_policy)",
+                );
+                None
+            }
+            (Some(policy), None) => {
+                let policy_path = self.path(&p.key("trust_policy"), policy);
+                TrustPolicy::load(&policy_path, &store_path)
+                    .map_err(|e| self.problem(&p.key("trust_policy"), e.to_string()))
+                    .ok()
+                    .map(Trust::Policy)
+            }
+            (None, Some(identities)) => {
+                let store = TrustStore::load(&store_path)
+                    .map_err(|e| self.problem(&p.key("trust_store"), format!("trust store: {e}")))
+                    .ok();
+                let identities = identity::parse_identities(identities)
+                    .map_err(|e| self.problem(&p.key("identities"), e.to_string()))
+                    .ok();
+                store.zip(identities).map(|(store, identities)| {
+                    Trust::Inline(Rule {
+                        stores: vec![store],
+                        identities,
+                        level: Level::STRICT,
+                    })
+                })
+            }
+        };
+        Some(NotationVerifier {
+            name: n.name.clone(),
+            trust: trust?,
+        })
     }
 
     fn cosign_keys(&mut self, list: &[FileCosignKey], p: &KeyPath) -> Vec<CosignKey> {

@@ -13,8 +13,8 @@ use crate::config::load_with_env;
 
 use super::super::file::{
     FileCatalogSource, FileCosignKey, FileDefaults, FileDelete, FileEvents, FileJob, FileLimits,
-    FileLog, FileOverwrite, FilePolicy, FileReferrers, FileRegistry, FileSchedule, FileServer,
-    FileState, FileTags, FileTargetMapping, FileWebhookSource, TopLevel,
+    FileLog, FileNotation, FileOverwrite, FilePolicy, FileReferrers, FileRegistry, FileSchedule,
+    FileServer, FileState, FileTags, FileTargetMapping, FileWebhookSource, TopLevel,
 };
 
 const REFERENCE: &str = include_str!("../../../config/REFERENCE.md");
@@ -72,6 +72,7 @@ fn type_keys() -> BTreeSet<String> {
     add("defaults.referrers", fields_of::<FileReferrers>());
     add("defaults.policy", fields_of::<FilePolicy>());
     add("defaults.policy.cosign[]", fields_of::<FileCosignKey>());
+    add("defaults.policy.notation[]", fields_of::<FileNotation>());
     add("limits", fields_of::<FileLimits>());
     add("state", fields_of::<FileState>());
     add("server", fields_of::<FileServer>());
@@ -92,6 +93,7 @@ fn type_keys() -> BTreeSet<String> {
     add("jobs[].overwrite", fields_of::<FileOverwrite>());
     add("jobs[].policy", fields_of::<FilePolicy>());
     add("jobs[].policy.cosign[]", fields_of::<FileCosignKey>());
+    add("jobs[].policy.notation[]", fields_of::<FileNotation>());
     keys
 }
 
