@@ -5,7 +5,8 @@
 //! cosign legacy tags, OCI layout) to what the target supports.
 //!
 //! ```text
-//! mod.rs        Copier: copy_image / plan_image = walk, then the phases
+//! mod.rs        Copier: copy_image (walk_image, then write_image: the gate
+//!               and the phases) / plan_image
 //! options.rs    CopyOptions, ReferrersMode, PlatformMode, graph limits
 //! platform.rs   PlatformSpec: parse, normalise, match index entries
 //! filter.rs     referrer filters: artifact types, kinds, annotations

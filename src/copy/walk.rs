@@ -250,6 +250,8 @@ async fn expand(
                 if let Some(e @ CopyError::LimitExceeded { .. }) = discovery_error {
                     return Err(e);
                 }
+                // Reached as a referrer, it is not read again as a child.
+                visited.insert(digest.clone());
                 if expanded.insert(digest.clone()) {
                     for (i, p) in next.into_iter().enumerate() {
                         match &p.origin {
