@@ -17,7 +17,9 @@
 # requests each registry saw by kind. Prints Markdown tables.
 #
 # Usage: bench/issue12.sh (env: REPOS TAGS LAYER_SIZE BASE_SIZE PAR
-#        LAT_REPOS LATENCIES; OCIMIRROR_BIN to use a given binary)
+#        LAT_REPOS LATENCIES SOURCE_IN_FLIGHT; OCIMIRROR_BIN to use a given
+#        binary; PERF_OUT=file to record the cold step with `perf record -g`
+#        into file: its times then include perf's overhead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -50,7 +52,9 @@ step() {
 
 api=$(start_test_registry api)
 cfg=$(mirror_config cold "$src" "$api" auto)
-step cold src api "$BIN" once -c "$cfg"
+profile=()
+[ -n "${PERF_OUT:-}" ] && profile=(perf record -F 999 -g -o "$PERF_OUT" --)
+step cold src api "${profile[@]}" "$BIN" once -c "$cfg"
 step noop src api "$BIN" once -c "$cfg"
 floor=$(start_test_registry floor)
 step floor src floor python3 bench/floor_upload.py "$floor" "$WORK/src/data" bench/ "$PAR"

@@ -26,6 +26,7 @@ http: { addr: 127.0.0.1:$port }
 YML
   "${OCIMIRROR_DISTRIBUTION_BIN:-/usr/bin/docker-registry}" serve "$dir/config.yml" >"$dir/log" 2>&1 &
   echo $! >>"$WORK/pids"
+  echo $! >"$dir/pid"
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && { echo "127.0.0.1:$port"; return; }
     sleep 0.1
@@ -68,7 +69,8 @@ measure() {
 # config with one catalog job mirroring every bench/ repository of SOURCE
 # (referrers read as SOURCE_MODE, default tags) to the same path on TARGET
 # (written as TARGET_MODE), referrers 3 deep (REFERRERS=false: none), state
-# in $WORK/NAME.db; prints its path.
+# in $WORK/NAME.db; prints its path. SOURCE_IN_FLIGHT (env) sets the
+# source's max_in_flight (default: ocimirror's, 32).
 mirror_config() {
   local file="$WORK/$1.toml"
   cat >"$file" <<TOML
@@ -82,6 +84,7 @@ enabled = ${6:-true}
 depth = 3
 [registries."$2"]
 referrers = "${5:-tags}"
+${SOURCE_IN_FLIGHT:+max_in_flight = $SOURCE_IN_FLIGHT}
 [registries."$3"]
 referrers = "$4"
 [[jobs]]
@@ -150,6 +153,17 @@ setup_bench() {
     cargo build --release --locked --quiet --example test-registry
     TESTREG="${CARGO_TARGET_DIR:-target}/release/examples/test-registry"
   fi
+}
+
+# cpu_ticks NAME: CPU time (user + sys, clock ticks) the registry NAME
+# started by start_distribution has used so far.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$(cat "$WORK/$1/pid")/stat"
+}
+
+# cpu_since NAME TICKS: CPU seconds NAME used since cpu_ticks said TICKS.
+cpu_since() {
+  awk -v a="$2" -v b="$(cpu_ticks "$1")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }'
 }
 
 # log_mark NAME: the number of lines in NAME's log now (a point to count

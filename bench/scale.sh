@@ -10,8 +10,9 @@
 #  repos-R: a catalog of R repositories x 1 tag (REPO_COUNT, default 1000),
 #           cold and no-op.
 #
-# Prints one Markdown table: wall s, CPU s (user + sys), peak RSS MiB, and
-# the requests each registry saw by kind.
+# Prints one Markdown table: wall s, CPU s (user + sys) of ocimirror and of
+# each registry during the step, peak RSS MiB, and the requests each
+# registry saw by kind.
 # Usage: bench/scale.sh (env: TAG_COUNTS REPO_COUNT; OCIMIRROR_BIN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +21,15 @@ TAG_COUNTS=${TAG_COUNTS:-2000 10000}
 REPO_COUNT=${REPO_COUNT:-1000}
 setup_bench
 
-declare -A REQ_SRC REQ_DST
+declare -A REQ_SRC REQ_DST CPU_SRC CPU_DST
 step() {
   local label=$1 from=$2 to=$3; shift 3
-  local ms mt
+  local ms mt cs ct
   ms=$(log_mark "$from"); mt=$(log_mark "$to")
+  cs=$(cpu_ticks "$from"); ct=$(cpu_ticks "$to")
   measure "$label" "$@" >/dev/null
+  CPU_SRC[$label]=$(cpu_since "$from" "$cs")
+  CPU_DST[$label]=$(cpu_since "$to" "$ct")
   REQ_SRC[$label]=$(requests_since "$from" "$ms")
   REQ_DST[$label]=$(requests_since "$to" "$mt")
 }
@@ -50,9 +54,11 @@ step "repos-$r-noop" srcrepos dstrepos "$BIN" once -c "$cfg"
 labels+=("repos-$r-cold" "repos-$r-noop")
 
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$RESULTS"; }
-echo "| step | wall s | CPU s | peak RSS MiB | source requests | target requests |"
-echo "|---|---:|---:|---:|---|---|"
+echo "| step | wall s | CPU s | source / target registry CPU s | peak RSS MiB | source requests | target requests |"
+echo "|---|---:|---:|---:|---:|---|---|"
 for l in "${labels[@]}"; do
-  echo "| $l | $(col "$l" 2) | $(col "$l" 4) | $(awk -v k="$(col "$l" 3)" 'BEGIN { printf "%.1f", k / 1024 }') |" \
-    "${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
+  echo "| $l | $(col "$l" 2) | $(col "$l" 4) | ${CPU_SRC[$l]} / ${CPU_DST[$l]} |" \
+    "$(awk -v k="$(col "$l" 3)" 'BEGIN { printf "%.1f", k / 1024 }') | ${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
 done
+echo
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,7 +5,8 @@
 //! cosign legacy tags, OCI layout) to what the target supports.
 //!
 //! ```text
-//! mod.rs        Copier: copy_image / plan_image = walk, then the phases
+//! mod.rs        Copier: copy_image (walk_image, then write_image: the gate
+//!               and the phases) / plan_image
 //! options.rs    CopyOptions, ReferrersMode, PlatformMode, graph limits
 //! platform.rs   PlatformSpec: parse, normalise, match index entries
 //! filter.rs     referrer filters: artifact types, kinds, annotations
@@ -14,10 +15,11 @@
 //!
 //! read the source              write the target (phases, in order)
 //!   source.rs   tag listing      run.rs        state shared by the phases
-//!   walk.rs     bounded BFS      manifests.rs  0. what is there; 2. manifests
+//!   walk.rs     work queue       manifests.rs  0. what is there; 2. manifests
 //!   discover.rs referrers        blobs.rs      1. blobs (HEAD, mount, stream)
 //!   cosign.rs   legacy tags <->
 //!               OCI 1.1 referrers
+//!   narrow.rs   platform filter
 //!   graph.rs    the graph and    publish.rs    3. referrers: API or fallback
 //!               its order                      tag
 //!                                tags.rs       4. cosign tags, image tag
@@ -51,6 +53,7 @@ mod fresh;
 pub mod gate;
 mod graph;
 mod manifests;
+mod narrow;
 pub mod options;
 pub mod platform;
 mod publish;
@@ -87,6 +90,14 @@ use graph::Graph;
 use report::Recorder;
 use run::Run;
 use source::TagSet;
+
+/// An image walked on the source by [`Copier::walk_image`], not written
+/// yet: its manifests, in memory, within the graph limits.
+pub struct WalkedImage {
+    graph: Graph,
+    src_repo: RepoName,
+    reference: Reference,
+}
 
 /// Copies images with their referrer graphs from one registry to another.
 /// Use one `Copier` for the images of one run: blobs and manifests shared
@@ -196,17 +207,50 @@ impl Copier {
         dst_repo: &RepoName,
         dst_tag: Option<&Tag>,
     ) -> Result<CopyReport, CopyError> {
-        let graph = self.walk(src_repo, reference).await?;
-        let tag = dst_tag.cloned().or_else(|| match reference {
-            Reference::Tag(t) => Some(t.clone()),
+        let image = self.walk_image(src_repo, reference).await?;
+        self.write_image(image, dst_repo, dst_tag).await
+    }
+
+    /// The first half of [`Copier::copy_image`]: reads the image's graph
+    /// on the source, writing nothing. Walks are cheap (manifests and
+    /// listings, a few KiB each, bounded by the graph limits) and cost round
+    /// trips, so a caller may walk more images at once than it writes.
+    pub async fn walk_image(
+        &self,
+        src_repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<WalkedImage, CopyError> {
+        Ok(WalkedImage {
+            graph: self.walk(src_repo, reference).await?,
+            src_repo: src_repo.clone(),
+            reference: reference.clone(),
+        })
+    }
+
+    /// The second half of [`Copier::copy_image`]: asks the gate (which
+    /// sees the whole graph before any write), then writes the image.
+    pub async fn write_image(
+        &self,
+        image: WalkedImage,
+        dst_repo: &RepoName,
+        dst_tag: Option<&Tag>,
+    ) -> Result<CopyReport, CopyError> {
+        let WalkedImage {
+            graph,
+            src_repo,
+            reference,
+        } = image;
+        let tag = match reference {
+            _ if dst_tag.is_some() => dst_tag.cloned(),
+            Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
-        });
+        };
         let mut rec = Recorder::new(self.events.clone(), false);
-        if let Some(refusal) = self.admit(&graph, src_repo, &mut rec).await {
+        if let Some(refusal) = self.admit(&graph, &src_repo, &mut rec).await {
             return Err(refusal);
         }
         Ok(self
-            .write(&graph, src_repo, dst_repo, tag.as_ref(), &mut rec)
+            .write(&graph, &src_repo, dst_repo, tag.as_ref(), &mut rec)
             .await)
     }
 

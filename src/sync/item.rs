@@ -16,7 +16,7 @@ use super::verdict::Verdict;
 use super::{SyncOptions, Syncer};
 use super::{deletions, withdrawn};
 use crate::config::Job;
-use crate::copy::{Action, Copier, CopyEvent};
+use crate::copy::{Action, Copier, CopyEvent, WalkedImage};
 use crate::oci::{Digest, Reference};
 use crate::registry::Registry;
 use crate::store::{Store, TagState};
@@ -94,17 +94,26 @@ impl Syncer {
                 Err(_) => timed_out(),
                 Ok(Err(done)) => done,
                 Ok(Ok(checked)) => {
-                    // Many images are checked at once, `concurrency` copied at
-                    // once; the wait for a copy slot is not the image's time.
-                    let Ok(_slot) = copies.acquire().await else {
-                        return ItemResult::Cancelled;
-                    };
-                    tokio::time::timeout(
-                        deadline,
-                        self.copy_item(job, item, copier, options, store, checked),
-                    )
-                    .await
-                    .unwrap_or_else(|_| timed_out())
+                    // Many images are checked and walked at once (round
+                    // trips, no transfers: latency to the source overlaps
+                    // across images), `concurrency` written at once; the
+                    // wait for a copy slot is not the image's time.
+                    let walk = self.walk_item(job, item, copier, options, store, checked);
+                    match tokio::time::timeout(deadline, walk).await {
+                        Err(_) => timed_out(),
+                        Ok(Err(done)) => done,
+                        Ok(Ok(walked)) => {
+                            let Ok(_slot) = copies.acquire().await else {
+                                return ItemResult::Cancelled;
+                            };
+                            tokio::time::timeout(
+                                deadline,
+                                self.copy_item(job, item, copier, store, walked),
+                            )
+                            .await
+                            .unwrap_or_else(|_| timed_out())
+                        }
+                    }
                 }
             };
         if let Some(s) = store {
@@ -209,9 +218,9 @@ impl Syncer {
         })
     }
 
-    /// Copies a checked item (or plans it, in a dry run) and records its
-    /// checkpoint.
-    async fn copy_item(
+    /// Reads a checked item's graph on the source (not in a dry run, which
+    /// plans under a copy slot as before), once the guards let it move.
+    async fn walk_item(
         &self,
         job: &Job,
         item: &Item,
@@ -219,29 +228,54 @@ impl Syncer {
         options: &SyncOptions,
         store: Option<&Store>,
         checked: Checked,
+    ) -> Result<Walked, ItemResult> {
+        if options.dry_run {
+            return Ok(Walked {
+                checked,
+                image: None,
+            });
+        }
+        if let Some(stop) = self
+            .before_move(job, item, &checked.digest, store, checked.now)
+            .await
+        {
+            return Err(stop);
+        }
+        let reference = Reference::Digest(checked.digest.clone());
+        match copier.walk_image(&item.src.repo, &reference).await {
+            Ok(image) => Ok(Walked {
+                checked,
+                image: Some(image),
+            }),
+            Err(e) => Err(failed(&e, e.kind(), e.registry())),
+        }
+    }
+
+    /// Copies a walked item (or plans it, in a dry run) and records its
+    /// checkpoint.
+    async fn copy_item(
+        &self,
+        job: &Job,
+        item: &Item,
+        copier: &Copier,
+        store: Option<&Store>,
+        walked: Walked,
     ) -> ItemResult {
+        let Walked { checked, image } = walked;
         let Checked {
             digest,
             fingerprint,
             verdict,
             now,
         } = checked;
-        if options.dry_run {
+        let Some(image) = image else {
             return self
                 .plan_item(job, item, copier, &digest, verdict, now)
                 .await;
-        }
-        if let Some(stop) = self.before_move(job, item, &digest, store, now).await {
-            return stop;
-        }
+        };
         let dst_tag = item.dst_tag();
         let report = match copier
-            .copy_image(
-                &item.src.repo,
-                &Reference::Digest(digest.clone()),
-                &item.dst.repo,
-                dst_tag.as_ref(),
-            )
+            .write_image(image, &item.dst.repo, dst_tag.as_ref())
             .await
         {
             Ok(r) => r,
@@ -277,6 +311,12 @@ impl Syncer {
         }
         ItemResult::Copied(report)
     }
+}
+
+/// A checked item with its graph read from the source (`None`: a dry run).
+struct Walked {
+    checked: Checked,
+    image: Option<WalkedImage>,
 }
 
 /// An item resolved on the source and compared with its checkpoint.

@@ -25,6 +25,7 @@ mod listing_limits;
 mod observability;
 mod observability_daemon;
 mod perf_requests;
+mod pipelining;
 mod policy;
 mod progress_tty;
 mod reliability;
