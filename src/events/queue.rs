@@ -174,14 +174,16 @@ mod tests {
         }
     }
 
+    // `second` is read before the push that sets the deadline, so the
+    // wait measured from it is never shorter than the debounce.
     #[tokio::test]
     async fn events_for_one_item_merge_and_wait_for_quiet() {
         let q = EventQueue::new(2, Duration::from_millis(200));
         let now = Utc::now();
         q.push(vec![(work("v1"), id("e1"))], now).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        q.push(vec![(work("v1"), id("e2"))], now).unwrap();
         let second = Instant::now();
+        q.push(vec![(work("v1"), id("e2"))], now).unwrap();
         assert_eq!(q.depth(), 1);
         let batch = q.next_batch(&CancellationToken::new()).await;
         // Due a debounce after the second event, not the first.
