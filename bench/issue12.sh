@@ -39,15 +39,19 @@ measure generate "$BIN" generate "$src/bench" --seed 42 --repos "$REPOS" --tags 
   --platforms 2 --layers 1 --layer-size "$LAYER_SIZE" --base-layer-size "$BASE_SIZE" \
   --referrer-depth 1 --referrer-form fallback-tag >/dev/null
 
-declare -A REQ_SRC REQ_DST
-# step LABEL SOURCE TARGET CMD...: measure CMD and the requests each side saw.
+declare -A REQ_SRC REQ_DST CPU_SRC CPU_DST
+# step LABEL SOURCE TARGET CMD...: measure CMD, the requests each side saw
+# and the CPU each registry used meanwhile.
 step() {
   local label=$1 from=$2 to=$3; shift 3
-  local ms mt
+  local ms mt cs ct
   ms=$(log_mark "$from"); mt=$(log_mark "$to")
+  cs=$(cpu_ticks "$from"); ct=$(cpu_ticks "$to")
   measure "$label" "$@" >/dev/null
   REQ_SRC[$label]=$(requests_since "$from" "$ms")
   REQ_DST[$label]=$(requests_since "$to" "$mt")
+  CPU_SRC[$label]=$(cpu_since "$from" "$cs")
+  CPU_DST[$label]=$(cpu_since "$to" "$ct")
 }
 
 api=$(start_test_registry api)
@@ -82,10 +86,11 @@ count() { echo "${1%% *}"; }
 echo "Corpus: $REPOS repositories x $TAGS tags, 2 platforms, 1 x $LAYER_SIZE B layer per" \
   "platform + $BASE_SIZE B shared base, 3 referrers per image (fallback tags on the source)."
 echo
-echo "| step | wall s | CPU s | peak RSS MiB | source requests | target requests |"
-echo "|---|---:|---:|---:|---|---|"
+echo "| step | wall s | CPU s | source / target registry CPU s | peak RSS MiB | source requests | target requests |"
+echo "|---|---:|---:|---:|---:|---|---|"
 for l in cold noop floor; do
-  echo "| $l | $(col "$l" 2) | $(col "$l" 4) | $(awk -v k="$(col "$l" 3)" 'BEGIN { printf "%.1f", k / 1024 }') |" \
+  echo "| $l | $(col "$l" 2) | $(col "$l" 4) | ${CPU_SRC[$l]} / ${CPU_DST[$l]} |" \
+    "$(awk -v k="$(col "$l" 3)" 'BEGIN { printf "%.1f", k / 1024 }') |" \
     "${REQ_SRC[$l]} | ${REQ_DST[$l]} |"
 done
 echo

@@ -45,6 +45,7 @@ start_test_registry() {
   : >"$dir/log"
   "$TESTREG" --access-log "$dir/log" "$@" >"$dir/host" 2>"$dir/stderr" &
   echo $! >>"$WORK/pids"
+  echo $! >"$dir/pid"
   for _ in $(seq 100); do
     [ -s "$dir/host" ] && { head -1 "$dir/host"; return; }
     sleep 0.1
@@ -156,7 +157,7 @@ setup_bench() {
 }
 
 # cpu_ticks NAME: CPU time (user + sys, clock ticks) the registry NAME
-# started by start_distribution has used so far.
+# (start_distribution or start_test_registry) has used so far.
 cpu_ticks() {
   awk '{ print $14 + $15 }' "/proc/$(cat "$WORK/$1/pid")/stat"
 }

@@ -6,7 +6,6 @@
 //! `app::run_once`. Nothing here uses ocimirror's verifier or its crates.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -26,16 +25,7 @@ const EXPIRY: &str = "io.cncf.notary.expiry";
 pub(super) const IDENTITY: &str = "x509.subject: C=US, ST=WA, O=Corp";
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::signing::openssl_at(Some(dir), args);
 }
 
 fn b64url(bytes: &[u8]) -> String {

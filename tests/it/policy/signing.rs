@@ -18,10 +18,16 @@ pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl runs");
+    openssl_at(None, args);
+}
+
+/// Runs the `openssl` CLI (in `dir`, if given); panics with its stderr on failure.
+pub(super) fn openssl_at(dir: Option<&Path>, args: &[&str]) {
+    let mut c = Command::new("openssl");
+    if let Some(dir) = dir {
+        c.current_dir(dir);
+    }
+    let out = c.args(args).output().expect("openssl runs");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
