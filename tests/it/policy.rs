@@ -222,11 +222,7 @@ async fn the_second_run_verifies_nothing_until_the_policy_changes() {
         },
     )
     .await;
-    let reasons: Vec<&str> = plan.plan[0]
-        .steps
-        .iter()
-        .map(|s| s.reason.as_str())
-        .collect();
+    let reasons = plan_reasons(&plan);
     assert!(
         reasons.contains(&"cosign .sig tag: verified by release (cached)"),
         "{reasons:#?}"
@@ -250,4 +246,13 @@ async fn the_second_run_verifies_nothing_until_the_policy_changes() {
     .await;
     assert!(third.failures.is_empty(), "{:?}", third.failures);
     assert_eq!(reads(&src), after_first + 2);
+}
+
+/// The reasons of the first image's plan steps.
+fn plan_reasons(plan: &JobReport) -> Vec<&str> {
+    plan.plan[0]
+        .steps
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect()
 }

@@ -68,6 +68,33 @@ concurrency = 4
     path
 }
 
+/// A seeded source, an empty target (both slow) and a config mirroring
+/// the one to the other.
+struct Catalog {
+    src: TestRegistry,
+    images: Vec<(String, String)>,
+    dst: TestRegistry,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Catalog {
+    async fn new() -> Catalog {
+        let src = TestRegistry::start(slow_registry()).await;
+        let images = seed_catalog(&src);
+        let dst = TestRegistry::start(slow_registry()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &src, &dst);
+        Catalog {
+            src,
+            images,
+            dst,
+            dir,
+            config,
+        }
+    }
+}
+
 /// `ocimirror once` on the database at `url` (passed as a secret would be:
 /// in the environment).
 fn spawn_once(dir: &Path, config: &Path, url: &str) -> Child {
@@ -215,11 +242,13 @@ async fn a_replica_killed_mid_run_leaves_its_share_to_the_others() {
     let Some(pg) = Postgres::start() else {
         return;
     };
-    let src = TestRegistry::start(slow_registry()).await;
-    let images = seed_catalog(&src);
-    let dst = TestRegistry::start(slow_registry()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &src, &dst);
+    let Catalog {
+        src,
+        images,
+        dst,
+        dir,
+        config,
+    } = Catalog::new().await;
     let url = pg.create_database();
     let mut replicas: Vec<Child> = (0..3)
         .map(|_| spawn_once(dir.path(), &config, &url))
@@ -268,11 +297,14 @@ async fn status_shows_each_replica_and_what_it_holds() {
     let Some(pg) = Postgres::start() else {
         return;
     };
-    let src = TestRegistry::start(slow_registry()).await;
-    seed_catalog(&src);
-    let dst = TestRegistry::start(slow_registry()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &src, &dst);
+    // The source must live as long as the replicas read it.
+    let Catalog {
+        src: _src,
+        dst,
+        dir,
+        config,
+        ..
+    } = Catalog::new().await;
     let url = pg.create_database();
     let replicas: Vec<Child> = (0..3)
         .map(|_| spawn_once(dir.path(), &config, &url))
@@ -411,11 +443,13 @@ async fn replicas_that_lose_the_database_mid_run_stop_by_name_and_a_rerun_comple
     let Some(pg) = Postgres::start() else {
         return;
     };
-    let src = TestRegistry::start(slow_registry()).await;
-    let images = seed_catalog(&src);
-    let dst = TestRegistry::start(slow_registry()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &src, &dst);
+    let Catalog {
+        src,
+        images,
+        dst,
+        dir,
+        config,
+    } = Catalog::new().await;
     // Trust authentication accepts any password: it must never be printed.
     let url = pg
         .create_database()

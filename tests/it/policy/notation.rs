@@ -551,11 +551,7 @@ async fn warn_mode_copies_and_the_second_run_verifies_nothing() {
         },
     )
     .await;
-    let reasons: Vec<&str> = plan.plan[0]
-        .steps
-        .iter()
-        .map(|s| s.reason.as_str())
-        .collect();
+    let reasons = super::plan_reasons(&plan);
     assert!(
         reasons.contains(&"notation signature: verified by corp (cached)"),
         "{reasons:#?}"
